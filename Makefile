@@ -1,0 +1,46 @@
+# meshtrail: one Go module, one binary, one .wasm. `make help` lists targets.
+GO        ?= go
+TOOLS_DIR ?= $(CURDIR)/.tools
+export MESHTRAIL_TOOLS_DIR := $(TOOLS_DIR)
+# Fixed build flags: a changed flag means a full rebuild of everything.
+export CGO_ENABLED ?= 0
+GOBUILD   := $(GO) build -trimpath
+# The race detector needs cgo.
+TESTFLAGS ?= -race -count=1 -timeout 45m
+
+.PHONY: help build wasm tools test test-unit demo bench fuzz vet clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/meshtrail
+	$(GOBUILD) -o bin/meshtrail ./cmd/meshtrail
+
+wasm: ## build dist/meshtrail.wasm and its sha256 (what a WasmPlugin pins)
+	@mkdir -p dist
+	GOOS=wasip1 GOARCH=wasm $(GOBUILD) -buildmode=c-shared -o dist/meshtrail.wasm ./wasm
+	cd dist && sha256sum meshtrail.wasm > meshtrail.wasm.sha256 && cat meshtrail.wasm.sha256
+
+tools: ## install what the tests need into .tools/ (cached by version)
+	bash tools/install.sh
+
+vet:
+	$(GO) vet ./...
+
+test: tools build vet ## install tools, then run every test with the race detector
+	CGO_ENABLED=1 $(GO) test $(TESTFLAGS) ./...
+
+test-unit: ## tests that need no installed tool (fast loop)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -short ./...
+
+demo: build ## the receiver on embedded defaults plus a synthetic mesh, no external server
+	./bin/meshtrail demo
+
+bench: build ## benchmarks; figures go to bench/RESULTS.md
+	bash bench/run.sh
+
+fuzz: ## run each fuzz target for FUZZTIME (default 20s)
+	bash test/fuzz.sh $(or $(FUZZTIME),20s)
+
+clean:
+	rm -rf bin dist
