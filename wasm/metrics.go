@@ -1,0 +1,226 @@
+package main
+
+import (
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+)
+
+// Istio's standard labels, in the order Istio's stats plugin wrote them.
+// The index of each is its slot in labelValues.
+var standardLabels = [...]string{
+	"reporter",
+	"source_workload",
+	"source_canonical_service",
+	"source_canonical_revision",
+	"source_workload_namespace",
+	"source_principal",
+	"source_app",
+	"source_version",
+	"source_cluster",
+	"destination_workload",
+	"destination_workload_namespace",
+	"destination_principal",
+	"destination_app",
+	"destination_version",
+	"destination_service",
+	"destination_canonical_service",
+	"destination_canonical_revision",
+	"destination_service_name",
+	"destination_service_namespace",
+	"destination_cluster",
+	"request_protocol",
+	"response_code",
+	"grpc_response_status",
+	"response_flags",
+	"connection_security_policy",
+}
+
+const (
+	lReporter = iota
+	lSourceWorkload
+	lSourceCanonicalService
+	lSourceCanonicalRevision
+	lSourceWorkloadNamespace
+	lSourcePrincipal
+	lSourceApp
+	lSourceVersion
+	lSourceCluster
+	lDestinationWorkload
+	lDestinationWorkloadNamespace
+	lDestinationPrincipal
+	lDestinationApp
+	lDestinationVersion
+	lDestinationService
+	lDestinationCanonicalService
+	lDestinationCanonicalRevision
+	lDestinationServiceName
+	lDestinationServiceNamespace
+	lDestinationCluster
+	lRequestProtocol
+	lResponseCode
+	lGrpcResponseStatus
+	lResponseFlags
+	lConnectionSecurityPolicy
+	numStandardLabels
+)
+
+// labelValues holds one request's standard label values.
+type labelValues [numStandardLabels]string
+
+// Metric names as Prometheus shows them once Envoy has extracted the tags.
+var metricNames = [numMetrics]string{
+	"istio_requests_total",
+	"istio_request_duration_milliseconds",
+	"istio_request_bytes",
+	"istio_response_bytes",
+}
+
+// Stat-name encoding of Istio's Wasm-era stats plugin: every label is
+// written as `name=.=value;.;` ahead of the metric name, e.g.
+//
+//	reporter=.=destination;.;source_workload=.=productpage-v1;.;...;.;istio_requests_total
+//
+// Envoy prefixes Wasm stats with "wasmcustom." and its tag extractor (one
+// stats_tags rule per label, regex `(name=\.=(.*?);\.;)`) removes each
+// `name=.=value;.;` from the name and makes it a tag, so /stats/prometheus
+// shows istio_requests_total{reporter="destination",...}.
+const (
+	tagValueSep = "=.="
+	tagEnd      = ";.;"
+)
+
+// seriesCache maps a full stat name to the id Envoy gave it. Envoy
+// allocates a new id on every define call, so each name is defined once.
+type seriesCache struct {
+	ids     map[string]uint32
+	max     int
+	buf     []byte // reused to build names without allocating
+	dropped proxywasm.MetricCounter
+}
+
+func newSeriesCache(max int) *seriesCache {
+	return &seriesCache{
+		ids:     make(map[string]uint32, 64),
+		max:     max,
+		buf:     make([]byte, 0, 1024),
+		dropped: proxywasm.DefineCounterMetric("meshtrail_metric_series_dropped_total"),
+	}
+}
+
+// appendStatName writes the encoded stat name for metric m.
+func appendStatName(b []byte, dims []dimension, std *labelValues, custom []string, m int) []byte {
+	for _, d := range dims {
+		v := ""
+		if d.std >= 0 {
+			v = std[d.std]
+		} else {
+			v = custom[d.expr]
+		}
+		if v == "" {
+			v = "unknown"
+		}
+		b = append(b, d.name...)
+		b = append(b, tagValueSep...)
+		b = appendTagValue(b, v)
+		b = append(b, tagEnd...)
+	}
+	return append(b, metricNames[m]...)
+}
+
+// appendTagValue keeps the separators unambiguous: a ';' inside a value
+// would let a crafted header end the tag early, so it becomes '_'.
+func appendTagValue(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == ';' || c < 0x20 || c == 0x7f {
+			c = '_'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// id returns the metric id for the stat name in buf, defining it (as a
+// counter or a histogram) on first use. ok is false when the series cap is
+// reached.
+func (c *seriesCache) id(counter bool) (uint32, bool) {
+	if id, ok := c.ids[string(c.buf)]; ok {
+		return id, true
+	}
+	if len(c.ids) >= c.max {
+		c.dropped.Increment(1)
+		return 0, false
+	}
+	name := string(c.buf)
+	var id uint32
+	if counter {
+		id = uint32(proxywasm.DefineCounterMetric(name))
+	} else {
+		id = uint32(proxywasm.DefineHistogramMetric(name))
+	}
+	c.ids[name] = id
+	return id, true
+}
+
+// requestMetrics is what one request reports.
+type requestMetrics struct {
+	labels        labelValues
+	custom        []string
+	durationMs    uint64
+	requestBytes  uint64
+	responseBytes uint64
+}
+
+// record writes the four Istio metrics for one request.
+func (c *seriesCache) record(s *settings, r *requestMetrics) {
+	for m := 0; m < numMetrics; m++ {
+		c.buf = appendStatName(c.buf[:0], s.dims[m], &r.labels, r.custom, m)
+		if m == metricRequests {
+			if id, ok := c.id(true); ok {
+				proxywasm.MetricCounter(id).Increment(1)
+			}
+			continue
+		}
+		id, ok := c.id(false)
+		if !ok {
+			continue
+		}
+		h := proxywasm.MetricHistogram(id)
+		switch m {
+		case metricDuration:
+			h.Record(r.durationMs)
+		case metricRequestBytes:
+			h.Record(r.requestBytes)
+		case metricResponseBytes:
+			h.Record(r.responseBytes)
+		}
+	}
+}
+
+// responseFlagNames are Envoy's short response flag strings by bit, as
+// Istio's response_flags label shows them.
+var responseFlagNames = [...]string{
+	"LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL",
+	"UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF",
+	"DT", "UPE", "NC", "OM", "DF", "DO",
+}
+
+// formatResponseFlags renders Envoy's response.flags bitmask as Istio does:
+// "-" when none, otherwise the short names joined by ','.
+func formatResponseFlags(flags uint64) string {
+	if flags == 0 {
+		return "-"
+	}
+	var b []byte
+	for i, n := range responseFlagNames {
+		if flags&(1<<uint(i)) != 0 {
+			if len(b) > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, n...)
+		}
+	}
+	if b == nil {
+		return "-"
+	}
+	return string(b)
+}

@@ -1,0 +1,407 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/meshtrail/meshtrail/tracecontext"
+)
+
+// vmContext is the Wasm VM: one per Envoy worker thread.
+type vmContext struct {
+	types.DefaultVMContext
+}
+
+func (*vmContext) NewPluginContext(uint32) types.PluginContext { return &pluginContext{} }
+
+// pluginContext is one filter configuration (one per listener in Istio).
+// Everything it holds is read-mostly state shared by that listener's
+// requests on this worker.
+type pluginContext struct {
+	types.DefaultPluginContext
+
+	s      *settings
+	host   envoyHost
+	tracer tracer
+	local  workload
+	series *seriesCache
+	peers  *peerCache
+
+	// reporter is settled on the first request when configured as auto.
+	reporter string
+
+	// errors counts requests the filter gave up on (they passed untouched).
+	errors proxywasm.MetricCounter
+	// invalidHeaders counts inbound trace headers ignored, by reason.
+	invalidHeaders [len(invalidReasons)]proxywasm.MetricCounter
+}
+
+// invalidReasons are the tracecontext errors counted, in counter order.
+var invalidReasons = [...]struct {
+	err  error
+	name string
+}{
+	{tracecontext.ErrMalformed, "malformed"},
+	{tracecontext.ErrZeroID, "zero_id"},
+	{tracecontext.ErrVersion, "version"},
+	{tracecontext.ErrSampling, "sampling"},
+	{tracecontext.ErrDuplicate, "duplicate"},
+}
+
+// OnPluginStart validates the configuration. Returning failure makes Envoy
+// reject the configuration (the listener is not updated), and the log line
+// names the field to fix.
+func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
+	data, err := proxywasm.GetPluginConfiguration()
+	if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
+		proxywasm.LogCriticalf("meshtrail: reading plugin configuration: %v", err)
+		return types.OnPluginStartStatusFailed
+	}
+	s, err := parseConfig(data)
+	if err != nil {
+		proxywasm.LogCriticalf("meshtrail: invalid plugin configuration: %v", err)
+		return types.OnPluginStartStatusFailed
+	}
+	p.s = s
+	p.reporter = s.reporter
+	// Seed from the runtime's generator, itself seeded from the host's
+	// random_get: crypto/rand would pull ~400 KB of crypto into the .wasm,
+	// and trace ids need to be unique, not secret.
+	var seed [32]byte
+	for i := 0; i < len(seed); i += 8 {
+		binary.LittleEndian.PutUint64(seed[i:], rand.Uint64())
+	}
+	p.tracer = tracer{s: s, rng: rand.New(rand.NewChaCha8(seed))}
+	p.local = localWorkload(p.host)
+	p.series = newSeriesCache(s.maxSeries)
+	p.peers = newPeerCache(256)
+	p.errors = proxywasm.DefineCounterMetric("meshtrail_filter_errors_total")
+	for i, r := range invalidReasons {
+		p.invalidHeaders[i] = proxywasm.DefineCounterMetric("reason=.=" + r.name + ";.;meshtrail_trace_headers_invalid_total")
+	}
+	return types.OnPluginStartStatusOK
+}
+
+func (p *pluginContext) NewHttpContext(uint32) types.HttpContext {
+	return &httpContext{p: p}
+}
+
+// httpContext is one request.
+type httpContext struct {
+	types.DefaultHttpContext
+	p *pluginContext
+
+	failed  bool // a callback failed: do nothing more for this request
+	start   time.Time
+	reqBody uint64
+	resBody uint64
+
+	trace      traceResult
+	traced     bool
+	m          requestMetrics
+	peer       workload
+	peerKnown  bool
+	attrsDone  bool
+	statusSeen bool
+}
+
+// guard turns a panic in a callback (a failed host call, a bug) into a
+// counted error: the request continues untouched and the filter leaves it
+// alone from then on.
+func (h *httpContext) guard() {
+	if r := recover(); r != nil {
+		h.fail()
+	}
+}
+
+func (h *httpContext) fail() {
+	h.failed = true
+	func() {
+		defer func() { _ = recover() }()
+		h.p.errors.Increment(1)
+	}()
+}
+
+func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
+	defer h.guard()
+	if h.failed {
+		return types.ActionContinue
+	}
+	h.start = time.Now()
+	hdrs, err := proxywasm.GetHttpRequestHeaders()
+	if err != nil {
+		h.fail()
+		return types.ActionContinue
+	}
+	list := headerList(hdrs)
+	s := h.p.s
+
+	if s.tracing {
+		h.trace = h.p.tracer.continueTrace(list)
+		h.traced = true
+		for _, e := range h.trace.invalid {
+			for i, r := range invalidReasons {
+				if errors.Is(e, r.err) {
+					h.p.invalidHeaders[i].Increment(1)
+					break
+				}
+			}
+		}
+		if err := h.p.tracer.inject(h.trace.out); err != nil {
+			h.fail()
+			return types.ActionContinue
+		}
+		if s.accessLog {
+			if err := writeTraceAttributes(h.trace.out, h.trace.started); err != nil {
+				h.fail()
+				return types.ActionContinue
+			}
+		}
+	}
+	if s.accessLog {
+		for _, lh := range s.logHeaders {
+			if err := setNonEmpty(lh.property, list.first(lh.source)); err != nil {
+				h.fail()
+				return types.ActionContinue
+			}
+		}
+	}
+
+	if s.metrics {
+		h.m.labels[lRequestProtocol] = "http"
+		if strings.HasPrefix(list.first("content-type"), "application/grpc") {
+			h.m.labels[lRequestProtocol] = "grpc"
+		}
+		host := list.first(":authority")
+		if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.Contains(host[i:], "]") {
+			host = host[:i]
+		}
+		h.m.labels[lDestinationService] = host
+		if len(s.exprs) > 0 {
+			h.m.custom = make([]string, len(s.exprs))
+			for i, e := range s.exprs {
+				if e.requestHeader != "" {
+					h.m.custom[i] = list.first(e.requestHeader)
+				}
+			}
+		}
+	}
+	if h.reporter() == "destination" {
+		h.learnPeer(list)
+	}
+	return types.ActionContinue
+}
+
+// reporter returns "source" or "destination", reading Envoy's
+// listener_direction (1 inbound, 2 outbound) once when configured as auto.
+func (h *httpContext) reporter() string {
+	p := h.p
+	if p.reporter != "" {
+		return p.reporter
+	}
+	switch d, _ := p.host.propertyUint([]string{"listener_direction"}); d {
+	case 1:
+		p.reporter = "destination"
+	case 2:
+		p.reporter = "source"
+	default:
+		// Unknown direction (not Istio): a sidecar's inbound is the
+		// common case, but do not settle it.
+		return "destination"
+	}
+	return p.reporter
+}
+
+// learnPeer reads the peer's identity from Istio's metadata exchange
+// header; the peer principal comes from the connection at log time.
+func (h *httpContext) learnPeer(list headerList) {
+	if v := list.first(headerPeerMetadata); v != "" {
+		if w, ok := h.p.peers.decode(v); ok {
+			h.peer = w
+			h.peerKnown = true
+		}
+	}
+}
+
+func (h *httpContext) OnHttpRequestBody(size int, _ bool) types.Action {
+	h.reqBody += uint64(size)
+	return types.ActionContinue
+}
+
+func (h *httpContext) OnHttpResponseBody(size int, _ bool) types.Action {
+	h.resBody += uint64(size)
+	return types.ActionContinue
+}
+
+func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
+	defer h.guard()
+	if h.failed {
+		return types.ActionContinue
+	}
+	hdrs, err := proxywasm.GetHttpResponseHeaders()
+	if err != nil {
+		h.fail()
+		return types.ActionContinue
+	}
+	list := headerList(hdrs)
+	s := h.p.s
+	if s.metrics {
+		h.m.labels[lResponseCode] = list.first(":status")
+		h.statusSeen = h.m.labels[lResponseCode] != ""
+		if g := list.first("grpc-status"); g != "" {
+			h.m.labels[lGrpcResponseStatus] = g
+		}
+		for i, e := range s.exprs {
+			if e.responseHeader != "" {
+				h.m.custom[i] = list.first(e.responseHeader)
+			}
+		}
+	}
+	if h.reporter() == "source" {
+		h.learnPeer(list)
+	}
+	h.writeLateAttributes()
+	return types.ActionContinue
+}
+
+func (h *httpContext) OnHttpResponseTrailers(int) types.Action {
+	defer h.guard()
+	if h.failed || !h.p.s.metrics {
+		return types.ActionContinue
+	}
+	if g, err := proxywasm.GetHttpResponseTrailer("grpc-status"); err == nil && g != "" {
+		h.m.labels[lGrpcResponseStatus] = g
+	}
+	return types.ActionContinue
+}
+
+// writeLateAttributes stores the configured attributes and the peer
+// identity once the response starts, when both are known, and before
+// Envoy writes the access log entry.
+func (h *httpContext) writeLateAttributes() {
+	if h.attrsDone || !h.p.s.accessLog {
+		return
+	}
+	h.attrsDone = true
+	for _, a := range h.p.s.logAttrs {
+		if err := setNonEmpty(a.property, h.p.host.propertyString(a.path)); err != nil {
+			h.fail()
+			return
+		}
+	}
+	h.resolvePrincipals()
+	if err := writePeerAttributes(h.peer); err != nil {
+		h.fail()
+	}
+}
+
+// resolvePrincipals reads the mTLS identities once per request.
+func (h *httpContext) resolvePrincipals() {
+	if h.m.labels[lConnectionSecurityPolicy] != "" {
+		return
+	}
+	hp := h.p.host
+	if h.reporter() == "destination" {
+		h.peer.principal = hp.propertyString([]string{"connection", "uri_san_peer_certificate"})
+		h.p.local.principal = firstNonEmpty(h.p.local.principal, hp.propertyString([]string{"connection", "uri_san_local_certificate"}))
+		if mtls, _ := hp.propertyBool([]string{"connection", "mtls"}); mtls {
+			h.m.labels[lConnectionSecurityPolicy] = "mutual_tls"
+		} else {
+			h.m.labels[lConnectionSecurityPolicy] = "none"
+		}
+	} else {
+		h.peer.principal = hp.propertyString([]string{"upstream", "uri_san_peer_certificate"})
+		h.p.local.principal = firstNonEmpty(h.p.local.principal, hp.propertyString([]string{"upstream", "uri_san_local_certificate"}))
+		// Istio reports the client side's policy as unknown.
+		h.m.labels[lConnectionSecurityPolicy] = "unknown"
+	}
+	if h.peer.namespace == "" {
+		h.peer.namespace = spiffeNamespace(h.peer.principal)
+	}
+}
+
+func (h *httpContext) OnHttpStreamDone() {
+	defer h.guard()
+	if h.failed {
+		return
+	}
+	h.writeLateAttributes()
+	if h.failed || !h.p.s.metrics {
+		return
+	}
+	hp := h.p.host
+	if d, ok := hp.propertyUint([]string{"request", "duration"}); ok {
+		h.m.durationMs = d / uint64(time.Millisecond)
+	} else if !h.start.IsZero() {
+		h.m.durationMs = uint64(time.Since(h.start) / time.Millisecond)
+	}
+	if n, ok := hp.propertyUint([]string{"request", "total_size"}); ok {
+		h.m.requestBytes = n
+	} else {
+		h.m.requestBytes = h.reqBody
+	}
+	if n, ok := hp.propertyUint([]string{"response", "total_size"}); ok {
+		h.m.responseBytes = n
+	} else {
+		h.m.responseBytes = h.resBody
+	}
+	if !h.statusSeen {
+		if c, ok := hp.propertyUint([]string{"response", "code"}); ok {
+			h.m.labels[lResponseCode] = strconv.FormatUint(c, 10)
+		} else {
+			h.m.labels[lResponseCode] = "0"
+		}
+	}
+	flags, _ := hp.propertyUint([]string{"response", "flags"})
+	h.m.labels[lResponseFlags] = formatResponseFlags(flags)
+	for i, e := range h.p.s.exprs {
+		if e.path != nil {
+			h.m.custom[i] = hp.propertyString(e.path)
+		}
+	}
+	h.fillWorkloadLabels()
+	h.p.series.record(h.p.s, &h.m)
+}
+
+// fillWorkloadLabels puts the local and peer workloads on the side each
+// stands for this reporter.
+func (h *httpContext) fillWorkloadLabels() {
+	l := &h.m.labels
+	src, dst := h.peer, h.p.local
+	l[lReporter] = h.reporter()
+	if l[lReporter] == "source" {
+		src, dst = h.p.local, h.peer
+	}
+	l[lSourceWorkload] = src.name
+	l[lSourceCanonicalService] = src.canonicalService
+	l[lSourceCanonicalRevision] = src.canonicalRev
+	l[lSourceWorkloadNamespace] = src.namespace
+	l[lSourcePrincipal] = src.principal
+	l[lSourceApp] = src.app
+	l[lSourceVersion] = src.version
+	l[lSourceCluster] = src.cluster
+	l[lDestinationWorkload] = dst.name
+	l[lDestinationWorkloadNamespace] = dst.namespace
+	l[lDestinationPrincipal] = dst.principal
+	l[lDestinationApp] = dst.app
+	l[lDestinationVersion] = dst.version
+	l[lDestinationCanonicalService] = dst.canonicalService
+	l[lDestinationCanonicalRevision] = dst.canonicalRev
+	l[lDestinationCluster] = dst.cluster
+	// destination_service_name/namespace from a cluster-local host
+	// name.ns.svc.<domain>, else the host and the destination namespace.
+	svc := l[lDestinationService]
+	name, ns := svc, dst.namespace
+	if parts := strings.SplitN(svc, ".", 3); len(parts) == 3 && strings.HasPrefix(parts[2], "svc.") {
+		name, ns = parts[0], parts[1]
+	}
+	l[lDestinationServiceName] = name
+	l[lDestinationServiceNamespace] = ns
+}
