@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/meshtrail/meshtrail/als"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand's
@@ -22,6 +24,7 @@ type command struct {
 // commands lists the subcommands in the order --help shows them.
 var commands = []command{
 	// Subcommands register here; see each package's Command function.
+	{name: "als", summary: "receive Envoy access logs (ALS gRPC) as trace-correlated records and RED metrics", run: als.Command},
 }
 
 func main() {

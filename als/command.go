@@ -1,0 +1,143 @@
+package als
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/meshtrail/meshtrail/config"
+)
+
+const usageText = `Usage: meshtrail als [flags]
+
+Receives Envoy access logs over gRPC (envoy.service.accesslog.v3
+AccessLogService), turns each HTTP and TCP entry into a structured record
+correlated by trace id, writes the records as NDJSON and serves Istio-style
+RED metrics (with trace_id exemplars) on /metrics.
+
+Examples:
+  # embedded defaults: gRPC on 127.0.0.1:18000, metrics on 127.0.0.1:18090, NDJSON to stdout
+  meshtrail als
+
+  # what a cluster deployment runs: all interfaces, mTLS, a rotated file
+  meshtrail als --listen 0.0.0.0:18000 --metrics-listen 0.0.0.0:18090 \
+    --tls-cert /certs/tls.crt --tls-key /certs/tls.key --tls-client-ca /certs/ca.crt \
+    --out /var/log/meshtrail/records.ndjson
+
+  # everything from a YAML file (flags given on the command line win)
+  meshtrail als --config als.yaml
+
+Point Istio at it (meshConfig):
+  extensionProviders:
+  - name: meshtrail-als
+    envoyHttpAls:
+      service: meshtrail-als.meshtrail.svc.cluster.local
+      port: 18000
+      logName: meshtrail
+      additionalRequestHeadersToLog: [traceparent, tracestate, b3, x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled, x-b3-flags]
+      additionalResponseTrailersToLog: [grpc-status]
+      filterStateObjectsToLog: [wasm.meshtrail_trace_id, wasm.meshtrail_span_id, wasm.meshtrail_parent_span_id, wasm.meshtrail_sampled, upstream_peer, downstream_peer]
+  and enable it with a Telemetry resource (accessLogging: [{providers: [{name: meshtrail-als}]}]).
+
+Flags:
+`
+
+// Command runs "meshtrail als".
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("als", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fs.PrintDefaults()
+	}
+	def := DefaultConfig()
+	configPath := fs.String("config", "", "YAML configuration file (see examples/als.yaml)")
+	listen := fs.String("listen", def.Listen, "gRPC HOST:PORT Envoys stream access logs to")
+	metricsListen := fs.String("metrics-listen", def.MetricsListen, "HOST:PORT for /metrics, /healthz, /readyz (empty disables)")
+	out := fs.String("out", def.Out, `NDJSON output: a file path (size-rotated) or "-" for stdout; empty disables`)
+	prefix := fs.String("metric-prefix", def.Metrics.Prefix, `RED metric name prefix; "istio_" feeds Kiali (only with Istio's own telemetry off, or it double-counts)`)
+	tlsCert := fs.String("tls-cert", "", "serve gRPC over TLS with this certificate (PEM)")
+	tlsKey := fs.String("tls-key", "", "private key of --tls-cert (PEM)")
+	tlsCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
+	allow := fs.String("allow-sensitive-headers", "", "comma-separated headers to keep even though they carry credentials (Authorization, Cookie, ...)")
+	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
+	grace := fs.Duration("shutdown-grace", 20*time.Second, "how long open streams may finish on SIGTERM before sinks are flushed")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "meshtrail als: unexpected argument %q (flags start with --)\n", fs.Arg(0))
+		return 2
+	}
+
+	cfg := def
+	if *configPath != "" {
+		if err := config.Load(*configPath, &cfg); err != nil {
+			fmt.Fprintf(stderr, "meshtrail als: %v\n", err)
+			return 2
+		}
+	}
+	// Flags given explicitly override the file.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *listen
+		case "metrics-listen":
+			cfg.MetricsListen = *metricsListen
+		case "out":
+			cfg.Out = *out
+		case "metric-prefix":
+			cfg.Metrics.Prefix = *prefix
+		case "tls-cert":
+			cfg.TLS.CertFile = *tlsCert
+		case "tls-key":
+			cfg.TLS.KeyFile = *tlsKey
+		case "tls-client-ca":
+			cfg.TLS.ClientCAFile = *tlsCA
+		case "allow-sensitive-headers":
+			cfg.Headers.AllowSensitive = splitList(*allow)
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "meshtrail als: invalid configuration: %v\n", err)
+		return 2
+	}
+	logger := NewLogger(stderr, cfg.LogLevel)
+	svc, err := Start(cfg, logger)
+	if err != nil {
+		logger.Error("cannot start", "error", err)
+		return 1
+	}
+	if err := svc.Wait(ctx, *grace); err != nil {
+		logger.Error("shutdown", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// NewLogger returns a text logger at level (debug, info, warn, error).
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(strings.ToUpper(level)))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,191 @@
+package als
+
+import (
+	"net"
+	"strings"
+	"time"
+
+	"github.com/meshtrail/meshtrail/config"
+)
+
+// Config is the receiver's configuration: YAML (meshtrail als --config) or
+// flags. Zero values take the defaults from DefaultConfig.
+type Config struct {
+	// Listen is the gRPC address Envoys stream to.
+	Listen string `json:"listen"`
+	// MetricsListen serves /metrics (Prometheus and OpenMetrics with
+	// exemplars), /healthz and /readyz. Empty disables it.
+	MetricsListen string `json:"metrics_listen"`
+	// Out is where NDJSON records go: a file path (size-rotated) or "-" for
+	// stdout. Empty disables the file output.
+	Out         string            `json:"out"`
+	OutRotation Rotation          `json:"out_rotation"`
+	TLS         TLSConfig         `json:"tls"`
+	GRPC        GRPCConfig        `json:"grpc"`
+	Headers     HeaderConfig      `json:"headers"`
+	Metrics     MeshMetricsConfig `json:"metrics"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+}
+
+// Rotation bounds the NDJSON file.
+type Rotation struct {
+	MaxSizeMB  int  `json:"max_size_mb"`
+	MaxBackups int  `json:"max_backups"`
+	Compress   bool `json:"compress"`
+}
+
+// TLSConfig turns on TLS for the gRPC listener; with ClientCAFile, mutual
+// TLS: Envoys must present a certificate signed by that CA.
+type TLSConfig struct {
+	CertFile     string `json:"cert_file"`
+	KeyFile      string `json:"key_file"`
+	ClientCAFile string `json:"client_ca_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// GRPCConfig are the server's limits and keepalive. MaxConnectionAge makes
+// every Envoy reconnect now and then, so a fleet rebalances across
+// receiver replicas after a scale-up.
+type GRPCConfig struct {
+	MaxStreams            int             `json:"max_streams"`
+	MaxRecvMessageBytes   int             `json:"max_recv_message_bytes"`
+	MaxConcurrentStreams  uint32          `json:"max_concurrent_streams_per_connection"`
+	MaxConnectionAge      config.Duration `json:"max_connection_age"`
+	MaxConnectionAgeGrace config.Duration `json:"max_connection_age_grace"`
+	KeepaliveTime         config.Duration `json:"keepalive_time"`
+	KeepaliveTimeout      config.Duration `json:"keepalive_timeout"`
+	KeepaliveMinTime      config.Duration `json:"keepalive_min_time"`
+}
+
+// HeaderConfig decides which logged headers reach records.
+type HeaderConfig struct {
+	// AllowSensitive keeps credentials-bearing headers (Authorization,
+	// Cookie, Set-Cookie, Proxy-Authorization, X-Api-Key, ...) that are
+	// otherwise always removed. Empty by default: ask for them by name.
+	AllowSensitive []string `json:"allow_sensitive"`
+	// Redact removes more headers by name.
+	Redact []string `json:"redact"`
+	// MaxValueBytes cuts longer values (a 1 MiB header stays out of the
+	// records). 0 means the default; -1 keeps values whole.
+	MaxValueBytes int `json:"max_value_bytes"`
+}
+
+// MeshMetricsConfig configures the Istio-style RED metrics derived from
+// the access logs.
+type MeshMetricsConfig struct {
+	// Disabled turns the RED metrics off.
+	Disabled bool `json:"disabled"`
+	// Prefix of the metric names. The default "meshtrail_" cannot collide
+	// with (and so never double-counts beside) Istio's own istio_* metrics;
+	// "istio_" lets Kiali draw its graph from them when Istio's own
+	// telemetry is off.
+	Prefix string `json:"prefix"`
+	// MaxSeries bounds the label combinations kept; new combinations past
+	// it are counted in meshtrail_red_series_dropped_total.
+	MaxSeries int `json:"max_series"`
+}
+
+// DefaultConfig returns the embedded defaults: everything on loopback,
+// NDJSON to stdout, RED metrics with the meshtrail_ prefix.
+func DefaultConfig() Config {
+	return Config{
+		Listen:        "127.0.0.1:18000",
+		MetricsListen: "127.0.0.1:18090",
+		Out:           "-",
+		OutRotation:   Rotation{MaxSizeMB: 100, MaxBackups: 5},
+		GRPC: GRPCConfig{
+			MaxStreams:            20000,
+			MaxRecvMessageBytes:   4 << 20,
+			MaxConcurrentStreams:  100,
+			MaxConnectionAge:      config.Duration(30 * time.Minute),
+			MaxConnectionAgeGrace: config.Duration(time.Minute),
+			KeepaliveTime:         config.Duration(2 * time.Minute),
+			KeepaliveTimeout:      config.Duration(20 * time.Second),
+			KeepaliveMinTime:      config.Duration(10 * time.Second),
+		},
+		Headers:  HeaderConfig{MaxValueBytes: 8 << 10},
+		Metrics:  MeshMetricsConfig{Prefix: "meshtrail_", MaxSeries: 50000},
+		LogLevel: "info",
+	}
+}
+
+// Validate checks every field and names the first wrong one.
+func (c *Config) Validate() error {
+	if err := validAddr("listen", c.Listen, true); err != nil {
+		return err
+	}
+	if err := validAddr("metrics_listen", c.MetricsListen, false); err != nil {
+		return err
+	}
+	if c.Out != "" && c.Out != "-" && c.OutRotation.MaxSizeMB <= 0 {
+		return config.Errorf("out_rotation.max_size_mb", "must be > 0, got %d", c.OutRotation.MaxSizeMB)
+	}
+	if c.OutRotation.MaxBackups < 0 {
+		return config.Errorf("out_rotation.max_backups", "must be >= 0, got %d", c.OutRotation.MaxBackups)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return config.Errorf("tls", "cert_file and key_file go together: set both or neither")
+	}
+	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {
+		return config.Errorf("tls.client_ca_file", "mutual TLS needs tls.cert_file and tls.key_file too")
+	}
+	g := c.GRPC
+	if g.MaxStreams < 0 {
+		return config.Errorf("grpc.max_streams", "must be >= 0 (0 = unbounded), got %d", g.MaxStreams)
+	}
+	if g.MaxRecvMessageBytes < 1024 {
+		return config.Errorf("grpc.max_recv_message_bytes", "must be >= 1024, got %d (Envoy flushes up to 16 KiB by default)", g.MaxRecvMessageBytes)
+	}
+	for name, d := range map[string]config.Duration{
+		"grpc.max_connection_age": g.MaxConnectionAge, "grpc.max_connection_age_grace": g.MaxConnectionAgeGrace,
+		"grpc.keepalive_time": g.KeepaliveTime, "grpc.keepalive_timeout": g.KeepaliveTimeout, "grpc.keepalive_min_time": g.KeepaliveMinTime,
+	} {
+		if d < 0 {
+			return config.Errorf(name, "must not be negative, got %s", d.D())
+		}
+	}
+	if c.Headers.MaxValueBytes < -1 {
+		return config.Errorf("headers.max_value_bytes", "must be -1 (no limit), 0 (default) or positive, got %d", c.Headers.MaxValueBytes)
+	}
+	if !c.Metrics.Disabled {
+		if p := c.Metrics.Prefix; p != "" && !validMetricPrefix(p) {
+			return config.Errorf("metrics.prefix", "%q is not a valid Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)", p)
+		}
+		if c.Metrics.MaxSeries < 0 {
+			return config.Errorf("metrics.max_series", "must be >= 0 (0 = default), got %d", c.Metrics.MaxSeries)
+		}
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return config.Errorf("log_level", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	return nil
+}
+
+func validAddr(field, addr string, required bool) error {
+	if addr == "" {
+		if required {
+			return config.Errorf(field, "is required (HOST:PORT)")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return config.Errorf(field, "%q is not HOST:PORT: %v", addr, err)
+	}
+	return nil
+}
+
+func validMetricPrefix(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		ok := c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || (i > 0 && c >= '0' && c <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,81 @@
+package als
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// receiverMetrics are meshtrail's own metrics about the receiver.
+type receiverMetrics struct {
+	streamsOpen      prometheus.Gauge
+	streamsTotal     prometheus.Counter
+	streamErrors     *prometheus.CounterVec // by reason
+	messages         prometheus.Counter
+	received         *prometheus.CounterVec // entries by type
+	converted        *prometheus.CounterVec // records by type
+	rejected         *prometheus.CounterVec // entries by reason
+	invalidTrace     *prometheus.CounterVec // by format, reason
+	redacted         prometheus.Counter
+	truncated        prometheus.Counter
+	sinkErrors       prometheus.Counter
+	processing       prometheus.Histogram // seconds to convert and hand off one message
+	repairedMessages atomic.Uint64
+}
+
+func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
+	m := &receiverMetrics{
+		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshtrail_als_streams_open", Help: "ALS streams open now (one per connected Envoy).",
+		}),
+		streamsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshtrail_als_streams_total", Help: "ALS streams accepted.",
+		}),
+		streamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrail_als_stream_errors_total", Help: "ALS streams ended by an error, by reason.",
+		}, []string{"reason"}),
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshtrail_als_messages_total", Help: "StreamAccessLogsMessage messages received.",
+		}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrail_als_entries_received_total", Help: "Access log entries received, by type (http, tcp).",
+		}, []string{"type"}),
+		converted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrail_als_entries_converted_total", Help: "Access log entries converted to records, by type.",
+		}, []string{"type"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrail_als_entries_rejected_total", Help: "Access log entries dropped as invalid, by reason.",
+		}, []string{"reason"}),
+		invalidTrace: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrail_als_invalid_trace_headers_total",
+			Help: "Trace headers present but invalid per the W3C or B3 spec (the record gets no trace id from them), by format and reason.",
+		}, []string{"format", "reason"}),
+		redacted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshtrail_als_headers_redacted_total", Help: "Sensitive headers (Authorization, Cookie, ...) removed from records.",
+		}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshtrail_als_headers_truncated_total", Help: "Header values cut to max_header_bytes.",
+		}),
+		sinkErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshtrail_als_sink_errors_total", Help: "Batches a sink refused (see that sink's own metrics).",
+		}),
+		processing: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "meshtrail_als_processing_seconds",
+			Help:    "Time to convert one ALS message and hand its records to the sinks.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		}),
+	}
+	reg.MustRegister(m.streamsOpen, m.streamsTotal, m.streamErrors, m.messages, m.received, m.converted,
+		m.rejected, m.invalidTrace, m.redacted, m.truncated, m.sinkErrors, m.processing,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "meshtrail_als_messages_utf8_repaired_total",
+			Help: "Messages whose string fields held invalid UTF-8, repaired instead of dropped.",
+		}, func() float64 { return float64(m.repairedMessages.Load()) }),
+	)
+	// Pre-create the common series so dashboards see zeros, not gaps.
+	for _, t := range []string{"http", "tcp"} {
+		m.received.WithLabelValues(t)
+		m.converted.WithLabelValues(t)
+	}
+	return m
+}

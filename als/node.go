@@ -1,0 +1,179 @@
+package als
+
+import (
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshtrail/meshtrail/record"
+)
+
+// Istio's canonical service labels.
+const (
+	labelCanonicalName     = "service.istio.io/canonical-name"
+	labelCanonicalRevision = "service.istio.io/canonical-revision"
+)
+
+// proxy is what the receiver knows of the Envoy at the other end of a
+// stream: parsed once, from the stream's first message.
+type proxy struct {
+	node     record.Node
+	workload record.Workload // the proxy's own workload, for the side it reports
+}
+
+// parseNode reads an Envoy node the way Istio builds it: id
+// "TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local" and node metadata
+// (NAME, NAMESPACE, WORKLOAD_NAME, LABELS, CLUSTER_ID, MESH_ID,
+// SERVICE_ACCOUNT...). Metadata wins over what the id implies; a node that
+// is not Istio's still gets its id and cluster.
+func parseNode(n *corev3.Node, logName string) proxy {
+	var p proxy
+	p.node.LogName = logName
+	if n == nil {
+		return p
+	}
+	p.node.ID = n.GetId()
+	p.node.Cluster = n.GetCluster()
+	if parts := strings.Split(n.GetId(), "~"); len(parts) == 4 {
+		p.node.Type = parts[0]
+		p.node.IP = parts[1]
+		if pod, ns, ok := strings.Cut(parts[2], "."); ok {
+			p.node.Pod, p.node.Namespace = pod, ns
+		} else {
+			p.node.Pod = parts[2]
+		}
+		if p.node.Namespace == "" {
+			if ns, _, ok := strings.Cut(parts[3], "."); ok {
+				p.node.Namespace = ns
+			}
+		}
+	}
+	md := n.GetMetadata().GetFields()
+	str := func(k string) string { return md[k].GetStringValue() }
+	if v := str("NAME"); v != "" {
+		p.node.Pod = v
+	}
+	if v := str("NAMESPACE"); v != "" {
+		p.node.Namespace = v
+	}
+	p.node.Workload = str("WORKLOAD_NAME")
+	p.node.Mesh = str("MESH_ID")
+	p.node.Network = str("CLUSTER_ID")
+	if p.node.Workload == "" {
+		p.node.Workload = workloadFromPod(p.node.Pod)
+	}
+
+	labels := md["LABELS"].GetStructValue().GetFields()
+	lbl := func(k string) string { return labels[k].GetStringValue() }
+	w := record.Workload{
+		Name:              p.node.Workload,
+		Namespace:         p.node.Namespace,
+		CanonicalService:  lbl(labelCanonicalName),
+		CanonicalRevision: lbl(labelCanonicalRevision),
+		App:               lbl("app"),
+		Version:           lbl("version"),
+		Cluster:           p.node.Network,
+		Pod:               p.node.Pod,
+		IP:                p.node.IP,
+	}
+	if w.CanonicalService == "" {
+		w.CanonicalService = firstNonEmpty(w.App, lbl("app.kubernetes.io/name"), w.Name)
+	}
+	if w.CanonicalRevision == "" {
+		w.CanonicalRevision = firstNonEmpty(w.Version, lbl("app.kubernetes.io/version"), "latest")
+	}
+	if sa := str("SERVICE_ACCOUNT"); sa != "" && w.Namespace != "" {
+		td := firstNonEmpty(str("TRUST_DOMAIN"), "cluster.local")
+		w.Principal = "spiffe://" + td + "/ns/" + w.Namespace + "/sa/" + sa
+	}
+	p.workload = w
+	return p
+}
+
+// workloadFromPod guesses a workload name from a pod name when Istio's
+// WORKLOAD_NAME metadata is missing: "reviews-v2-5b64f47978-x7k2p" (a
+// Deployment's pod) becomes "reviews-v2". StatefulSet ordinals and other
+// shapes are left as they are.
+func workloadFromPod(pod string) string {
+	parts := strings.Split(pod, "-")
+	n := len(parts)
+	if n >= 3 && len(parts[n-1]) == 5 && isAlnum(parts[n-1]) && len(parts[n-2]) >= 8 && len(parts[n-2]) <= 10 && isAlnum(parts[n-2]) {
+		return strings.Join(parts[:n-2], "-")
+	}
+	return pod
+}
+
+func isAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// peerWorkload decodes Istio's peer metadata filter state
+// (upstream_peer / downstream_peer). Envoy logs it as a
+// google.protobuf.Struct in one of two shapes: the peer metadata object's
+// own (namespace, workload, service, revision, app, version, cluster,
+// identity, name) or the node-metadata form (NAMESPACE, WORKLOAD_NAME,
+// LABELS{...}, CLUSTER_ID, NAME).
+func peerWorkload(s *structpb.Struct) (record.Workload, bool) {
+	f := s.GetFields()
+	if len(f) == 0 {
+		return record.Workload{}, false
+	}
+	str := func(k string) string { return f[k].GetStringValue() }
+	if _, nodeForm := f["WORKLOAD_NAME"]; nodeForm || f["NAMESPACE"] != nil {
+		labels := f["LABELS"].GetStructValue().GetFields()
+		lbl := func(k string) string { return labels[k].GetStringValue() }
+		return record.Workload{
+			Name:              str("WORKLOAD_NAME"),
+			Namespace:         str("NAMESPACE"),
+			CanonicalService:  lbl(labelCanonicalName),
+			CanonicalRevision: lbl(labelCanonicalRevision),
+			App:               lbl("app"),
+			Version:           lbl("version"),
+			Cluster:           str("CLUSTER_ID"),
+			Pod:               str("NAME"),
+		}, true
+	}
+	return record.Workload{
+		Name:              str("workload"),
+		Namespace:         str("namespace"),
+		CanonicalService:  str("service"),
+		CanonicalRevision: str("revision"),
+		App:               str("app"),
+		Version:           str("version"),
+		Cluster:           str("cluster"),
+		Principal:         str("identity"),
+		Pod:               str("name"),
+	}, true
+}
+
+// principalNamespace reads the namespace out of a SPIFFE id
+// spiffe://TD/ns/NS/sa/SA.
+func principalNamespace(spiffe string) string {
+	rest, ok := strings.CutPrefix(spiffe, "spiffe://")
+	if !ok {
+		return ""
+	}
+	parts := strings.Split(rest, "/")
+	for i := 1; i+1 < len(parts); i += 2 {
+		if parts[i] == "ns" {
+			return parts[i+1]
+		}
+	}
+	return ""
+}

@@ -1,0 +1,239 @@
+package als
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshtrail/meshtrail/record"
+)
+
+// Receiver implements the AccessLogService. Every stream's records go to
+// one record.Consumer.
+type Receiver struct {
+	accesslogsvc.UnimplementedAccessLogServiceServer
+
+	consumer   record.Consumer
+	conv       *converter
+	metrics    *receiverMetrics
+	log        *slog.Logger
+	logLimit   *logLimiter
+	maxStreams int64
+	streams    atomic.Int64
+	now        func() time.Time
+}
+
+// ReceiverOptions configure a Receiver.
+type ReceiverOptions struct {
+	// MaxStreams bounds concurrent streams; 0 means no bound.
+	MaxStreams int
+	// AllowSensitiveHeaders are headers kept even though they carry
+	// credentials (Authorization, Cookie, ...): empty by default.
+	AllowSensitiveHeaders []string
+	// RedactHeaders are dropped in addition to the sensitive ones.
+	RedactHeaders []string
+	// MaxHeaderBytes cuts longer header values; 0 keeps them whole.
+	MaxHeaderBytes int
+}
+
+// NewReceiver returns a Receiver handing records to consumer. Its metrics
+// are registered with reg.
+func NewReceiver(consumer record.Consumer, opts ReceiverOptions, reg prometheus.Registerer, logger *slog.Logger) *Receiver {
+	return &Receiver{
+		consumer:   consumer,
+		conv:       newConverter(opts.AllowSensitiveHeaders, opts.RedactHeaders, opts.MaxHeaderBytes),
+		metrics:    newReceiverMetrics(reg),
+		log:        logger,
+		logLimit:   newLogLimiter(10 * time.Second),
+		maxStreams: int64(opts.MaxStreams),
+		now:        time.Now,
+	}
+}
+
+// StreamAccessLogs serves one Envoy's stream until it ends. Envoy never
+// expects a response message.
+func (r *Receiver) StreamAccessLogs(stream accesslogsvc.AccessLogService_StreamAccessLogsServer) error {
+	if n := r.streams.Add(1); r.maxStreams > 0 && n > r.maxStreams {
+		r.streams.Add(-1)
+		r.metrics.streamErrors.WithLabelValues("too_many_streams").Inc()
+		return status.Errorf(codes.ResourceExhausted, "meshtrail: %d streams open, the limit is %d; retry against another replica", n-1, r.maxStreams)
+	}
+	r.metrics.streamsOpen.Inc()
+	r.metrics.streamsTotal.Inc()
+	defer func() {
+		r.streams.Add(-1)
+		r.metrics.streamsOpen.Dec()
+	}()
+
+	ctx := stream.Context()
+	from := "unknown peer"
+	if p, ok := peer.FromContext(ctx); ok {
+		from = p.Addr.String()
+	}
+	var (
+		px    *proxy
+		batch []*record.Record
+		notes entryNotes
+	)
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
+				return nil
+			}
+			// Malformed protobuf and transport errors end only this stream.
+			reason := "receive_error"
+			if status.Code(err) == codes.Internal || status.Code(err) == codes.ResourceExhausted {
+				reason = "malformed_message"
+			}
+			r.metrics.streamErrors.WithLabelValues(reason).Inc()
+			r.logf(reason, "ALS stream ended by a bad message", "node", nodeName(px), "peer", from, "reason", reason, "error", err)
+			return err
+		}
+		start := time.Now()
+		r.metrics.messages.Inc()
+		if px == nil {
+			id := msg.GetIdentifier()
+			if id == nil {
+				r.metrics.streamErrors.WithLabelValues("missing_identifier").Inc()
+				r.logf("missing_identifier", "ALS stream rejected: its first message has no identifier (node, log_name), which Envoy always sends first",
+					"peer", from)
+				return status.Error(codes.InvalidArgument, "meshtrail: the first StreamAccessLogsMessage of a stream must carry identifier (node and log_name)")
+			}
+			p := parseNode(id.GetNode(), id.GetLogName())
+			px = &p
+			r.log.Debug("ALS stream opened", "node", px.node.ID, "log_name", px.node.LogName, "peer", from)
+		}
+		// Envoy may repeat the identifier (it does after a reconnect on the
+		// same stream object); the first one stays.
+
+		now := r.now()
+		batch = batch[:0]
+		switch entries := msg.GetLogEntries().(type) {
+		case *accesslogsvc.StreamAccessLogsMessage_HttpLogs:
+			logs := entries.HttpLogs.GetLogEntry()
+			r.metrics.received.WithLabelValues("http").Add(float64(len(logs)))
+			for i, e := range logs {
+				notes = entryNotes{invalidTrace: notes.invalidTrace[:0]}
+				rec, err := r.conv.http(px, e, now, &notes)
+				r.account(px, i, err, &notes)
+				if err == nil {
+					batch = append(batch, rec)
+				}
+			}
+			r.metrics.converted.WithLabelValues("http").Add(float64(len(batch)))
+		case *accesslogsvc.StreamAccessLogsMessage_TcpLogs:
+			logs := entries.TcpLogs.GetLogEntry()
+			r.metrics.received.WithLabelValues("tcp").Add(float64(len(logs)))
+			for i, e := range logs {
+				notes = entryNotes{invalidTrace: notes.invalidTrace[:0]}
+				rec, err := r.conv.tcp(px, e, now, &notes)
+				r.account(px, i, err, &notes)
+				if err == nil {
+					batch = append(batch, rec)
+				}
+			}
+			r.metrics.converted.WithLabelValues("tcp").Add(float64(len(batch)))
+		}
+		if len(batch) > 0 {
+			if err := r.consumer.ConsumeRecords(ctx, batch); err != nil {
+				r.metrics.sinkErrors.Inc()
+				r.logf("sink_error", "a sink refused records", "node", px.node.ID, "records", len(batch), "error", err)
+			}
+		}
+		r.metrics.processing.Observe(time.Since(start).Seconds())
+	}
+}
+
+// account counts and logs what was wrong with entry i, if anything.
+func (r *Receiver) account(px *proxy, i int, err error, notes *entryNotes) {
+	if err != nil {
+		reason, msg := entryError(err)
+		r.metrics.rejected.WithLabelValues(reason).Inc()
+		r.logf(reason, "access log entry dropped", "node", px.node.ID, "entry", i, "reason", reason, "error", msg)
+		return
+	}
+	for _, it := range notes.invalidTrace {
+		r.metrics.invalidTrace.WithLabelValues(it.format, it.reason).Inc()
+		r.logf("invalid_trace_"+it.format, "invalid trace header: the record has no trace id from it",
+			"node", px.node.ID, "entry", i, "format", it.format, "error", it.err)
+	}
+	if notes.redacted > 0 {
+		r.metrics.redacted.Add(float64(notes.redacted))
+	}
+	if notes.truncated > 0 {
+		r.metrics.truncated.Add(float64(notes.truncated))
+		r.logf("header_truncated", "header value longer than max_header_bytes was cut", "node", px.node.ID, "entry", i)
+	}
+	for _, k := range notes.badFilterState {
+		r.metrics.rejected.WithLabelValues("bad_filter_state").Inc()
+		r.logf("bad_filter_state", "filter state object could not be decoded; the entry is kept without it", "node", px.node.ID, "entry", i, "key", k)
+	}
+}
+
+func (r *Receiver) logf(reason, msg string, args ...any) {
+	if suppressed, ok := r.logLimit.allow(reason); ok {
+		if suppressed > 0 {
+			args = append(args, "suppressed_since_last", suppressed)
+		}
+		r.log.Warn(msg, args...)
+	}
+}
+
+func nodeName(px *proxy) string {
+	if px == nil {
+		return "(before identifier)"
+	}
+	return px.node.ID
+}
+
+// logLimiter lets one log line per reason through per interval, so a
+// client that floods bad input cannot flood the log; the next line says how
+// many were suppressed.
+type logLimiter struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]*limitState
+}
+
+type limitState struct {
+	at         time.Time
+	suppressed int
+}
+
+func newLogLimiter(every time.Duration) *logLimiter {
+	return &logLimiter{every: every, last: map[string]*limitState{}}
+}
+
+func (l *logLimiter) allow(reason string) (suppressed int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.last[reason]
+	now := time.Now()
+	if s == nil {
+		if len(l.last) > 1000 { // reasons are a closed set; stay bounded anyway
+			clear(l.last)
+		}
+		l.last[reason] = &limitState{at: now}
+		return 0, true
+	}
+	if now.Sub(s.at) < l.every {
+		s.suppressed++
+		return 0, false
+	}
+	n := s.suppressed
+	s.at, s.suppressed = now, 0
+	return n, true
+}
+
+// Ensure Receiver satisfies the generated interface.
+var _ accesslogsvc.AccessLogServiceServer = (*Receiver)(nil)

@@ -1,0 +1,118 @@
+package als
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+)
+
+// NewGRPCServer returns a gRPC server serving r with the limits, keepalive
+// and TLS of cfg.
+func NewGRPCServer(r *Receiver, cfg GRPCConfig, tlsCfg TLSConfig) (*grpc.Server, error) {
+	opts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(tolerantCodec{repaired: &r.metrics.repairedMessages}),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMessageBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      cfg.MaxConnectionAge.D(),
+			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace.D(),
+			Time:                  cfg.KeepaliveTime.D(),
+			Timeout:               cfg.KeepaliveTimeout.D(),
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             cfg.KeepaliveMinTime.D(),
+			PermitWithoutStream: true,
+		}),
+	}
+	if tlsCfg.Enabled() {
+		tc, err := serverTLS(tlsCfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	s := grpc.NewServer(opts...)
+	accesslogsvc.RegisterAccessLogServiceServer(s, r)
+	return s, nil
+}
+
+// serverTLS loads the certificate, re-reading it when the files change
+// (cert-manager rotates them in place), and the client CA for mTLS.
+func serverTLS(c TLSConfig) (*tls.Config, error) {
+	kp := &reloadingKeyPair{certFile: c.CertFile, keyFile: c.KeyFile}
+	if _, err := kp.load(); err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: kp.get}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.client_ca_file %s: no PEM certificate found", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+type reloadingKeyPair struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	cert              *tls.Certificate
+	modTime           time.Time
+	checked           time.Time
+}
+
+func (k *reloadingKeyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return k.load() }
+
+// load returns the cached pair, reloading it at most every few seconds when
+// the certificate file's mtime changed.
+func (k *reloadingKeyPair) load() (*tls.Certificate, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cert != nil && time.Since(k.checked) < 5*time.Second {
+		return k.cert, nil
+	}
+	k.checked = time.Now()
+	st, err := os.Stat(k.certFile)
+	if err != nil {
+		if k.cert != nil {
+			return k.cert, nil // keep serving the last good pair
+		}
+		return nil, fmt.Errorf("tls.cert_file: %w", err)
+	}
+	if k.cert != nil && st.ModTime().Equal(k.modTime) {
+		return k.cert, nil
+	}
+	c, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		if k.cert != nil {
+			return k.cert, nil
+		}
+		return nil, fmt.Errorf("tls: loading %s and %s: %w", k.certFile, k.keyFile, err)
+	}
+	k.cert, k.modTime = &c, st.ModTime()
+	return k.cert, nil
+}
+
+// Listen opens the gRPC listener, naming the field when it fails.
+func Listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w (is another process using it? choose another with --listen)", addr, err)
+	}
+	return l, nil
+}

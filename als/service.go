@@ -1,0 +1,216 @@
+package als
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
+
+	"github.com/meshtrail/meshtrail/fanout"
+	"github.com/meshtrail/meshtrail/sink/istiometrics"
+	"github.com/meshtrail/meshtrail/sink/ndjson"
+)
+
+// Service is a running receiver: the gRPC server, its sinks and the
+// metrics endpoint. Start one with Start; stop it with Shutdown.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	Registry *prometheus.Registry
+	receiver *Receiver
+	grpc     *grpc.Server
+	lis      net.Listener
+	http     *http.Server
+	httpLis  net.Listener
+	ndjson   *ndjson.Sink
+	closers  []func(context.Context) error
+	wg       sync.WaitGroup
+	stopLog  chan struct{}
+}
+
+// Start validates cfg, opens the listeners and serves in the background.
+// extra sinks (the fan-out to backends) receive every record after the
+// embedded ones.
+func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: logger, Registry: prometheus.NewRegistry(), stopLog: make(chan struct{})}
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var sinks []fanout.Sink
+	if cfg.Out != "" {
+		nd, err := ndjson.New(cfg.Out, ndjson.Rotation(cfg.OutRotation), s.Registry)
+		if err != nil {
+			return nil, fmt.Errorf("out: %w", err)
+		}
+		s.ndjson = nd
+		sinks = append(sinks, nd)
+	}
+	if !cfg.Metrics.Disabled {
+		m, err := istiometrics.New(istiometrics.Options{Prefix: cfg.Metrics.Prefix, MaxSeries: cfg.Metrics.MaxSeries}, s.Registry)
+		if err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+		sinks = append(sinks, m)
+	}
+	sinks = append(sinks, extra...)
+
+	maxHeader := cfg.Headers.MaxValueBytes
+	if maxHeader == -1 {
+		maxHeader = 0
+	} else if maxHeader == 0 {
+		maxHeader = DefaultConfig().Headers.MaxValueBytes
+	}
+	s.receiver = NewReceiver(fanout.New(sinks...), ReceiverOptions{
+		MaxStreams:            cfg.GRPC.MaxStreams,
+		AllowSensitiveHeaders: cfg.Headers.AllowSensitive,
+		RedactHeaders:         cfg.Headers.Redact,
+		MaxHeaderBytes:        maxHeader,
+	}, s.Registry, logger)
+
+	var err error
+	if s.grpc, err = NewGRPCServer(s.receiver, cfg.GRPC, cfg.TLS); err != nil {
+		s.closeSinks()
+		return nil, err
+	}
+	if s.lis, err = Listen(cfg.Listen); err != nil {
+		s.closeSinks()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if cfg.MetricsListen != "" {
+		if s.httpLis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			s.lis.Close()
+			s.closeSinks()
+			return nil, fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		// OpenMetrics carries the exemplars (trace_id) when the scraper asks for it.
+		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: s.Registry}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ready") })
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("metrics server stopped", "error", err)
+			}
+		}()
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.grpc.Serve(s.lis); err != nil {
+			logger.Error("ALS gRPC server stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.progressLoop(time.Minute)
+	}()
+	logger.Info("ALS receiver listening", "grpc", s.lis.Addr().String(), "tls", cfg.TLS.Enabled(),
+		"mtls", cfg.TLS.ClientCAFile != "", "metrics", s.MetricsAddr(), "out", cfg.Out, "metric_prefix", cfg.Metrics.Prefix)
+	return s, nil
+}
+
+// Addr is the gRPC address Envoys stream to.
+func (s *Service) Addr() string { return s.lis.Addr().String() }
+
+// MetricsAddr is the metrics address, "" when disabled.
+func (s *Service) MetricsAddr() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	return s.httpLis.Addr().String()
+}
+
+// AddCloser registers f to run at Shutdown after the receiver has stopped
+// (a fan-out's queues flush or persist there).
+func (s *Service) AddCloser(f func(context.Context) error) { s.closers = append(s.closers, f) }
+
+// Shutdown stops accepting streams, lets open streams finish until ctx is
+// done, then flushes every sink.
+func (s *Service) Shutdown(ctx context.Context) error {
+	close(s.stopLog)
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-stopped
+	}
+	var errs []error
+	for _, c := range s.closers {
+		errs = append(errs, c(ctx))
+	}
+	errs = append(errs, s.closeSinks())
+	if s.http != nil {
+		errs = append(errs, s.http.Shutdown(ctx))
+	}
+	s.wg.Wait()
+	s.log.Info("ALS receiver stopped")
+	return errors.Join(errs...)
+}
+
+func (s *Service) closeSinks() error {
+	if s.ndjson != nil {
+		return s.ndjson.Close()
+	}
+	return nil
+}
+
+// progressLoop logs a one-line summary every interval while entries flow,
+// so an operator sees the receiver working without enabling debug logs.
+func (s *Service) progressLoop(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last float64
+	for {
+		select {
+		case <-s.stopLog:
+			return
+		case <-t.C:
+			total := counterSum(s.receiver.metrics.converted)
+			if total == last {
+				continue
+			}
+			s.log.Info("ALS progress", "streams_open", s.receiver.streams.Load(), "records_total", int64(total),
+				"records_per_second", int64((total-last)/every.Seconds()))
+			last = total
+		}
+	}
+}
+
+func counterSum(v *prometheus.CounterVec) float64 {
+	ch := make(chan prometheus.Metric, 16)
+	go func() { v.Collect(ch); close(ch) }()
+	var sum float64
+	for m := range ch {
+		var pb dto.Metric
+		if m.Write(&pb) == nil {
+			sum += pb.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// Wait blocks until ctx is done, then shuts down within grace.
+func (s *Service) Wait(ctx context.Context, grace time.Duration) error {
+	<-ctx.Done()
+	s.log.Info("shutting down: finishing open streams and flushing sinks", "grace", grace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	return s.Shutdown(sctx)
+}

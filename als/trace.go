@@ -1,0 +1,136 @@
+package als
+
+import (
+	"errors"
+
+	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/tracecontext"
+)
+
+// Trace sources, as recorded in record.Trace.Source.
+const (
+	traceFromFilterState = "filter_state"
+	traceFromW3C         = "traceparent"
+	traceFromB3          = "b3"
+	traceFromB3Multi     = "x-b3"
+)
+
+// invalidTrace is one trace header that was present but invalid.
+type invalidTrace struct {
+	format string // traceparent, b3, x-b3, filter_state
+	reason string // malformed, zero_id, version, sampling, duplicate
+	err    error
+}
+
+// traceFrom finds a record's trace context: the meshtrail filter's filter
+// state first (it saw the request inside Envoy), then whichever trace
+// headers Envoy logged, W3C before B3 single before B3 multi. A header that
+// is present but invalid is reported and skipped, as both specs say: the
+// request is then treated as having no context from that header.
+func traceFrom(state map[string]string, headers map[string]string, invalid []invalidTrace) (record.Trace, []invalidTrace) {
+	if id, ok := state[fsTraceID]; ok {
+		if validHexID(id, 32) {
+			tr := record.Trace{TraceID: id, Source: traceFromFilterState}
+			if sp := state[fsSpanID]; validHexID(sp, 16) {
+				tr.SpanID = sp
+			}
+			if pp := state[fsParentSpanID]; validHexID(pp, 16) {
+				tr.ParentSpanID = pp
+			}
+			switch state[fsSampled] {
+			case "1", "true":
+				tr.Sampled = &sampledTrue
+			case "0", "false":
+				tr.Sampled = &sampledFalse
+			}
+			return tr, invalid
+		}
+		invalid = append(invalid, invalidTrace{format: "filter_state", reason: "malformed", err: errors.New(fsTraceID + " is not 32 lowercase hex")})
+	}
+	if len(headers) == 0 {
+		return record.Trace{}, invalid
+	}
+	if v, ok := headers[tracecontext.HeaderTraceparent]; ok {
+		c, err := tracecontext.ParseTraceparent(v)
+		if err == nil {
+			return traceOf(c, traceFromW3C), invalid
+		}
+		invalid = append(invalid, invalidTrace{format: traceFromW3C, reason: reasonOf(err), err: err})
+	}
+	if v, ok := headers[tracecontext.HeaderB3]; ok {
+		c, err := tracecontext.ParseB3Single(v)
+		if err == nil {
+			return traceOf(c, traceFromB3), invalid
+		}
+		if !errors.Is(err, tracecontext.ErrDenyOnly) {
+			invalid = append(invalid, invalidTrace{format: traceFromB3, reason: reasonOf(err), err: err})
+		}
+	}
+	if tid, ok := headers[tracecontext.HeaderB3TraceID]; ok {
+		c, err := tracecontext.ParseB3Multi(tracecontext.B3Multi{
+			TraceID:      tid,
+			SpanID:       headers[tracecontext.HeaderB3SpanID],
+			ParentSpanID: headers[tracecontext.HeaderB3ParentSpan],
+			Sampled:      headers[tracecontext.HeaderB3Sampled],
+			Flags:        headers[tracecontext.HeaderB3Flags],
+		})
+		if err == nil {
+			return traceOf(c, traceFromB3Multi), invalid
+		}
+		invalid = append(invalid, invalidTrace{format: traceFromB3Multi, reason: reasonOf(err), err: err})
+	}
+	return record.Trace{}, invalid
+}
+
+var sampledTrue, sampledFalse = true, false
+
+func traceOf(c tracecontext.Context, source string) record.Trace {
+	t := record.Trace{TraceID: c.TraceID.String(), SpanID: c.SpanID.String(), Source: source}
+	if c.ParentSpanID.IsValid() {
+		t.ParentSpanID = c.ParentSpanID.String()
+	}
+	switch c.Sampling {
+	case tracecontext.SamplingAccept, tracecontext.SamplingDebug:
+		t.Sampled = &sampledTrue
+	case tracecontext.SamplingDeny:
+		t.Sampled = &sampledFalse
+	}
+	return t
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, tracecontext.ErrZeroID):
+		return "zero_id"
+	case errors.Is(err, tracecontext.ErrVersion):
+		return "version"
+	case errors.Is(err, tracecontext.ErrSampling):
+		return "sampling"
+	case errors.Is(err, tracecontext.ErrDuplicate):
+		return "duplicate"
+	}
+	return "malformed"
+}
+
+// validHexID reports whether s is n lowercase hex characters, not all zero.
+func validHexID(s string, n int) bool {
+	if len(s) != n || !isLowerHex(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] != '0' {
+			return true
+		}
+	}
+	return false
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
