@@ -1,0 +1,201 @@
+package injector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Injector answers AdmissionReviews for pod creation.
+type Injector struct {
+	cfg       Config
+	threshold float64     // bytes/s, from cfg.Threshold
+	mode      SidecarMode // native or regular, auto already resolved
+	metrics   *Metrics
+	log       *slog.Logger
+}
+
+// New checks cfg and returns an Injector adding sidecars in mode (native or
+// regular: resolve auto first with ResolveMode).
+func New(cfg Config, mode SidecarMode, metrics *Metrics, log *slog.Logger) (*Injector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if mode != ModeNative && mode != ModeRegular {
+		return nil, fmt.Errorf("injector: mode %q: want native or regular", mode)
+	}
+	threshold, _ := ParseRate(cfg.Threshold)
+	return &Injector{cfg: cfg, threshold: threshold, mode: mode, metrics: metrics, log: log}, nil
+}
+
+// maxReviewBytes bounds a request body: a pod is at most ~1.5 MB in etcd.
+const maxReviewBytes = 8 << 20
+
+// ServeHTTP is the /inject endpoint: AdmissionReview v1 in, out.
+func (inj *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { inj.metrics.latency.Observe(time.Since(start).Seconds()) }()
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxReviewBytes+1))
+	if err != nil || len(body) > maxReviewBytes {
+		inj.metrics.reviews.WithLabelValues("error").Inc()
+		http.Error(w, "request body unreadable or too large", http.StatusBadRequest)
+		return
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
+		inj.metrics.reviews.WithLabelValues("error").Inc()
+		http.Error(w, fmt.Sprintf("not an AdmissionReview v1 with a request: %v", err), http.StatusBadRequest)
+		return
+	}
+	resp := inj.Review(r.Context(), review.Request)
+	out, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Response: resp,
+	})
+	if err != nil {
+		inj.metrics.reviews.WithLabelValues("error").Inc()
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
+}
+
+// Review decides one admission request. It never fails the request for
+// its own sake: anything but a strict-mode denial is Allowed.
+func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
+	result, reason := "allowed", ""
+	defer func() {
+		inj.metrics.reviews.WithLabelValues(result).Inc()
+		inj.metrics.warnings.Add(float64(len(resp.Warnings)))
+		if reason != "" {
+			inj.metrics.skipped.WithLabelValues(reason).Inc()
+		}
+	}()
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create || req.SubResource != "" {
+		reason = skipNotCreate
+		return resp
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		result = "error"
+		inj.log.ErrorContext(ctx, "pod does not decode", "uid", req.UID, "err", err)
+		resp.Warnings = []string{"meshtrail: not injected: the pod does not decode"}
+		return resp
+	}
+	ns := req.Namespace
+	if ns == "" {
+		ns = pod.Namespace
+	}
+	name := pod.Name
+	if name == "" {
+		name = pod.GenerateName + "*"
+	}
+	log := inj.log.With("namespace", ns, "pod", name, "uid", req.UID)
+
+	skip, why := inj.selection(ns, &pod)
+	switch skip {
+	case skipSystemNamespace, skipOptedOut, skipAlreadyInjected:
+		reason = skip
+		log.DebugContext(ctx, "left alone", "reason", why)
+		return resp
+	}
+	for _, k := range unknownAnnotations(pod.Annotations) {
+		resp.Warnings = append(resp.Warnings, "meshtrail: unknown annotation "+k+" ignored")
+	}
+
+	var st Status
+	var ops []patchOp
+	unhonoured := func(err error) {
+		reason = skipUnhonourable
+		st = Status{Decision: DecisionNone, Reason: err.Error()}
+		resp.Warnings = append(resp.Warnings, "meshtrail: sidecar not injected: "+err.Error())
+	}
+	if skip == skipHostNetwork {
+		reason, st = skip, Status{Decision: DecisionDaemonSet, Reason: why}
+	} else if spec, err := inj.parseTailSpec(&pod); err != nil {
+		unhonoured(err)
+	} else {
+		switch {
+		case spec.rate == 0:
+			reason = skipNoVolume
+			st = Status{Decision: DecisionDaemonSet, Reason: "no " + LogVolumeAnnotation + " annotation"}
+		case spec.rate < inj.threshold:
+			reason = skipBelowThreshold
+			st = Status{Decision: DecisionDaemonSet, Reason: fmt.Sprintf("log volume %s is under the sidecar threshold %s", formatRate(spec.rate), formatRate(inj.threshold))}
+		case len(spec.paths) == 0:
+			reason = skipNoPaths
+			st = Status{Decision: DecisionDaemonSet, Reason: fmt.Sprintf("log volume %s is over the threshold but no %s: stdout is read by the node DaemonSet", formatRate(spec.rate), LogPathsAnnotation)}
+			resp.Warnings = append(resp.Warnings, "meshtrail: "+st.Reason)
+		default:
+			in, err := inj.buildInjection(&pod, spec)
+			if err != nil {
+				unhonoured(err)
+				break
+			}
+			in.status.Reason = fmt.Sprintf("log volume %s is at or over the sidecar threshold %s", formatRate(spec.rate), formatRate(inj.threshold))
+			st, ops = in.status, in.ops
+		}
+	}
+	if st.Decision != DecisionSidecar {
+		for _, k := range []string{SidecarModeAnnotation, CPUAnnotation, MemoryAnnotation, CPULimitAnnotation, MemoryLimitAnnotation} {
+			if _, ok := pod.Annotations[k]; ok {
+				resp.Warnings = append(resp.Warnings, "meshtrail: "+k+" ignored: no sidecar injected")
+			}
+		}
+	}
+	if reason == skipUnhonourable && inj.cfg.Strict {
+		result = "denied"
+		resp.Allowed = false
+		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
+			Message: "meshtrail injector (strict): " + st.Reason}
+		resp.Warnings = nil
+		log.InfoContext(ctx, "denied", "reason", st.Reason)
+		return resp
+	}
+
+	ops = append(ops, statusOp(&pod, st)...)
+	if len(ops) == 0 {
+		return resp
+	}
+	patch, _, err := applyAndCheck(req.Object.Raw, ops)
+	if err != nil && st.Decision == DecisionSidecar {
+		// Our own bug, never the user's: admit the pod as it is rather than
+		// have the API server reject it for our patch.
+		log.ErrorContext(ctx, "injection patch failed its own check; admitting without sidecar", "err", err)
+		reason, result = skipUnhonourable, "error"
+		st = Status{Decision: DecisionNone, Reason: "internal: " + err.Error()}
+		resp.Warnings = append(resp.Warnings, "meshtrail: sidecar not injected: "+st.Reason)
+		patch, _, err = applyAndCheck(req.Object.Raw, statusOp(&pod, st))
+	}
+	if err != nil {
+		log.ErrorContext(ctx, "status patch failed its own check; admitting unchanged", "err", err)
+		result = "error"
+		return resp
+	}
+	resp.Patch = patch
+	resp.PatchType = ptrTo(admissionv1.PatchTypeJSONPatch)
+	if st.Decision == DecisionSidecar {
+		inj.metrics.injected.WithLabelValues(string(st.Mode)).Inc()
+		log.InfoContext(ctx, "injected", "mode", st.Mode, "mounts", strings.Join(st.Mounts, ","))
+	} else {
+		log.DebugContext(ctx, "not injected", "decision", st.Decision, "reason", st.Reason)
+	}
+	return resp
+}
+
+
