@@ -179,4 +179,3 @@ func hasWarning(resp *admissionv1.AdmissionResponse, substr string) bool {
 	}
 	return false
 }
-

@@ -197,5 +197,3 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 	}
 	return resp
 }
-
-

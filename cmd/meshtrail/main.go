@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/meshtrail/meshtrail/als"
+	"github.com/meshtrail/meshtrail/injector"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand's
@@ -25,6 +26,7 @@ type command struct {
 var commands = []command{
 	// Subcommands register here; see each package's Command function.
 	{name: "als", summary: "receive Envoy access logs (ALS gRPC) as trace-correlated records and RED metrics", run: als.Command},
+	{name: "inject", summary: "mutating admission webhook adding the log tail sidecar to pods with heavy log volume", run: injector.Command},
 }
 
 func main() {
