@@ -74,3 +74,17 @@ func (b *Bucket) Wait(ctx context.Context, n int) error {
 		return ctx.Err()
 	}
 }
+
+// TakeUpTo takes as many of n tokens as there are at time now (whole
+// tokens only) and returns how many it took.
+func (b *Bucket) TakeUpTo(now time.Time, n int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	k := min(n, int(b.tokens))
+	if k <= 0 {
+		return 0
+	}
+	b.tokens -= float64(k)
+	return k
+}
