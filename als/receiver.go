@@ -87,13 +87,23 @@ func (r *Receiver) StreamAccessLogs(stream accesslogsvc.AccessLogService_StreamA
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
-			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			// Malformed protobuf and transport errors end only this stream.
-			reason := "receive_error"
-			if status.Code(err) == codes.Internal || status.Code(err) == codes.ResourceExhausted {
+			// Malformed protobuf (or a message over the size limit) ends
+			// only this stream. gRPC may already have cancelled the stream
+			// for it, so this is checked before the context.
+			reason := ""
+			switch status.Code(err) {
+			case codes.Internal:
 				reason = "malformed_message"
+			case codes.ResourceExhausted:
+				reason = "message_too_large"
+			default:
+				if status.Code(err) == codes.Canceled || ctx.Err() != nil {
+					return nil
+				}
+				reason = "receive_error"
 			}
 			r.metrics.streamErrors.WithLabelValues(reason).Inc()
 			r.logf(reason, "ALS stream ended by a bad message", "node", nodeName(px), "peer", from, "reason", reason, "error", err)

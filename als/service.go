@@ -36,6 +36,8 @@ type Service struct {
 	closers  []func(context.Context) error
 	wg       sync.WaitGroup
 	stopLog  chan struct{}
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Start validates cfg, opens the listeners and serves in the background.
@@ -140,8 +142,13 @@ func (s *Service) MetricsAddr() string {
 func (s *Service) AddCloser(f func(context.Context) error) { s.closers = append(s.closers, f) }
 
 // Shutdown stops accepting streams, lets open streams finish until ctx is
-// done, then flushes every sink.
+// done, then flushes every sink. Calling it again returns the first result.
 func (s *Service) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
+	return s.stopErr
+}
+
+func (s *Service) shutdown(ctx context.Context) error {
 	close(s.stopLog)
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
