@@ -128,9 +128,15 @@ type Log struct {
 	total             int64 // bytes of all segment files
 	truncBytes, trunc int64
 
+	cursorAt    time.Time // when the cursor file was last written
+	cursorSaved pos       // what it holds
+
 	stop chan struct{}
 	done chan struct{}
 }
+
+// cursorEvery bounds how often a commit rewrites the cursor file.
+const cursorEvery = 100 * time.Millisecond
 
 // Open opens (or creates) the log in opts.Dir, recovering from a torn tail.
 func Open(opts Options) (*Log, error) {
@@ -156,7 +162,7 @@ func Open(opts Options) (*Log, error) {
 	if err := l.load(); err != nil {
 		return nil, err
 	}
-	if opts.Fsync == FsyncInterval {
+	if opts.Fsync != FsyncAlways {
 		l.stop, l.done = make(chan struct{}), make(chan struct{})
 		go l.syncLoop()
 	}
@@ -222,7 +228,7 @@ func (l *Log) load() error {
 		cur.off = l.segs[0].size
 	}
 	// Count what is left to read: every message after the cursor.
-	l.committed, l.read = cur, cur
+	l.committed, l.read, l.cursorSaved = cur, cur, cur
 	for _, s := range l.segs {
 		l.messages += s.count
 		l.bytes += s.size
@@ -447,12 +453,19 @@ func (l *Log) syncLocked() error {
 	return nil
 }
 
-// Sync forces appended data to stable storage (unless the policy is never).
+// Sync forces appended data to stable storage (unless the policy is
+// never) and saves the read cursor if it moved.
 func (l *Log) Sync() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return ErrClosed
+	}
+	if l.cursorSaved != l.committed {
+		if err := l.writeCursor(l.committed); err != nil {
+			return err
+		}
+		l.cursorAt, l.cursorSaved = time.Now(), l.committed
 	}
 	return l.syncLocked()
 }
@@ -616,9 +629,18 @@ func (l *Log) advanceLocked() error {
 	if !l.committed.less(next) {
 		return nil
 	}
+	crossed := next.seg != l.committed.seg
 	l.committed = next
-	if err := l.writeCursor(next); err != nil {
-		return err
+	// The cursor file is rewritten at most every cursorEvery (always on
+	// crossing a segment, and under FsyncAlways on every commit): a crash
+	// replays at most that much again, which at-least-once allows, and
+	// the replay is not bound by file renames.
+	now := time.Now()
+	if crossed || l.opts.Fsync == FsyncAlways || now.Sub(l.cursorAt) >= cursorEvery {
+		if err := l.writeCursor(next); err != nil {
+			return err
+		}
+		l.cursorAt, l.cursorSaved = now, next
 	}
 	for len(l.segs) > 1 && l.segs[0].id < next.seg {
 		s := l.segs[0]
@@ -719,6 +741,11 @@ func (l *Log) Close() error {
 		return nil
 	}
 	err := l.syncLocked()
+	if l.cursorSaved != l.committed {
+		if cerr := l.writeCursor(l.committed); err == nil {
+			err = cerr
+		}
+	}
 	l.closed = true
 	l.closeReader()
 	if cerr := l.w.Close(); err == nil && cerr != nil {
