@@ -314,7 +314,6 @@ func assertInOrder(t *testing.T, order []int, n int) {
 	}
 }
 
-
 // value reads a single counter or gauge.
 func value(m prometheus.Metric) float64 {
 	var d dto.Metric

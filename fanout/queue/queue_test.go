@@ -63,7 +63,7 @@ func TestCrashDuringOutageReplaysDisk(t *testing.T) {
 	cfg.Batch.MaxRecords = 1000
 	cfg.Batch.MaxWait = Duration(time.Hour) // memory holds until it overflows
 	q := newQueue(t, funcExporter{"gate", g.export}, cfg)
-	consume(t, q, recs(0, 80), 80) // memory
+	consume(t, q, recs(0, 80), 80)  // memory
 	consume(t, q, recs(80, 500), 7) // overflow: memory and new records to disk
 	if s := q.Stats(); s.DiskRecords != 500 {
 		t.Fatalf("disk holds %d records, want 500", s.DiskRecords)
@@ -404,7 +404,6 @@ func TestRateLimitRespected(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
 
 func TestMetricsRegisteredWithSinkLabel(t *testing.T) {
 	reg := prometheus.NewRegistry()
