@@ -53,9 +53,11 @@ func StartKube(t testing.TB) *Kube {
 	if err != nil {
 		t.Fatal(err)
 	}
-	saDER, _ := x509.MarshalPKCS8PrivateKey(saKey)
+	// SEC1 "EC PRIVATE KEY": the API server reads the public half from it
+	// (a PKCS#8 "PRIVATE KEY" is refused as --service-account-key-file).
+	saDER, _ := x509.MarshalECPrivateKey(saKey)
 	saFile := filepath.Join(dir, "sa.key")
-	if err := os.WriteFile(saFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER}), 0o600); err != nil {
+	if err := os.WriteFile(saFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	token := strings.TrimLeft(serial(t).Text(36), "0")
@@ -99,6 +101,16 @@ func StartKube(t testing.TB) *Kube {
 // Do sends body (nil, []byte, or anything JSON-encodable) to the API server
 // and returns the status code and the response body.
 func (k *Kube) Do(ctx context.Context, method, path string, body any) (int, []byte, error) {
+	resp, out, err := k.Request(ctx, method, path, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, out, nil
+}
+
+// Request is Do returning the whole response (its headers carry admission
+// warnings), with the body already read and closed.
+func (k *Kube) Request(ctx context.Context, method, path string, body any) (*http.Response, []byte, error) {
 	var r io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -107,13 +119,13 @@ func (k *Kube) Do(ctx context.Context, method, path string, body any) (int, []by
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			return 0, nil, err
+			return nil, nil, err
 		}
 		r = bytes.NewReader(j)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, k.URL+path, r)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+k.Token)
 	req.Header.Set("Accept", "application/json")
@@ -122,11 +134,11 @@ func (k *Kube) Do(ctx context.Context, method, path string, body any) (int, []by
 	}
 	resp, err := k.Client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, out, err
+	return resp, out, err
 }
 
 // MustDo is Do failing the test unless the status is one of want.
