@@ -125,7 +125,7 @@ func (j *Jaeger) Trace(ctx context.Context, traceID string) ([]JaegerSpan, error
 			} `json:"processes"`
 		} `json:"data"`
 	}
-	if err := getJSON(ctx, j.QueryURL+"/api/traces/"+traceID, &out); err != nil {
+	if err := GetJSON(ctx, j.QueryURL+"/api/traces/"+traceID, &out); err != nil {
 		return nil, err
 	}
 	if len(out.Data) == 0 {

@@ -113,7 +113,7 @@ func (l *Loki) Query(ctx context.Context, logql string, start, end time.Time, li
 			} `json:"result"`
 		} `json:"data"`
 	}
-	if err := getJSON(ctx, l.URL+"/loki/api/v1/query_range?"+q.Encode(), &out); err != nil {
+	if err := GetJSON(ctx, l.URL+"/loki/api/v1/query_range?"+q.Encode(), &out); err != nil {
 		return nil, err
 	}
 	var res []LokiEntry

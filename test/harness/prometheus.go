@@ -89,7 +89,7 @@ func (p *Prometheus) Query(ctx context.Context, promql string) ([]PromSample, er
 			} `json:"result"`
 		} `json:"data"`
 	}
-	if err := getJSON(ctx, p.URL+"/api/v1/query?query="+url.QueryEscape(promql), &out); err != nil {
+	if err := GetJSON(ctx, p.URL+"/api/v1/query?query="+url.QueryEscape(promql), &out); err != nil {
 		return nil, err
 	}
 	if out.Status != "success" {
@@ -130,7 +130,7 @@ func (p *Prometheus) QueryExemplars(ctx context.Context, promql string, window t
 			} `json:"exemplars"`
 		} `json:"data"`
 	}
-	if err := getJSON(ctx, p.URL+"/api/v1/query_exemplars?"+q.Encode(), &out); err != nil {
+	if err := GetJSON(ctx, p.URL+"/api/v1/query_exemplars?"+q.Encode(), &out); err != nil {
 		return nil, err
 	}
 	if out.Status != "success" {
@@ -145,8 +145,8 @@ func (p *Prometheus) QueryExemplars(ctx context.Context, promql string, window t
 	return res, nil
 }
 
-// getJSON GETs u and decodes a 2xx JSON body into v.
-func getJSON(ctx context.Context, u string, v any) error {
+// GetJSON GETs u and decodes a 2xx JSON body into v.
+func GetJSON(ctx context.Context, u string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
