@@ -66,7 +66,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type Options struct {
 	Dir           string
 	SegmentBytes  int64 // a segment is closed once it reaches this size
-	MaxBytes      int64 // cap on the bytes of all segments; 0 = unlimited
+	MaxBytes      int64 // cap on queued (uncommitted) bytes; 0 = unlimited
 	Fsync         FsyncPolicy
 	FsyncInterval time.Duration // for FsyncInterval; default 1s
 	Logger        *slog.Logger
@@ -382,7 +382,10 @@ func (l *Log) Append(msgs [][]byte) error {
 		}
 		need += int64(frameHeader + len(m))
 	}
-	if l.opts.MaxBytes > 0 && l.total+need > l.opts.MaxBytes {
+	// The cap counts queued bytes (unread and in flight), not file
+	// sizes: a dropped or committed range frees its room at once even if
+	// its segment file waits for an earlier batch's commit to be deleted.
+	if l.opts.MaxBytes > 0 && l.bytes+need > l.opts.MaxBytes {
 		return ErrFull
 	}
 	for len(msgs) > 0 {
