@@ -43,6 +43,15 @@ const (
 
 func startStack(tb testing.TB) *stack {
 	tb.Helper()
+	s := startUnregistered(tb)
+	s.register(tb)
+	return s
+}
+
+// startUnregistered is startStack before the MutatingWebhookConfiguration
+// exists: the API server does not know the injector yet.
+func startUnregistered(tb testing.TB) *stack {
+	tb.Helper()
 	kube := harness.StartKube(tb)
 	ca := harness.NewCA(tb)
 	s := &stack{kube: kube, ca: ca}
@@ -96,7 +105,14 @@ func startStack(tb testing.TB) *stack {
 	kube.EnsureNamespace(tb, nsPlain, nil)
 	kube.EnsureNamespace(tb, nsDisabled, map[string]string{injector.NamespaceLabel: "disabled"})
 	kube.EnsureNamespace(tb, "kube-system", nil)
+	return s
+}
 
+// register creates the MutatingWebhookConfiguration and waits until the API
+// server calls the injector.
+func (s *stack) register(tb testing.TB) {
+	tb.Helper()
+	cfg, ca, kube := s.cfg, s.ca, s.kube
 	// failurePolicy Fail: a webhook error shows up as a rejected pod rather
 	// than hiding behind Ignore.
 	hook := injector.WebhookConfiguration(injector.WebhookOptions{
@@ -114,7 +130,6 @@ func startStack(tb testing.TB) *stack {
 		}
 		return nil
 	})
-	return s
 }
 
 // create posts a pod (server-side dry run when dryRun) and returns what the

@@ -179,3 +179,19 @@ func hasWarning(resp *admissionv1.AdmissionResponse, substr string) bool {
 	}
 	return false
 }
+
+func reviewJSON(t testing.TB, pod *corev1.Pod) string {
+	t.Helper()
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request:  createRequest(t, "shop", raw),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

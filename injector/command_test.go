@@ -1,0 +1,112 @@
+package injector
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+)
+
+func runCommand(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Command(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpTeaches(t *testing.T) {
+	code, _, stderr := runCommand("--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, s := range []string{"Examples:", "meshtrail.io/log-volume: 20MiB/s", "--print-webhook", "-tls-cert", "-threshold"} {
+		if !strings.Contains(stderr, s) {
+			t.Errorf("help lacks %q", s)
+		}
+	}
+}
+
+func TestCommandRefusesBadConfigNamingFields(t *testing.T) {
+	code, _, stderr := runCommand("--listen", "127.0.0.1:0", "--threshold", "lots", "--mode", "maybe")
+	if code != 2 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, s := range []string{"tlsCert:", "tlsKey:", "threshold:", "mode:"} {
+		if !strings.Contains(stderr, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, stderr)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("listn: x\n"), 0o600)
+	if code, _, stderr := runCommand("--config", p); code != 2 || !strings.Contains(stderr, "listn") {
+		t.Errorf("unknown config field: exit %d %s", code, stderr)
+	}
+	if code, _, _ := runCommand("stray"); code != 2 {
+		t.Errorf("stray argument: exit %d", code)
+	}
+}
+
+// The shipped example must be what the code generates, so that neither
+// drifts from the other.
+func TestExampleWebhookIsGenerated(t *testing.T) {
+	code, out, stderr := runCommand("--print-webhook", "--service", "meshtrail/meshtrail-injector", "--failure-policy", "Ignore")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want, err := os.ReadFile("../examples/injector/mutatingwebhookconfiguration.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example carries a header comment; compare the YAML.
+	body := string(want)
+	if i := strings.Index(body, "apiVersion:"); i > 0 {
+		body = body[i:]
+	}
+	if body != out {
+		t.Fatalf("examples/injector/mutatingwebhookconfiguration.yaml is stale; regenerate with\n  meshtrail inject --print-webhook --service meshtrail/meshtrail-injector\ngot:\n%s", out)
+	}
+	var hook admissionregistrationv1.MutatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict([]byte(out), &hook); err != nil {
+		t.Fatal(err)
+	}
+	if len(hook.Webhooks) != 2 || *hook.Webhooks[0].ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy ||
+		*hook.Webhooks[1].SideEffects != admissionregistrationv1.SideEffectClassNone || *hook.Webhooks[0].ClientConfig.Service.Path != "/inject" {
+		t.Fatalf("%+v", hook)
+	}
+	if code, _, _ := runCommand("--print-webhook"); code != 2 {
+		t.Errorf("--print-webhook without --service or --url: exit %d", code)
+	}
+	if code, _, _ := runCommand("--print-webhook", "--url", "https://x/inject", "--failure-policy", "Sometimes"); code != 2 {
+		t.Errorf("bad failure policy: exit %d", code)
+	}
+}
+
+func TestHandlerRejectsNonReviews(t *testing.T) {
+	inj := newTestInjector(t, ModeNative, nil)
+	for _, tc := range []struct {
+		method, body string
+		want         int
+	}{
+		{http.MethodGet, "", http.StatusMethodNotAllowed},
+		{http.MethodPost, "{", http.StatusBadRequest},
+		{http.MethodPost, `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, http.StatusBadRequest},
+	} {
+		rec := httptest.NewRecorder()
+		inj.ServeHTTP(rec, httptest.NewRequest(tc.method, "/inject", strings.NewReader(tc.body)))
+		if rec.Code != tc.want {
+			t.Errorf("%s %q: %d", tc.method, tc.body, rec.Code)
+		}
+	}
+	rec := httptest.NewRecorder()
+	inj.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/inject", strings.NewReader(reviewJSON(t, appPod(heavy())))))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"kind":"AdmissionReview"`) || !strings.Contains(rec.Body.String(), `"patchType":"JSONPatch"`) {
+		t.Fatalf("%d %s", rec.Code, rec.Body.String())
+	}
+}
