@@ -3,9 +3,9 @@ package als
 import (
 	"bytes"
 	"context"
-	"io"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"

@@ -1,0 +1,169 @@
+package als
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshtrail/meshtrail/record"
+)
+
+func TestResponseFlagsRenderAsEnvoyDoes(t *testing.T) {
+	cases := []struct {
+		flags *accesslogv3.ResponseFlags
+		want  string
+	}{
+		{nil, "-"},
+		{&accesslogv3.ResponseFlags{}, "-"},
+		{&accesslogv3.ResponseFlags{UpstreamConnectionFailure: true, UpstreamRetryLimitExceeded: true}, "UF,URX"},
+		// Envoy's order is not the proto's: DC comes after RLSE, URX after DC.
+		{&accesslogv3.ResponseFlags{DownstreamConnectionTermination: true, RateLimitServiceError: true, UpstreamRetryLimitExceeded: true, FailedLocalHealthcheck: true}, "LH,RLSE,DC,URX"},
+		{&accesslogv3.ResponseFlags{UnauthorizedDetails: &accesslogv3.ResponseFlags_Unauthorized{Reason: accesslogv3.ResponseFlags_Unauthorized_EXTERNAL_SERVICE}}, "UAEX"},
+		{&accesslogv3.ResponseFlags{NoRouteFound: true, NoClusterFound: true, DnsResolutionFailure: true, DownstreamRemoteReset: true, OverloadManager: true}, "NR,NC,OM,DF,DR"},
+		{&accesslogv3.ResponseFlags{UpstreamRequestTimeout: true, StreamIdleTimeout: true, DurationTimeout: true, UpstreamMaxStreamDurationReached: true}, "UT,SI,UMSDR,DT"},
+		{&accesslogv3.ResponseFlags{DelayInjected: true, FaultInjected: true, RateLimited: true, InvalidEnvoyRequestHeaders: true, DownstreamProtocolError: true,
+			ResponseFromCacheFilter: true, NoFilterConfigFound: true, UpstreamProtocolError: true, NoHealthyUpstream: true, LocalReset: true,
+			UpstreamRemoteReset: true, UpstreamConnectionTermination: true, UpstreamOverflow: true},
+			"UH,LR,UR,UC,UO,DI,FI,RL,IH,DPE,RFCF,NFCF,UPE"},
+	}
+	for _, c := range cases {
+		if got := responseFlags(c.flags); got != c.want {
+			t.Errorf("responseFlags(%v) = %q, want %q", c.flags, got, c.want)
+		}
+	}
+}
+
+func TestParseNode(t *testing.T) {
+	md, _ := structpb.NewStruct(map[string]any{
+		"NAME": "reviews-v2-5b64f47978-x7k2p", "NAMESPACE": "default", "WORKLOAD_NAME": "reviews-v2",
+		"CLUSTER_ID": "east", "MESH_ID": "mesh1", "SERVICE_ACCOUNT": "bookinfo-reviews",
+		"LABELS": map[string]any{"app": "reviews", "version": "v2", "service.istio.io/canonical-name": "reviews-svc"},
+	})
+	p := parseNode(&corev3.Node{Id: "sidecar~10.44.0.7~reviews-v2-5b64f47978-x7k2p.default~default.svc.cluster.local", Cluster: "reviews.default", Metadata: md}, "als")
+	want := record.Node{ID: "sidecar~10.44.0.7~reviews-v2-5b64f47978-x7k2p.default~default.svc.cluster.local", Cluster: "reviews.default",
+		Type: "sidecar", IP: "10.44.0.7", Pod: "reviews-v2-5b64f47978-x7k2p", Namespace: "default", Workload: "reviews-v2",
+		Mesh: "mesh1", Network: "east", LogName: "als"}
+	if p.node != want {
+		t.Errorf("node:\n got %+v\nwant %+v", p.node, want)
+	}
+	w := p.workload
+	if w.CanonicalService != "reviews-svc" || w.CanonicalRevision != "v2" || w.Principal != "spiffe://cluster.local/ns/default/sa/bookinfo-reviews" || w.Cluster != "east" {
+		t.Errorf("workload: %+v", w)
+	}
+
+	// Without metadata the id alone still gives pod, namespace and a workload.
+	p = parseNode(&corev3.Node{Id: "router~10.0.0.9~istio-ingressgateway-5c8d7b9f4-q2w7e.istio-system~istio-system.svc.cluster.local"}, "")
+	if p.node.Type != "router" || p.node.Namespace != "istio-system" || p.node.Workload != "istio-ingressgateway" {
+		t.Errorf("id-only node: %+v", p.node)
+	}
+	// A node that is not Istio's keeps its id.
+	p = parseNode(&corev3.Node{Id: "front-envoy", Cluster: "edge"}, "")
+	if p.node.ID != "front-envoy" || p.node.Cluster != "edge" || p.node.Type != "" {
+		t.Errorf("plain node: %+v", p.node)
+	}
+}
+
+func TestParseCluster(t *testing.T) {
+	cases := map[string]record.Upstream{
+		"outbound|9080|v2|reviews.default.svc.cluster.local": {Direction: "outbound", Port: 9080, Subset: "v2", Service: "reviews.default.svc.cluster.local", ServiceName: "reviews", ServiceNamespace: "default"},
+		"inbound|9080||":                           {Direction: "inbound", Port: 9080},
+		"outbound|443||api.stripe.com":             {Direction: "outbound", Port: 443, Service: "api.stripe.com", ServiceName: "api.stripe.com"},
+		"PassthroughCluster":                       {},
+		"outbound|notaport||x.y.svc.cluster.local": {Direction: "outbound", Service: "x.y.svc.cluster.local", ServiceName: "x", ServiceNamespace: "y"},
+	}
+	for name, want := range cases {
+		var u record.Upstream
+		parseCluster(name, &u)
+		want.Cluster = name
+		if u != want {
+			t.Errorf("%s:\n got %+v\nwant %+v", name, u, want)
+		}
+	}
+}
+
+func TestPeerWorkloadBothShapes(t *testing.T) {
+	own, _ := structpb.NewStruct(map[string]any{"namespace": "ns1", "workload": "w1", "service": "svc1", "revision": "r1", "identity": "spiffe://td/ns/ns1/sa/s"})
+	w, ok := peerWorkload(own)
+	if !ok || w.Name != "w1" || w.Namespace != "ns1" || w.CanonicalService != "svc1" || w.CanonicalRevision != "r1" || w.Principal != "spiffe://td/ns/ns1/sa/s" {
+		t.Errorf("peer object shape: %+v", w)
+	}
+	node, _ := structpb.NewStruct(map[string]any{"NAMESPACE": "ns2", "WORKLOAD_NAME": "w2", "LABELS": map[string]any{"app": "a2", "service.istio.io/canonical-name": "c2"}})
+	w, ok = peerWorkload(node)
+	if !ok || w.Name != "w2" || w.Namespace != "ns2" || w.App != "a2" || w.CanonicalService != "c2" {
+		t.Errorf("node metadata shape: %+v", w)
+	}
+}
+
+func TestConfigValidationNamesTheField(t *testing.T) {
+	cases := map[string]func(*Config){
+		"listen":                      func(c *Config) { c.Listen = "" },
+		"metrics_listen":              func(c *Config) { c.MetricsListen = "9090" },
+		"tls":                         func(c *Config) { c.TLS.CertFile = "a.crt" },
+		"tls.client_ca_file":          func(c *Config) { c.TLS.ClientCAFile = "ca.crt" },
+		"grpc.max_recv_message_bytes": func(c *Config) { c.GRPC.MaxRecvMessageBytes = 10 },
+		"grpc.max_connection_age":     func(c *Config) { c.GRPC.MaxConnectionAge = -1 },
+		"metrics.prefix":              func(c *Config) { c.Metrics.Prefix = "9bad-" },
+		"log_level":                   func(c *Config) { c.LogLevel = "loud" },
+		"headers.max_value_bytes":     func(c *Config) { c.Headers.MaxValueBytes = -5 },
+		"out_rotation.max_size_mb":    func(c *Config) { c.Out = "/tmp/x"; c.OutRotation.MaxSizeMB = 0 },
+	}
+	for field, mutate := range cases {
+		c := DefaultConfig()
+		mutate(&c)
+		err := c.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), field+":") {
+			t.Errorf("%s: got %v, want an error naming the field", field, err)
+		}
+	}
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults must be valid: %v", err)
+	}
+}
+
+// FuzzConvertHTTP feeds arbitrary bytes as an HTTP entry: whatever parses
+// as protobuf must convert without panicking into a record whose NDJSON is
+// valid JSON.
+func FuzzConvertHTTP(f *testing.F) {
+	for _, e := range []*accesslogv3.HTTPAccessLogEntry{
+		httpEntry(map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "authorization": "x"}),
+		httpEntry(map[string]string{"b3": "a3ce929d0e0e4736-00f067aa0ba902b7-d", "x-b3-traceid": "zz"}),
+	} {
+		b, _ := proto.Marshal(e)
+		f.Add(b)
+	}
+	conv := newConverter(nil, nil, 1024)
+	px := parseNode(&corev3.Node{Id: "sidecar~1.2.3.4~p.ns~ns.svc.cluster.local"}, "fuzz")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e accesslogv3.HTTPAccessLogEntry
+		if proto.Unmarshal(b, &e) != nil {
+			return
+		}
+		var notes entryNotes
+		r, err := conv.http(&px, &e, time.Unix(0, 0), &notes)
+		if err != nil {
+			return
+		}
+		out := record.AppendJSON(nil, r)
+		if !json.Valid(out) {
+			t.Fatalf("invalid JSON: %s", out)
+		}
+		if _, err := record.ParseJSON(out); err != nil {
+			t.Fatalf("does not parse back: %v", err)
+		}
+		for _, h := range sensitiveHeaders {
+			if _, ok := r.RequestHeaders[h]; ok {
+				t.Fatalf("%s kept", h)
+			}
+		}
+		if r.Trace.TraceID != "" && (len(r.Trace.TraceID) != 32 || !isLowerHex(r.Trace.TraceID)) {
+			t.Fatalf("trace id %q is not 32 lowercase hex", r.Trace.TraceID)
+		}
+	})
+}
