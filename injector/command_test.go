@@ -7,12 +7,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
-	"sigs.k8s.io/yaml"
-
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 )
 
 func runCommand(args ...string) (int, string, string) {
@@ -108,5 +110,44 @@ func TestHandlerRejectsNonReviews(t *testing.T) {
 	inj.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/inject", strings.NewReader(reviewJSON(t, appPod(heavy())))))
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"kind":"AdmissionReview"`) || !strings.Contains(rec.Body.String(), `"patchType":"JSONPatch"`) {
 		t.Fatalf("%d %s", rec.Code, rec.Body.String())
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := LoadConfig("../examples/injector/inject.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Sidecar.Sinks) == 0 && len(c.Sidecar.DefaultSinks) == 0 {
+		c.Sidecar.Sinks, c.Sidecar.DefaultSinks = nil, nil
+	}
+	if !reflect.DeepEqual(c.Sidecar, DefaultConfig().Sidecar) {
+		t.Errorf("example sidecar section differs from the defaults it documents: %+v", c.Sidecar)
+	}
+	d := DefaultConfig()
+	if c.Threshold != d.Threshold || c.Mode != d.Mode || c.Listen != d.Listen || c.MetricsListen != d.MetricsListen {
+		t.Errorf("example differs from the defaults it documents: %+v", c)
+	}
+}
+
+// The example app's annotations are honoured: the Deployment's pod
+// template, admitted, gets the sidecar without warnings.
+func TestExampleAppIsInjected(t *testing.T) {
+	b, err := os.ReadFile("../examples/injector/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(b), "\n---\n")
+	var dep appsv1.Deployment
+	if err := yaml.UnmarshalStrict([]byte(docs[len(docs)-1]), &dep); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: dep.Spec.Template.ObjectMeta, Spec: dep.Spec.Template.Spec}
+	a := admitTwice(t, newTestInjector(t, ModeNative, nil), "shop", pod)
+	if container(a.pod, SidecarName) == nil || len(a.resp.Warnings) != 0 {
+		t.Fatalf("warnings %q status %s", a.resp.Warnings, a.pod.Annotations[StatusAnnotation])
 	}
 }
