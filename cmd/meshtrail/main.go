@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/meshtrail/meshtrail/als"
+	"github.com/meshtrail/meshtrail/demo"
 	"github.com/meshtrail/meshtrail/injector"
 )
 
@@ -25,6 +26,7 @@ type command struct {
 // commands lists the subcommands in the order --help shows them.
 var commands = []command{
 	// Subcommands register here; see each package's Command function.
+	{name: "demo", summary: "run the receiver on embedded defaults against a synthetic mesh and show the result", run: demo.Command},
 	{name: "als", summary: "receive Envoy access logs (ALS gRPC) as trace-correlated records and RED metrics", run: als.Command},
 	{name: "inject", summary: "mutating admission webhook adding the log tail sidecar to pods with heavy log volume", run: injector.Command},
 }
