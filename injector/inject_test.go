@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -475,5 +476,17 @@ func TestCheckPodShapeCatchesWhatTheAPIServerRejects(t *testing.T) {
 		if err := checkPodShape(&corev1.Pod{Spec: spec}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+func TestWarningsQuotingUserInputStayShortAndPrintable(t *testing.T) {
+	long := "(" + strings.Repeat("é", 400) + "\n"
+	a := admitTwice(t, newTestInjector(t, ModeNative, nil), "shop", appPod(heavy(LogMultilineAnnotation, long)))
+	if len(a.resp.Warnings) != 1 {
+		t.Fatalf("warnings %q", a.resp.Warnings)
+	}
+	w := a.resp.Warnings[0]
+	if len(w) > maxWarning || strings.ContainsAny(w, "\n\r\t") || !utf8.ValidString(w) || !strings.HasSuffix(w, "...") {
+		t.Fatalf("warning %d bytes: %q", len(w), w)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -170,6 +171,7 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 
 	ops = append(ops, statusOp(&pod, st)...)
 	if len(ops) == 0 {
+		resp.Warnings = cleanWarnings(resp.Warnings)
 		return resp
 	}
 	patch, _, err := applyAndCheck(req.Object.Raw, ops)
@@ -187,6 +189,7 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 		result = "error"
 		return resp
 	}
+	resp.Warnings = cleanWarnings(resp.Warnings)
 	resp.Patch = patch
 	resp.PatchType = ptrTo(admissionv1.PatchTypeJSONPatch)
 	if st.Decision == DecisionSidecar {
@@ -196,4 +199,30 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 		log.DebugContext(ctx, "not injected", "decision", st.Decision, "reason", st.Reason)
 	}
 	return resp
+}
+
+// maxWarning is where the API server may start truncating a warning.
+const maxWarning = 256
+
+// cleanWarnings makes warnings quoting user input safe to return: no
+// control characters (the API server drops such warnings) and at most
+// maxWarning bytes each.
+func cleanWarnings(ws []string) []string {
+	for i, w := range ws {
+		w = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, w)
+		if len(w) > maxWarning {
+			cut := maxWarning - 3
+			for cut > 0 && !utf8.RuneStart(w[cut]) {
+				cut--
+			}
+			w = w[:cut] + "..."
+		}
+		ws[i] = w
+	}
+	return ws
 }
