@@ -3,6 +3,7 @@ package injector
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,7 +11,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/meshtrail/meshtrail/test/harness"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,7 +27,7 @@ func runCommand(args ...string) (int, string, string) {
 }
 
 func TestHelpTeaches(t *testing.T) {
-	code, _, stderr := runCommand("--help")
+	code, stderr, _ := runCommand("--help")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
@@ -149,5 +152,53 @@ func TestExampleAppIsInjected(t *testing.T) {
 	a := admitTwice(t, newTestInjector(t, ModeNative, nil), "shop", pod)
 	if container(a.pod, SidecarName) == nil || len(a.resp.Warnings) != 0 {
 		t.Fatalf("warnings %q status %s", a.resp.Warnings, a.pod.Annotations[StatusAnnotation])
+	}
+}
+
+func TestCommandServesAndShutsDown(t *testing.T) {
+	ca := harness.NewCA(t)
+	certFile, keyFile := ca.Issue(t, "injector", "127.0.0.1").Write(t, t.TempDir(), "tls")
+	listen, metrics := harness.FreeAddr(t), harness.FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Command(ctx, []string{"--listen", listen, "--tls-cert", certFile, "--tls-key", keyFile,
+			"--metrics-listen", metrics, "--mode", "native", "--log-level", "warn"}, io.Discard, &stderr)
+	}()
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: ca.TLSClient()}}
+	harness.Eventually(t, 10*time.Second, "readyz", func() error {
+		resp, err := client.Get("https://" + listen + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	resp, err := client.Post("https://"+listen+"/inject", "application/json", strings.NewReader(reviewJSON(t, appPod(heavy()))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, s := range []string{`meshtrail_injector_injected_total{mode="native"} 1`, "go_goroutines", `meshtrail_injector_certificate_loads_total{result="ok"} 1`} {
+		if !strings.Contains(string(body), s) {
+			t.Errorf("metrics lack %s", s)
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no graceful shutdown")
 	}
 }
