@@ -59,7 +59,7 @@ func TestJaegerOTLP(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer exp.Shutdown(ctx)
-			g := testrecords.New("shop", uint64(len(proto)))
+			g := testrecords.New("shop", map[Protocol]uint64{GRPC: 11, HTTP: 12}[proto])
 			traces := map[string][]*record.Record{}
 			var batch []*record.Record
 			for i := 0; i < 3; i++ {
