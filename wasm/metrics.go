@@ -115,7 +115,9 @@ func appendStatName(b []byte, dims []dimension, std *labelValues, custom []strin
 		} else {
 			v = custom[d.expr]
 		}
-		if v == "" {
+		// Istio writes unknown for a missing identity, but leaves
+		// grpc_response_status empty on plain HTTP.
+		if v == "" && d.std != lGrpcResponseStatus {
 			v = "unknown"
 		}
 		b = append(b, d.name...)

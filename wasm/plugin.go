@@ -41,6 +41,18 @@ type pluginContext struct {
 	errors proxywasm.MetricCounter
 	// invalidHeaders counts inbound trace headers ignored, by reason.
 	invalidHeaders [len(invalidReasons)]proxywasm.MetricCounter
+	// statNames keeps the names passed to the host alive: a host may keep
+	// the pointer it was given rather than copy (proxytest does).
+	statNames []string
+}
+
+// Stat names of the filter's own counters (Envoy adds "wasmcustom.").
+const statFilterErrors = "meshtrail_filter_errors_total"
+
+// invalidHeaderStat is the counter of inbound trace headers ignored for
+// reason, tagged like the Istio metrics so one stats_tags rule extracts it.
+func invalidHeaderStat(reason string) string {
+	return "reason=.=" + reason + ";.;meshtrail_trace_headers_invalid_total"
 }
 
 // invalidReasons are the tracecontext errors counted, in counter order.
@@ -82,9 +94,11 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 	p.local = localWorkload(p.host)
 	p.series = newSeriesCache(s.maxSeries)
 	p.peers = newPeerCache(256)
-	p.errors = proxywasm.DefineCounterMetric("meshtrail_filter_errors_total")
+	p.errors = proxywasm.DefineCounterMetric(statFilterErrors)
 	for i, r := range invalidReasons {
-		p.invalidHeaders[i] = proxywasm.DefineCounterMetric("reason=.=" + r.name + ";.;meshtrail_trace_headers_invalid_total")
+		name := invalidHeaderStat(r.name)
+		p.statNames = append(p.statNames, name)
+		p.invalidHeaders[i] = proxywasm.DefineCounterMetric(name)
 	}
 	return types.OnPluginStartStatusOK
 }
@@ -154,15 +168,17 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 				}
 			}
 		}
-		if err := h.p.tracer.inject(h.trace.out); err != nil {
-			h.fail()
-			return types.ActionContinue
-		}
+		// Filter state first: if the host refuses it, the request has
+		// not been touched yet.
 		if s.accessLog {
 			if err := writeTraceAttributes(h.trace.out, h.trace.started); err != nil {
 				h.fail()
 				return types.ActionContinue
 			}
+		}
+		if err := h.p.tracer.inject(list, h.trace.out); err != nil {
+			h.fail()
+			return types.ActionContinue
 		}
 	}
 	if s.accessLog {

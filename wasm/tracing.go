@@ -74,21 +74,35 @@ func (t *tracer) fill(b []byte) {
 
 // inject writes the outbound context in the configured formats. Formats
 // not configured are left as they came.
-func (t *tracer) inject(c tracecontext.Context) error {
-	if t.s.writeW3C {
-		if err := proxywasm.ReplaceHttpRequestHeader(tracecontext.HeaderTraceparent, tracecontext.FormatTraceparent(c)); err != nil {
-			return err
+func (t *tracer) inject(in headerList, c tracecontext.Context) error {
+	set := func(name, value string) error {
+		// Envoy's replace and remove act on every value of a header, some
+		// hosts (proxytest) only on the first: with repeated inbound
+		// values, remove each one first (further removes are no-ops).
+		n := len(in.values(name))
+		if value != "" && n <= 1 {
+			return proxywasm.ReplaceHttpRequestHeader(name, value)
 		}
-		if c.TraceState != "" {
-			if err := proxywasm.ReplaceHttpRequestHeader(tracecontext.HeaderTracestate, c.TraceState); err != nil {
+		for i := 0; i < n; i++ {
+			if err := proxywasm.RemoveHttpRequestHeader(name); err != nil {
 				return err
 			}
-		} else if err := removeHeader(tracecontext.HeaderTracestate); err != nil {
+		}
+		if value == "" {
+			return nil
+		}
+		return proxywasm.AddHttpRequestHeader(name, value)
+	}
+	if t.s.writeW3C {
+		if err := set(tracecontext.HeaderTraceparent, tracecontext.FormatTraceparent(c)); err != nil {
+			return err
+		}
+		if err := set(tracecontext.HeaderTracestate, c.TraceState); err != nil {
 			return err
 		}
 	}
 	if t.s.writeB3 {
-		if err := proxywasm.ReplaceHttpRequestHeader(tracecontext.HeaderB3, tracecontext.FormatB3SingleHeader(c)); err != nil {
+		if err := set(tracecontext.HeaderB3, tracecontext.FormatB3SingleHeader(c)); err != nil {
 			return err
 		}
 	}
@@ -101,21 +115,10 @@ func (t *tracer) inject(c tracecontext.Context) error {
 			{tracecontext.HeaderB3Sampled, m.Sampled},
 			{tracecontext.HeaderB3Flags, m.Flags},
 		} {
-			var err error
-			if kv[1] == "" {
-				err = removeHeader(kv[0])
-			} else {
-				err = proxywasm.ReplaceHttpRequestHeader(kv[0], kv[1])
-			}
-			if err != nil {
+			if err := set(kv[0], kv[1]); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// removeHeader removes name; removing an absent header is not an error.
-func removeHeader(name string) error {
-	return proxywasm.RemoveHttpRequestHeader(name)
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+// Every filter test runs twice: natively (the filter's Go code against
+// proxytest's emulated host) and as the compiled .wasm in wazero under the
+// same emulator, so what is tested is what Envoy loads.
+
+var (
+	wasmOnce sync.Once
+	wasmVM   proxytest.WasmVMContext
+	wasmErr  error
+)
+
+// compiledVM builds ./wasm for wasip1 once per test binary and loads it.
+// One module instance serves every test: each emulator creates a fresh
+// plugin context in it.
+func compiledVM(t *testing.T) types.VMContext {
+	t.Helper()
+	wasmOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "meshtrail-wasm-test")
+		if err != nil {
+			wasmErr = err
+			return
+		}
+		out := filepath.Join(dir, "meshtrail.wasm")
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-buildmode=c-shared", "-o", out, ".")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			wasmErr = fmt.Errorf("building the .wasm: %v\n%s", err, b)
+			return
+		}
+		bin, err := os.ReadFile(out)
+		if err != nil {
+			wasmErr = err
+			return
+		}
+		_ = os.RemoveAll(dir)
+		wasmVM, wasmErr = proxytest.NewWasmVMContext(bin)
+	})
+	if wasmErr != nil {
+		t.Fatal(wasmErr)
+	}
+	return wasmVM
+}
+
+// eachRunner runs fn natively and against the compiled .wasm.
+func eachRunner(t *testing.T, fn func(t *testing.T, vm types.VMContext)) {
+	t.Helper()
+	t.Run("native", func(t *testing.T) { fn(t, &vmContext{}) })
+	t.Run("wasm", func(t *testing.T) { fn(t, compiledVM(t)) })
+}
+
+// emulator is a started plugin in proxytest.
+type emulator struct {
+	proxytest.HostEmulator
+	t *testing.T
+}
+
+// start creates an emulator with config and properties (path joined by
+// '.' -> value) and starts the plugin, which must accept the config.
+func start(t *testing.T, vm types.VMContext, config string, props map[string]string) *emulator {
+	t.Helper()
+	e, status := startStatus(t, vm, config, props)
+	if status != types.OnPluginStartStatusOK {
+		t.Fatalf("plugin refused config %s: %v", config, e.GetCriticalLogs())
+	}
+	return e
+}
+
+func startStatus(t *testing.T, vm types.VMContext, config string, props map[string]string) (*emulator, types.OnPluginStartStatus) {
+	t.Helper()
+	opt := proxytest.NewEmulatorOption().WithVMContext(vm).WithPluginConfiguration([]byte(config))
+	for k, v := range props {
+		opt = opt.WithProperty(strings.Split(k, "|"), []byte(v))
+	}
+	// proxytest allows one emulator at a time (it holds a lock until
+	// reset): starting another one in the same test ends the previous.
+	releaseEmulator()
+	host, reset := proxytest.NewHostEmulator(opt)
+	activeReset = reset
+	t.Cleanup(releaseEmulator)
+	return &emulator{HostEmulator: host, t: t}, host.StartPlugin()
+}
+
+// activeReset releases the running emulator; tests run one at a time.
+var activeReset func()
+
+func releaseEmulator() {
+	if activeReset != nil {
+		activeReset()
+		activeReset = nil
+	}
+}
+
+// exchange is one request through the filter.
+type exchange struct {
+	id       uint32
+	upstream [][2]string // request headers after the filter
+	state    map[string]string
+}
+
+// request runs a request with headers and a 200 response through the
+// filter, reading what the filter wrote right after each callback.
+func (e *emulator) request(headers [][2]string, response [][2]string) exchange {
+	e.t.Helper()
+	// Envoy's filter state is per request; proxytest keeps properties for
+	// the emulator's life, so mark every key unset before each request.
+	for _, k := range stateKeys {
+		if err := e.SetProperty([]string{k}, []byte(unsetMark)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	id := e.InitializeHttpContext()
+	if a := e.CallOnRequestHeaders(id, headers, false); a != types.ActionContinue {
+		e.t.Fatalf("request headers: action %v", a)
+	}
+	x := exchange{id: id, state: map[string]string{}}
+	for _, kv := range e.GetCurrentRequestHeaders(id) {
+		x.upstream = append(x.upstream, [2]string{kv[0], strings.Clone(kv[1])})
+	}
+	e.readState(x.state)
+	if response == nil {
+		response = [][2]string{{":status", "200"}}
+	}
+	if a := e.CallOnResponseHeaders(id, response, false); a != types.ActionContinue {
+		e.t.Fatalf("response headers: action %v", a)
+	}
+	e.readState(x.state)
+	e.CallOnResponseBody(id, []byte("hello"), true)
+	e.CompleteHttpContext(id)
+	return x
+}
+
+const unsetMark = "\x00unset"
+
+var stateKeys = []string{
+	"meshtrail_trace_id", "meshtrail_span_id", "meshtrail_parent_span_id", "meshtrail_sampled",
+	"meshtrail_peer_principal", "meshtrail_peer_workload", "meshtrail_peer_namespace", "meshtrail_peer_canonical_service",
+	"meshtrail_h_x_request_id", "meshtrail_h_user_agent", "meshtrail_h_request_path",
+}
+
+func (e *emulator) readState(into map[string]string) {
+	for _, k := range stateKeys {
+		if v, err := e.GetProperty([]string{k}); err == nil && string(v) != unsetMark {
+			into[k] = string(v)
+		}
+	}
+}
+
+// header returns the only value of name in h ("" if absent), failing on
+// duplicates: the filter must never send a trace header twice.
+func header(t *testing.T, h [][2]string, name string) string {
+	t.Helper()
+	var got []string
+	for _, kv := range h {
+		if strings.EqualFold(kv[0], name) {
+			got = append(got, kv[1])
+		}
+	}
+	if len(got) > 1 {
+		t.Fatalf("header %s sent %d times: %q", name, len(got), got)
+	}
+	if len(got) == 0 {
+		return ""
+	}
+	return got[0]
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// reviewsNode is the node metadata Istio's injector gives reviews-v1's
+// sidecar, with the mTLS identities of an inbound connection.
+var reviewsNode = map[string]string{
+	"node|metadata|WORKLOAD_NAME":                               "reviews-v1",
+	"node|metadata|NAMESPACE":                                   "default",
+	"node|metadata|CLUSTER_ID":                                  "Kubernetes",
+	"node|metadata|LABELS|app":                                  "reviews",
+	"node|metadata|LABELS|version":                              "v1",
+	"node|metadata|LABELS|service.istio.io/canonical-name":     "reviews",
+	"node|metadata|LABELS|service.istio.io/canonical-revision": "v1",
+	"connection|mtls":                      "\x01",
+	"connection|uri_san_peer_certificate":  "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+	"connection|uri_san_local_certificate": "spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
+}
+
+// peerMetadata is what Istio's metadata exchange sends: the peer's node
+// metadata as a base64 serialized google.protobuf.Struct.
+func peerMetadata(t *testing.T, fields map[string]any) string {
+	t.Helper()
+	s, err := structpb.NewStruct(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := proto.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func productpagePeer(t *testing.T) string {
+	return peerMetadata(t, map[string]any{
+		"WORKLOAD_NAME": "productpage-v1",
+		"NAMESPACE":     "default",
+		"CLUSTER_ID":    "Kubernetes",
+		"MESH_ID":       "cluster.local",
+		"LABELS": map[string]any{
+			"app": "productpage", "version": "v1",
+			"service.istio.io/canonical-name": "productpage", "service.istio.io/canonical-revision": "v1",
+		},
+		"PLATFORM_METADATA": map[string]any{"gcp_project": "p"},
+		"INSTANCE_IPS":      []any{"10.0.0.1"},
+		"SOME_NUMBER":       3.5,
+	})
+}
+
+const reviewsLabels = "reporter=.=destination;.;" +
+	"source_workload=.=productpage-v1;.;source_canonical_service=.=productpage;.;source_canonical_revision=.=v1;.;" +
+	"source_workload_namespace=.=default;.;source_principal=.=spiffe://cluster.local/ns/default/sa/bookinfo-productpage;.;" +
+	"source_app=.=productpage;.;source_version=.=v1;.;source_cluster=.=Kubernetes;.;" +
+	"destination_workload=.=reviews-v1;.;destination_workload_namespace=.=default;.;" +
+	"destination_principal=.=spiffe://cluster.local/ns/default/sa/bookinfo-reviews;.;" +
+	"destination_app=.=reviews;.;destination_version=.=v1;.;destination_service=.=reviews.default.svc.cluster.local;.;" +
+	"destination_canonical_service=.=reviews;.;destination_canonical_revision=.=v1;.;" +
+	"destination_service_name=.=reviews;.;destination_service_namespace=.=default;.;destination_cluster=.=Kubernetes;.;" +
+	"request_protocol=.=http;.;response_code=.=200;.;grpc_response_status=.=;.;response_flags=.=-;.;" +
+	"connection_security_policy=.=mutual_tls;.;"
+
+func TestIstioStandardMetrics(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		e := start(t, vm, `{"reporter":"destination"}`, reviewsNode)
+		req := [][2]string{
+			{":method", "GET"}, {":path", "/reviews/0"}, {":authority", "reviews.default.svc.cluster.local:9080"},
+			{"x-envoy-peer-metadata", productpagePeer(t)},
+		}
+		for i := 0; i < 3; i++ {
+			e.request(req, [][2]string{{":status", "200"}})
+		}
+		got, err := e.GetCounterMetric(reviewsLabels + "istio_requests_total")
+		if err != nil || got != 3 {
+			t.Fatalf("istio_requests_total = %d, %v; want 3", got, err)
+		}
+		for _, h := range []string{"istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes"} {
+			if _, err := e.GetHistogramMetric(reviewsLabels + h); err != nil {
+				t.Errorf("%s: %v", h, err)
+			}
+		}
+		// Without Envoy's response.total_size the body bytes are counted.
+		if v, _ := e.GetHistogramMetric(reviewsLabels + "istio_response_bytes"); v != 5 {
+			t.Errorf("istio_response_bytes recorded %d, want 5", v)
+		}
+		// A different response code is a different series.
+		e.request(req, [][2]string{{":status", "503"}})
+		name503 := strings.Replace(reviewsLabels, "response_code=.=200", "response_code=.=503", 1) + "istio_requests_total"
+		if got, err := e.GetCounterMetric(name503); err != nil || got != 1 {
+			t.Errorf("503 series = %d, %v", got, err)
+		}
+	})
+}
+
+func TestSourceReporterAndUnknownPeer(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		node := map[string]string{
+			"node|metadata|WORKLOAD_NAME": "productpage-v1", "node|metadata|NAMESPACE": "default",
+			"node|metadata|LABELS|app": "productpage",
+		}
+		e := start(t, vm, `{"reporter":"source"}`, node)
+		x := e.request(
+			[][2]string{{":authority", "ratings:9080"}, {"content-type", "application/grpc"}},
+			[][2]string{{":status", "200"}, {"grpc-status", "14"}, {"x-envoy-peer-metadata", peerMetadata(t, map[string]any{"WORKLOAD_NAME": "ratings-v1", "NAMESPACE": "bookinfo"})}},
+		)
+		name := "reporter=.=source;.;source_workload=.=productpage-v1;.;source_canonical_service=.=productpage;.;source_canonical_revision=.=latest;.;" +
+			"source_workload_namespace=.=default;.;source_principal=.=unknown;.;source_app=.=productpage;.;source_version=.=unknown;.;source_cluster=.=unknown;.;" +
+			"destination_workload=.=ratings-v1;.;destination_workload_namespace=.=bookinfo;.;destination_principal=.=unknown;.;destination_app=.=unknown;.;" +
+			"destination_version=.=unknown;.;destination_service=.=ratings;.;destination_canonical_service=.=ratings-v1;.;destination_canonical_revision=.=latest;.;" +
+			"destination_service_name=.=ratings;.;destination_service_namespace=.=bookinfo;.;destination_cluster=.=unknown;.;" +
+			"request_protocol=.=grpc;.;response_code=.=200;.;grpc_response_status=.=14;.;response_flags=.=-;.;connection_security_policy=.=unknown;.;istio_requests_total"
+		if got, err := e.GetCounterMetric(name); err != nil || got != 1 {
+			t.Errorf("source-side series: %d, %v", got, err)
+		}
+		if x.state["meshtrail_peer_workload"] != "ratings-v1" || x.state["meshtrail_peer_namespace"] != "bookinfo" {
+			t.Errorf("peer in filter state: %v", x.state)
+		}
+	})
+}
+
+func TestMetricOverrides(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		cfg := `{"reporter":"destination","metrics":{"overrides":[
+			{"tag_overrides":{"request_protocol":{"operation":"REMOVE"},"source_principal":{"operation":"REMOVE"},
+			  "tenant":{"value":"request.headers['x-tenant']"}}},
+			{"match":"REQUEST_COUNT","tag_overrides":{"response_code":{"operation":"REMOVE"},"path":{"value":"request.url_path"}}}
+		]}}`
+		props := map[string]string{"request|url_path": "/reviews"}
+		for k, v := range reviewsNode {
+			props[k] = v
+		}
+		e := start(t, vm, cfg, props)
+		e.request([][2]string{{":authority", "reviews.default.svc.cluster.local"}, {"x-tenant", "acme"}, {"x-envoy-peer-metadata", productpagePeer(t)}}, nil)
+		base := strings.Replace(reviewsLabels, "request_protocol=.=http;.;", "", 1)
+		base = strings.Replace(base, "source_principal=.=spiffe://cluster.local/ns/default/sa/bookinfo-productpage;.;", "", 1)
+		count := strings.Replace(base, "response_code=.=200;.;", "", 1) + "tenant=.=acme;.;path=.=/reviews;.;istio_requests_total"
+		if got, err := e.GetCounterMetric(count); err != nil || got != 1 {
+			t.Errorf("requests with overrides: %d, %v", got, err)
+		}
+		if _, err := e.GetHistogramMetric(base + "tenant=.=acme;.;istio_request_duration_milliseconds"); err != nil {
+			t.Errorf("duration with overrides: %v", err)
+		}
+	})
+}
+
+func TestSeriesCap(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		e := start(t, vm, `{"metrics":{"max_series":4}}`, nil)
+		e.request(nil, [][2]string{{":status", "200"}}) // 4 series: one per metric
+		e.request(nil, [][2]string{{":status", "404"}}) // 4 more: dropped
+		if got, err := e.GetCounterMetric("meshtrail_metric_series_dropped_total"); err != nil || got != 4 {
+			t.Errorf("dropped = %d, %v; want 4", got, err)
+		}
+	})
+}
+
+func TestResponseFlags(t *testing.T) {
+	for _, c := range []struct {
+		flags uint64
+		want  string
+	}{{0, "-"}, {0x2, "UH"}, {0x2 | 0x100, "UH,NR"}, {0x1 << 40, "-"}} {
+		if got := formatResponseFlags(c.flags); got != c.want {
+			t.Errorf("formatResponseFlags(%#x) = %q, want %q", c.flags, got, c.want)
+		}
+	}
+}
