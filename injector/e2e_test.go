@@ -309,6 +309,58 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("awkward shapes are never rejected", func(t *testing.T) {
+		emptyDir := corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}
+		for name, tc := range map[string]struct {
+			pod    func() *corev1.Pod
+			inject bool
+		}{
+			"our volume names taken": {func() *corev1.Pod {
+				p := heavyPod("taken")
+				p.Spec.Volumes = []corev1.Volume{{Name: "meshtrail-logs", VolumeSource: emptyDir}, {Name: "meshtrail-tail-state", VolumeSource: emptyDir}}
+				p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "meshtrail-logs", MountPath: "/data"}}
+				return p
+			}, true},
+			"user container named meshtrail-tail": {func() *corev1.Pod {
+				p := heavyPod("clash")
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: injector.SidecarName, Image: "x"})
+				return p
+			}, false},
+			"two log containers, nested and repeated paths, a subPath mount": {func() *corev1.Pod {
+				p := heavyPod("multi")
+				p.Annotations[injector.LogContainersAnnotation] = "app,worker"
+				p.Annotations[injector.LogPathsAnnotation] = "/var/log/app/*.log,/var/log/app/sub/*.log,/srv/logs/x.log"
+				p.Spec.Volumes = []corev1.Volume{{Name: "srv", VolumeSource: emptyDir}}
+				p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "srv", MountPath: "/srv", SubPath: "app"}}
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "worker", Image: "w",
+					VolumeMounts: []corev1.VolumeMount{{Name: "srv", MountPath: "/srv", SubPath: "app"}}})
+				return p
+			}, true},
+			"istio-injected pod": {func() *corev1.Pod {
+				p := heavyPod("istio")
+				p.Annotations["sidecar.istio.io/status"] = `{"containers":["istio-proxy"]}`
+				p.Spec.InitContainers = []corev1.Container{{Name: "istio-init", Image: "istio/proxyv2"}}
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "istio-proxy", Image: "istio/proxyv2",
+					VolumeMounts: []corev1.VolumeMount{{Name: "istio-envoy", MountPath: "/etc/istio/proxy"}}})
+				p.Spec.Volumes = []corev1.Volume{{Name: "istio-envoy", VolumeSource: emptyDir}}
+				return p
+			}, true},
+			"log path on the state directory": {func() *corev1.Pod {
+				p := heavyPod("state")
+				p.Annotations[injector.LogPathsAnnotation] = "/var/lib/meshtrail-tail/*.log"
+				return p
+			}, false},
+		} {
+			t.Run(name, func(t *testing.T) {
+				pod, _ := s.mustCreate(t, nsEnabled, tc.pod())
+				st, _ := podStatus(t, pod)
+				if got := findContainer(pod, injector.SidecarName) != nil && st.Decision == injector.DecisionSidecar; got != tc.inject {
+					t.Fatalf("injected=%v, want %v; status %+v", got, tc.inject, st)
+				}
+			})
+		}
+	})
+
 	t.Run("regular sidecar by annotation", func(t *testing.T) {
 		p := heavyPod("regular")
 		p.Annotations[injector.SidecarModeAnnotation] = "regular"
@@ -401,6 +453,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if n := s.metric(t, `meshtrail_injector_skipped_total{reason="unhonourable"}`); n < 1 {
 			t.Errorf("unhonourable %v", n)
+		}
+		// The self-check never had to drop an injection of ours.
+		if n := s.metric(t, `meshtrail_injector_reviews_total{result="error"}`); n != 0 {
+			t.Errorf("reviews with errors: %v", n)
 		}
 		if n := s.metric(t, `meshtrail_injector_review_duration_seconds_count`); n < 10 {
 			t.Errorf("latency count %v", n)

@@ -490,3 +490,10 @@ func TestWarningsQuotingUserInputStayShortAndPrintable(t *testing.T) {
 		t.Fatalf("warning %d bytes: %q", len(w), w)
 	}
 }
+
+func TestLogPathOnTheSidecarStateDirectory(t *testing.T) {
+	a := admitTwice(t, newTestInjector(t, ModeNative, nil), "shop", appPod(heavy(LogPathsAnnotation, stateDir+"/*.log")))
+	if st := status(t, a.pod); st.Decision != DecisionNone || !strings.Contains(st.Reason, "own state directory") {
+		t.Fatalf("status %+v", st)
+	}
+}

@@ -90,6 +90,9 @@ func (inj *Injector) buildInjection(pod *corev1.Pod, spec tailSpec) (injection, 
 		}
 		sidecarMounts[dir] = corev1.VolumeMount{Name: name, MountPath: dir, ReadOnly: true}
 	}
+	if _, ok := sidecarMounts[stateDir]; ok {
+		return out, cannot("%s: %s is the sidecar's own state directory; log there elsewhere", LogPathsAnnotation, stateDir)
+	}
 	stateVol := names.volume("meshtrail-tail-state")
 	newVolumes = append(newVolumes, corev1.Volume{Name: stateVol, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 
