@@ -16,6 +16,8 @@ import (
 type Loki struct {
 	URL     string // http://host:port; push at URL+"/loki/api/v1/push"
 	Process *Process
+
+	bin, cfgPath string
 }
 
 // StartLoki starts Loki on free loopback ports and waits for /ready
@@ -82,10 +84,21 @@ pattern_ingester:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l := &Loki{URL: "http://" + httpAddr}
+	l := &Loki{URL: "http://" + httpAddr, bin: bin, cfgPath: cfgPath}
 	l.Process = Start(t, "loki", nil, bin, "-config.file="+cfgPath)
 	WaitHTTP(t, l.Process, l.URL+"/ready", 120*time.Second)
 	return l
+}
+
+// Stop stops Loki; its WAL and chunks stay for Restart.
+func (l *Loki) Stop() { l.Process.Stop() }
+
+// Restart starts Loki again on the same ports and storage.
+func (l *Loki) Restart(t testing.TB) {
+	t.Helper()
+	l.Process.Stop()
+	l.Process = Start(t, "loki-restarted", nil, l.bin, "-config.file="+l.cfgPath)
+	WaitHTTP(t, l.Process, l.URL+"/ready", 120*time.Second)
 }
 
 // LokiEntry is one log line returned by a LogQL query.

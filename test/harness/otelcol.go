@@ -29,6 +29,8 @@ type Otelcol struct {
 	LogsFile    string
 	MetricsFile string
 	Process     *Process
+
+	bin, cfgPath string
 }
 
 // StartOtelcol starts the collector and waits until its receivers listen.
@@ -67,12 +69,15 @@ exporters:
     verbosity: basic
   file/traces:
     path: %s
+    append: true
     flush_interval: 100ms
   file/logs:
     path: %s
+    append: true
     flush_interval: 100ms
   file/metrics:
     path: %s
+    append: true
     flush_interval: 100ms
   prometheus:
     endpoint: %s
@@ -106,11 +111,28 @@ service:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	c.bin, c.cfgPath = bin, cfgPath
 	c.Process = Start(t, "otelcol", nil, bin, "--config="+cfgPath)
+	c.wait(t)
+	return c
+}
+
+func (c *Otelcol) wait(t testing.TB) {
 	for _, a := range []string{c.OTLPGRPC, c.OTLPHTTP, c.Forward, c.Zipkin, c.EnvoyALS} {
 		WaitTCP(t, c.Process, a, 60*time.Second)
 	}
-	return c
+}
+
+// Stop stops the collector; its output files stay (and are appended to
+// after Restart).
+func (c *Otelcol) Stop() { c.Process.Stop() }
+
+// Restart starts the collector again on the same ports and files.
+func (c *Otelcol) Restart(t testing.TB) {
+	t.Helper()
+	c.Process.Stop()
+	c.Process = Start(t, "otelcol-restarted", nil, c.bin, "--config="+c.cfgPath)
+	c.wait(t)
 }
 
 // OTLPLogRecord is one log record from the file exporter's OTLP JSON, with

@@ -21,6 +21,9 @@ type Prometheus struct {
 	Addr    string // 127.0.0.1:port of the web API
 	URL     string // http://Addr
 	Process *Process
+
+	bin  string
+	args []string
 }
 
 // PrometheusOptions configure StartPrometheus.
@@ -58,16 +61,28 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := Start(t, "prometheus", nil, bin,
-		"--config.file="+cfgPath,
-		"--web.listen-address="+addr,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+	args := []string{
+		"--config.file=" + cfgPath,
+		"--web.listen-address=" + addr,
+		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
 		"--web.enable-remote-write-receiver",
 		"--enable-feature=exemplar-storage",
-	)
-	prom := &Prometheus{Addr: addr, URL: "http://" + addr, Process: p}
-	WaitHTTP(t, p, prom.URL+"/-/ready", 60*time.Second)
+	}
+	prom := &Prometheus{Addr: addr, URL: "http://" + addr, bin: bin, args: args}
+	prom.Process = Start(t, "prometheus", nil, bin, args...)
+	WaitHTTP(t, prom.Process, prom.URL+"/-/ready", 60*time.Second)
 	return prom
+}
+
+// Stop stops Prometheus, keeping its storage for Restart.
+func (p *Prometheus) Stop() { p.Process.Stop() }
+
+// Restart starts Prometheus again on the same address and storage.
+func (p *Prometheus) Restart(t testing.TB) {
+	t.Helper()
+	p.Process.Stop()
+	p.Process = Start(t, "prometheus-restarted", nil, p.bin, p.args...)
+	WaitHTTP(t, p.Process, p.URL+"/-/ready", 60*time.Second)
 }
 
 // PromSample is one series of an instant-vector query result.

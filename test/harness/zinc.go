@@ -19,6 +19,9 @@ type Zinc struct {
 	User     string
 	Password string
 	Process  *Process
+
+	bin string
+	env []string
 }
 
 // StartZinc starts zincsearch on a free loopback port with its data in a
@@ -29,7 +32,8 @@ func StartZinc(t testing.TB) *Zinc {
 	addr := FreeAddr(t)
 	host, port := splitHostPort(t, addr)
 	z := &Zinc{URL: "http://" + addr, User: "admin", Password: "meshtrail-test"}
-	z.Process = Start(t, "zincsearch", []string{
+	z.bin = bin
+	z.env = []string{
 		"ZINC_SERVER_ADDRESS=" + host,
 		"ZINC_SERVER_PORT=" + port,
 		"ZINC_DATA_PATH=" + t.TempDir(),
@@ -37,9 +41,21 @@ func StartZinc(t testing.TB) *Zinc {
 		"ZINC_FIRST_ADMIN_PASSWORD=" + z.Password,
 		"ZINC_TELEMETRY=false",
 		"ZINC_SENTRY=false",
-	}, bin)
+	}
+	z.Process = Start(t, "zincsearch", z.env, bin)
 	WaitHTTP(t, z.Process, z.URL+"/healthz", 60*time.Second)
 	return z
+}
+
+// Stop stops zincsearch, keeping its data for Restart.
+func (z *Zinc) Stop() { z.Process.Stop() }
+
+// Restart starts zincsearch again on the same address and data.
+func (z *Zinc) Restart(t testing.TB) {
+	t.Helper()
+	z.Process.Stop()
+	z.Process = Start(t, "zincsearch-restarted", z.env, z.bin)
+	WaitHTTP(t, z.Process, z.URL+"/healthz", 60*time.Second)
 }
 
 // Search runs an Elasticsearch query DSL body against index (which may be
