@@ -76,6 +76,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		kubeVer    = fs.String("kubernetes-version", "", "cluster `version` (e.g. 1.33) deciding auto mode without asking the API server")
 		image      = fs.String("image", def.Sidecar.Image, "sidecar `image`")
 		strict     = fs.Bool("strict", false, "deny pods whose meshtrail annotations cannot be honoured (default: admit without sidecar, with a warning)")
+		delay      = fs.Duration("shutdown-delay", def.ShutdownDelay.Duration, "on SIGTERM, keep answering with /readyz failing for this `duration` before closing")
 		logLevel   = fs.String("log-level", "info", "`level`: debug, info, warn, error")
 
 		printHook = fs.Bool("print-webhook", false, "print the MutatingWebhookConfiguration YAML and exit")
@@ -123,6 +124,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.Sidecar.Image = *image
 		case "strict":
 			cfg.Strict = *strict
+		case "shutdown-delay":
+			cfg.ShutdownDelay.Duration = *delay
 		}
 	})
 

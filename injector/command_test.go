@@ -3,6 +3,7 @@ package injector
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -165,7 +166,7 @@ func TestCommandServesAndShutsDown(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- Command(ctx, []string{"--listen", listen, "--tls-cert", certFile, "--tls-key", keyFile,
-			"--metrics-listen", metrics, "--mode", "native", "--log-level", "warn"}, io.Discard, &stderr)
+			"--metrics-listen", metrics, "--mode", "native", "--log-level", "warn", "--shutdown-delay", "300ms"}, io.Discard, &stderr)
 	}()
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: ca.TLSClient()}}
 	harness.Eventually(t, 10*time.Second, "readyz", func() error {
@@ -193,6 +194,18 @@ func TestCommandServesAndShutsDown(t *testing.T) {
 		}
 	}
 	cancel()
+	// During the shutdown delay reviews are still answered, /readyz fails.
+	harness.Eventually(t, 5*time.Second, "readyz failing while draining", func() error {
+		resp, err := client.Get("https://" + listen + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
 	select {
 	case code := <-done:
 		if code != 0 {

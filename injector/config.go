@@ -17,8 +17,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -46,6 +48,11 @@ type Config struct {
 	TLSKey  string `json:"tlsKey"`
 	// MetricsListen serves Prometheus /metrics over plain HTTP; empty disables.
 	MetricsListen string `json:"metricsListen"`
+	// ShutdownDelay is how long, after SIGTERM, the injector keeps serving
+	// with /readyz failing, so that the Service stops sending it reviews
+	// before its listener closes (a review refused then would create the pod
+	// without its sidecar under failurePolicy Ignore).
+	ShutdownDelay metav1.Duration `json:"shutdownDelay"`
 
 	// Threshold is the declared log volume (e.g. "5MiB/s") at or above
 	// which a pod gets its own sidecar; under it the node DaemonSet tails it.
@@ -91,6 +98,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:           ":8443",
 		MetricsListen:    ":9464",
+		ShutdownDelay:    metav1.Duration{Duration: 5 * time.Second},
 		Threshold:        "5MiB/s",
 		Mode:             ModeAuto,
 		SystemNamespaces: []string{"kube-system", "kube-public", "kube-node-lease", "istio-system"},
@@ -137,6 +145,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSKey == "" {
 		bad("tlsKey", "must be set (--tls-key FILE)")
+	}
+	if d := c.ShutdownDelay.Duration; d < 0 || d > 5*time.Minute {
+		bad("shutdownDelay", "%v is outside 0s..5m", d)
 	}
 	if _, err := ParseRate(c.Threshold); err != nil {
 		bad("threshold", "%v", err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseRate(t *testing.T) {
@@ -33,12 +34,13 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 	c.Sidecar.Image, c.Sidecar.ImagePullPolicy, c.Sidecar.Parsers = "", "Often", nil
 	c.Sidecar.MemoryLimit, c.Sidecar.DefaultSinks, c.Sidecar.Sinks = "much", []string{"kafka"}, []string{"loki"}
 	c.Sidecar.DrainSeconds, c.Sidecar.RunAsUser = -1, 0
+	c.ShutdownDelay.Duration = -time.Second
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("accepted")
 	}
 	for _, field := range []string{"listen:", "tlsCert:", "tlsKey:", "threshold:", "mode:", "kubernetesVersion:", "sidecar.image:",
-		"sidecar.imagePullPolicy:", "sidecar.parsers:", "sidecar.memoryLimit:", "sidecar.defaultSinks:", "sidecar.drainSeconds:", "sidecar.runAsUser:"} {
+		"sidecar.imagePullPolicy:", "sidecar.parsers:", "sidecar.memoryLimit:", "sidecar.defaultSinks:", "sidecar.drainSeconds:", "sidecar.runAsUser:", "shutdownDelay:"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("no %s in:\n%v", field, err)
 		}

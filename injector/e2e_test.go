@@ -62,6 +62,7 @@ func startUnregistered(tb testing.TB) *stack {
 	cfg.TLSCert, cfg.TLSKey = s.certFile, s.keyFile
 	cfg.Sidecar.Image = "registry.example/meshtrail:e2e"
 	cfg.Mode = injector.ModeAuto // resolved from the real API server's /version
+	cfg.ShutdownDelay.Duration = 0
 	s.cfg, s.metricsURL = cfg, "http://"+cfg.MetricsListen+"/metrics"
 
 	ctx, cancel := context.WithCancel(context.Background())

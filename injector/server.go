@@ -20,7 +20,8 @@ import (
 const shutdownGrace = 10 * time.Second
 
 // Run serves the injector until ctx ends, then shuts down gracefully:
-// /readyz turns 503 first, in-flight reviews finish, listeners close.
+// /readyz turns 503 first and reviews are still answered for
+// cfg.ShutdownDelay, then in-flight reviews finish and listeners close.
 // discover resolves mode auto (nil: regular unless cfg.KubernetesVersion).
 func Run(ctx context.Context, cfg Config, reg *prometheus.Registry, discover func(context.Context) (string, error), log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
@@ -110,6 +111,10 @@ func Run(ctx context.Context, cfg Config, reg *prometheus.Registry, discover fun
 	case runErr = <-errc:
 	}
 	stopping.Store(true)
+	if d := cfg.ShutdownDelay.Duration; d > 0 && runErr == nil {
+		log.Info("shutting down: /readyz failing, still serving", "for", d)
+		time.Sleep(d)
+	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
