@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -113,6 +115,13 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logger := NewLogger(stderr, cfg.LogLevel)
+	if os.Getenv("GOGC") == "" {
+		// The receiver's live heap is small (a few MB per thousand streams)
+		// and its allocation rate high: collecting at 4x the live heap
+		// instead of 2x halves GC CPU for a few MB more memory. GOGC in
+		// the environment overrides it.
+		debug.SetGCPercent(400)
+	}
 	svc, err := Start(cfg, logger)
 	if err != nil {
 		logger.Error("cannot start", "error", err)

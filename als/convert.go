@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
@@ -67,139 +65,31 @@ type entryNotes struct {
 	badFilterState []string
 }
 
-// http converts one HTTP entry.
-func (c *converter) http(p *proxy, e *accesslogv3.HTTPAccessLogEntry, now time.Time, notes *entryNotes) (*record.Record, error) {
-	cp := e.GetCommonProperties()
-	if cp == nil {
-		return nil, &errEntry{reasonMissingCommon, "HTTP entry without common_properties"}
+// finish does what every entry needs once its fields are decoded: the
+// trace context (read before redaction could remove a header), redaction,
+// and which side of the hop the reporting proxy is.
+func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]string, notes *entryNotes) {
+	if r.Kind == record.KindHTTP {
+		r.Trace, notes.invalidTrace = traceFrom(r.FilterState, reqHeaders, notes.invalidTrace)
+		r.RequestHeaders = c.headers(reqHeaders, notes)
+		r.ResponseHeaders = c.headers(r.ResponseHeaders, notes)
+		r.ResponseTrailers = c.headers(r.ResponseTrailers, notes)
+		if gs, ok := r.ResponseTrailers["grpc-status"]; ok {
+			r.HTTP.GRPCStatus = gs
+		} else if gs, ok := r.ResponseHeaders["grpc-status"]; ok {
+			r.HTTP.GRPCStatus = gs // trailers-only responses
+		}
+	} else {
+		r.Trace, notes.invalidTrace = traceFrom(r.FilterState, nil, notes.invalidTrace)
 	}
-	req, resp := e.GetRequest(), e.GetResponse()
-	if req == nil {
-		return nil, &errEntry{reasonMissingRequest, "HTTP entry without request properties"}
+	if r.Timings.Total == 0 {
+		r.Timings.Total = r.Timings.LastDownstreamTxByte
 	}
-	if resp == nil {
-		return nil, &errEntry{reasonMissingResponse, "HTTP entry without response properties"}
-	}
-	r := &record.Record{Kind: record.KindHTTP, ReceivedAt: now}
-	c.common(p, cp, r, notes)
-
-	h := &r.HTTP
-	h.Method = methodName(req.GetRequestMethod())
-	h.Scheme = req.GetScheme()
-	h.Authority = req.GetAuthority()
-	h.Path = req.GetPath()
-	h.OriginalPath = req.GetOriginalPath()
-	h.Protocol = protocolName(e.GetProtocolVersion())
-	h.RequestID = req.GetRequestId()
-	h.UserAgent = req.GetUserAgent()
-	h.Referer = req.GetReferer()
-	h.ForwardedFor = req.GetForwardedFor()
-	h.RequestHeaderBytes = req.GetRequestHeadersBytes()
-	h.RequestBodyBytes = req.GetRequestBodyBytes()
-	h.ResponseCode = resp.GetResponseCode().GetValue()
-	h.ResponseCodeDetails = resp.GetResponseCodeDetails()
-	h.ResponseHeaderBytes = resp.GetResponseHeadersBytes()
-	h.ResponseBodyBytes = resp.GetResponseBodyBytes()
-
-	// Trace headers are read before redaction could remove them, and even
-	// when they are not kept.
-	r.Trace, notes.invalidTrace = traceFrom(r.FilterState, req.GetRequestHeaders(), notes.invalidTrace)
-	r.RequestHeaders = c.headers(req.GetRequestHeaders(), notes)
-	r.ResponseHeaders = c.headers(resp.GetResponseHeaders(), notes)
-	r.ResponseTrailers = c.headers(resp.GetResponseTrailers(), notes)
-	if gs, ok := resp.GetResponseTrailers()["grpc-status"]; ok {
-		h.GRPCStatus = gs
-	} else if gs, ok := resp.GetResponseHeaders()["grpc-status"]; ok {
-		h.GRPCStatus = gs // trailers-only responses
-	}
-
 	c.identify(p, r)
-	if r.Upstream.Service == "" && r.Reporter == record.ReporterDestination && h.Authority != "" {
+	if r.Kind == record.KindHTTP && r.Upstream.Service == "" && r.Reporter == record.ReporterDestination && r.HTTP.Authority != "" {
 		// Inbound clusters carry no service (Istio >= 1.10): Istio's
 		// telemetry takes it from the host the caller asked for.
-		fillServiceFromAuthority(&r.Upstream, h.Authority, r.Destination.Namespace)
-	}
-	return r, nil
-}
-
-// tcp converts one TCP entry.
-func (c *converter) tcp(p *proxy, e *accesslogv3.TCPAccessLogEntry, now time.Time, notes *entryNotes) (*record.Record, error) {
-	cp := e.GetCommonProperties()
-	if cp == nil {
-		return nil, &errEntry{reasonMissingCommon, "TCP entry without common_properties"}
-	}
-	r := &record.Record{Kind: record.KindTCP, ReceivedAt: now}
-	c.common(p, cp, r, notes)
-	r.ReceivedBytes = e.GetConnectionProperties().GetReceivedBytes()
-	r.SentBytes = e.GetConnectionProperties().GetSentBytes()
-	r.Trace, notes.invalidTrace = traceFrom(r.FilterState, nil, notes.invalidTrace)
-	c.identify(p, r)
-	return r, nil
-}
-
-// common fills what HTTP and TCP entries share.
-func (c *converter) common(p *proxy, cp *accesslogv3.AccessLogCommon, r *record.Record, notes *entryNotes) {
-	r.Node = p.node
-	if ts := cp.GetStartTime(); ts != nil {
-		r.StartTime = time.Unix(ts.GetSeconds(), int64(ts.GetNanos())).UTC()
-	}
-	t := &r.Timings
-	t.LastRxByte = cp.GetTimeToLastRxByte().AsDuration()
-	t.FirstUpstreamTxByte = cp.GetTimeToFirstUpstreamTxByte().AsDuration()
-	t.LastUpstreamTxByte = cp.GetTimeToLastUpstreamTxByte().AsDuration()
-	t.FirstUpstreamRxByte = cp.GetTimeToFirstUpstreamRxByte().AsDuration()
-	t.LastUpstreamRxByte = cp.GetTimeToLastUpstreamRxByte().AsDuration()
-	t.FirstDownstreamTxByte = cp.GetTimeToFirstDownstreamTxByte().AsDuration()
-	t.LastDownstreamTxByte = cp.GetTimeToLastDownstreamTxByte().AsDuration()
-	if d := cp.GetDuration(); d != nil {
-		t.Total = d.AsDuration()
-	} else {
-		t.Total = t.LastDownstreamTxByte
-	}
-
-	parseCluster(cp.GetUpstreamCluster(), &r.Upstream)
-	r.Upstream.Host = address(cp.GetUpstreamRemoteAddress())
-	r.Upstream.LocalAddress = address(cp.GetUpstreamLocalAddress())
-	r.Upstream.TransportFailure = cp.GetUpstreamTransportFailureReason()
-	r.Upstream.RequestAttemptCount = cp.GetUpstreamRequestAttemptCount()
-	r.Upstream.WireBytesSent = cp.GetUpstreamWireBytesSent()
-	r.Upstream.WireBytesReceived = cp.GetUpstreamWireBytesReceived()
-	r.Downstream.RemoteAddress = address(cp.GetDownstreamRemoteAddress())
-	r.Downstream.LocalAddress = address(cp.GetDownstreamLocalAddress())
-	r.Downstream.DirectRemoteAddress = address(cp.GetDownstreamDirectRemoteAddress())
-	r.Downstream.TransportFailure = cp.GetDownstreamTransportFailureReason()
-	r.Downstream.WireBytesSent = cp.GetDownstreamWireBytesSent()
-	r.Downstream.WireBytesReceived = cp.GetDownstreamWireBytesReceived()
-
-	if tls := cp.GetTlsProperties(); tls != nil {
-		r.TLS.Version = tlsVersion(tls.GetTlsVersion())
-		r.TLS.CipherSuite = tls.GetTlsCipherSuite().GetValue()
-		r.TLS.SNI = tls.GetTlsSniHostname()
-		r.TLS.SessionID = tls.GetTlsSessionId()
-		r.TLS.PeerURISAN, r.TLS.PeerSubject = certIdentity(tls.GetPeerCertificateProperties())
-		r.TLS.LocalURISAN, r.TLS.LocalSubject = certIdentity(tls.GetLocalCertificateProperties())
-	}
-
-	r.ResponseFlags = responseFlags(cp.GetResponseFlags())
-	r.RouteName = cp.GetRouteName()
-	r.ConnectionTerminationDetails = cp.GetConnectionTerminationDetails()
-	r.StreamID = cp.GetStreamId()
-	r.Intermediate = cp.GetIntermediateLogEntry()
-	r.SampleRate = cp.GetSampleRate()
-	r.Tags = cp.GetCustomTags()
-
-	ds, bad := decodeFilterState(cp.GetFilterStateObjects())
-	r.FilterState = ds.values
-	notes.badFilterState = bad
-	if ds.upstreamPeer != nil {
-		if w, ok := peerWorkload(ds.upstreamPeer); ok {
-			r.Destination = w
-		}
-	}
-	if ds.downstreamPeer != nil {
-		if w, ok := peerWorkload(ds.downstreamPeer); ok {
-			r.Source = w
-		}
+		fillServiceFromAuthority(&r.Upstream, r.HTTP.Authority, r.Destination.Namespace)
 	}
 }
 
@@ -293,43 +183,8 @@ func (c *converter) headers(m map[string]string, notes *entryNotes) map[string]s
 	return m
 }
 
-func address(a *corev3.Address) string {
-	if a == nil {
-		return ""
-	}
-	if sa := a.GetSocketAddress(); sa != nil {
-		if port, ok := sa.GetPortSpecifier().(*corev3.SocketAddress_PortValue); ok {
-			return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(port.PortValue), 10))
-		}
-		if name := sa.GetNamedPort(); name != "" {
-			return net.JoinHostPort(sa.GetAddress(), name)
-		}
-		return sa.GetAddress()
-	}
-	if p := a.GetPipe(); p != nil {
-		return "unix:" + p.GetPath()
-	}
-	if ei := a.GetEnvoyInternalAddress(); ei != nil {
-		return "envoy://" + ei.GetServerListenerName()
-	}
-	return ""
-}
-
-func certIdentity(c *accesslogv3.TLSProperties_CertificateProperties) (uriSAN, subject string) {
-	if c == nil {
-		return "", ""
-	}
-	for _, san := range c.GetSubjectAltName() {
-		if u := san.GetUri(); u != "" {
-			uriSAN = u
-			break
-		}
-	}
-	return uriSAN, c.GetSubject()
-}
-
-func tlsVersion(v accesslogv3.TLSProperties_TLSVersion) string {
-	switch v {
+func tlsVersion(v int32) string {
+	switch accesslogv3.TLSProperties_TLSVersion(v) {
 	case accesslogv3.TLSProperties_TLSv1:
 		return "TLSv1"
 	case accesslogv3.TLSProperties_TLSv1_1:
@@ -342,8 +197,8 @@ func tlsVersion(v accesslogv3.TLSProperties_TLSVersion) string {
 	return ""
 }
 
-func protocolName(v accesslogv3.HTTPAccessLogEntry_HTTPVersion) string {
-	switch v {
+func protocolName(v int32) string {
+	switch accesslogv3.HTTPAccessLogEntry_HTTPVersion(v) {
 	case accesslogv3.HTTPAccessLogEntry_HTTP10:
 		return "HTTP/1.0"
 	case accesslogv3.HTTPAccessLogEntry_HTTP11:
@@ -356,8 +211,8 @@ func protocolName(v accesslogv3.HTTPAccessLogEntry_HTTPVersion) string {
 	return ""
 }
 
-func methodName(m corev3.RequestMethod) string {
-	switch m {
+func methodName(v int32) string {
+	switch m := corev3.RequestMethod(v); m {
 	case corev3.RequestMethod_GET:
 		return "GET"
 	case corev3.RequestMethod_POST:
@@ -379,7 +234,7 @@ func methodName(m corev3.RequestMethod) string {
 	case corev3.RequestMethod_METHOD_UNSPECIFIED:
 		return ""
 	}
-	return m.String()
+	return corev3.RequestMethod(v).String()
 }
 
 // entryError describes why an entry was rejected, for the log line.

@@ -8,9 +8,11 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/meshtrail/meshtrail/meshsim"
 	"github.com/meshtrail/meshtrail/record"
 )
 
@@ -22,7 +24,7 @@ func TestResponseFlagsRenderAsEnvoyDoes(t *testing.T) {
 		{nil, "-"},
 		{&accesslogv3.ResponseFlags{}, "-"},
 		{&accesslogv3.ResponseFlags{UpstreamConnectionFailure: true, UpstreamRetryLimitExceeded: true}, "UF,URX"},
-		// Envoy's order is not the proto's: DC comes after RLSE, URX after DC.
+		// Envoy's render order (ALL_RESPONSE_STRINGS_FLAGS): DC after RLSE, URX after DC.
 		{&accesslogv3.ResponseFlags{DownstreamConnectionTermination: true, RateLimitServiceError: true, UpstreamRetryLimitExceeded: true, FailedLocalHealthcheck: true}, "LH,RLSE,DC,URX"},
 		{&accesslogv3.ResponseFlags{UnauthorizedDetails: &accesslogv3.ResponseFlags_Unauthorized{Reason: accesslogv3.ResponseFlags_Unauthorized_EXTERNAL_SERVICE}}, "UAEX"},
 		{&accesslogv3.ResponseFlags{NoRouteFound: true, NoClusterFound: true, DnsResolutionFailure: true, DownstreamRemoteReset: true, OverloadManager: true}, "NR,NC,OM,DF,DR"},
@@ -33,8 +35,8 @@ func TestResponseFlagsRenderAsEnvoyDoes(t *testing.T) {
 			"UH,LR,UR,UC,UO,DI,FI,RL,IH,DPE,RFCF,NFCF,UPE"},
 	}
 	for _, c := range cases {
-		if got := responseFlags(c.flags); got != c.want {
-			t.Errorf("responseFlags(%v) = %q, want %q", c.flags, got, c.want)
+		if got := maskOf(c.flags).String(); got != c.want {
+			t.Errorf("flags %v render %q, want %q", c.flags, got, c.want)
 		}
 	}
 }
@@ -89,12 +91,12 @@ func TestParseCluster(t *testing.T) {
 
 func TestPeerWorkloadBothShapes(t *testing.T) {
 	own, _ := structpb.NewStruct(map[string]any{"namespace": "ns1", "workload": "w1", "service": "svc1", "revision": "r1", "identity": "spiffe://td/ns/ns1/sa/s"})
-	w, ok := peerWorkload(own)
+	w, ok := decodePeerStruct(mustMarshal(t, own))
 	if !ok || w.Name != "w1" || w.Namespace != "ns1" || w.CanonicalService != "svc1" || w.CanonicalRevision != "r1" || w.Principal != "spiffe://td/ns/ns1/sa/s" {
 		t.Errorf("peer object shape: %+v", w)
 	}
 	node, _ := structpb.NewStruct(map[string]any{"NAMESPACE": "ns2", "WORKLOAD_NAME": "w2", "LABELS": map[string]any{"app": "a2", "service.istio.io/canonical-name": "c2"}})
-	w, ok = peerWorkload(node)
+	w, ok = decodePeerStruct(mustMarshal(t, node))
 	if !ok || w.Name != "w2" || w.Namespace != "ns2" || w.App != "a2" || w.CanonicalService != "c2" {
 		t.Errorf("node metadata shape: %+v", w)
 	}
@@ -127,9 +129,10 @@ func TestConfigValidationNamesTheField(t *testing.T) {
 	}
 }
 
-// FuzzConvertHTTP feeds arbitrary bytes as an HTTP entry: whatever parses
-// as protobuf must convert without panicking into a record whose NDJSON is
-// valid JSON.
+// FuzzConvertHTTP feeds arbitrary bytes as an HTTP entry. Whatever the
+// generated code accepts, the receiver's own wire decoder must turn into
+// the same record as the reference converter (without panicking), and its
+// NDJSON must be valid JSON that parses back.
 func FuzzConvertHTTP(f *testing.F) {
 	for _, e := range []*accesslogv3.HTTPAccessLogEntry{
 		httpEntry(map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "authorization": "x"}),
@@ -138,32 +141,90 @@ func FuzzConvertHTTP(f *testing.F) {
 		b, _ := proto.Marshal(e)
 		f.Add(b)
 	}
+	mesh := meshsim.Bookinfo(3)
+	for _, e := range mesh.Request(time.Unix(1700000000, 0)).Entries {
+		b, _ := proto.Marshal(e.HTTP)
+		f.Add(b)
+	}
 	conv := newConverter(nil, nil, 1024)
-	px := parseNode(&corev3.Node{Id: "sidecar~1.2.3.4~p.ns~ns.svc.cluster.local"}, "fuzz")
 	f.Fuzz(func(t *testing.T, b []byte) {
+		pxRef := parseNode(&corev3.Node{Id: "sidecar~1.2.3.4~p.ns~ns.svc.cluster.local"}, "fuzz")
+		pxWire := pxRef
+		dec := wireDecoder{conv: conv}
+		var notes entryNotes
+		got, err := dec.http(&pxWire, b, time.Unix(0, 0), &notes)
 		var e accesslogv3.HTTPAccessLogEntry
 		if proto.Unmarshal(b, &e) != nil {
+			return // the generated code rejects it too (or wire accepted a superset; both fine)
+		}
+		want, refErr := conv.refHTTP(&pxRef, &e, time.Unix(0, 0), &entryNotes{})
+		if (err == nil) != (refErr == nil) {
+			// The generated code merges repeated message fields; Envoy never
+			// sends them, and wire decoding rejects nothing it accepts.
+			if err != nil {
+				t.Fatalf("wire decoder rejected what the reference accepts: %v", err)
+			}
 			return
 		}
-		var notes entryNotes
-		r, err := conv.http(&px, &e, time.Unix(0, 0), &notes)
 		if err != nil {
 			return
 		}
-		out := record.AppendJSON(nil, r)
-		if !json.Valid(out) {
-			t.Fatalf("invalid JSON: %s", out)
+		gj, wj := record.AppendJSON(nil, got), record.AppendJSON(nil, want)
+		if !json.Valid(gj) {
+			t.Fatalf("invalid JSON: %s", gj)
 		}
-		if _, err := record.ParseJSON(out); err != nil {
+		if _, err := record.ParseJSON(gj); err != nil {
 			t.Fatalf("does not parse back: %v", err)
 		}
+		if string(gj) != string(wj) && !repeatedMessageField(b) {
+			t.Fatalf("wire and reference differ:\nwire %s\nref  %s", gj, wj)
+		}
 		for _, h := range sensitiveHeaders {
-			if _, ok := r.RequestHeaders[h]; ok {
+			if _, ok := got.RequestHeaders[h]; ok {
 				t.Fatalf("%s kept", h)
 			}
 		}
-		if r.Trace.TraceID != "" && (len(r.Trace.TraceID) != 32 || !isLowerHex(r.Trace.TraceID)) {
-			t.Fatalf("trace id %q is not 32 lowercase hex", r.Trace.TraceID)
+		if got.Trace.TraceID != "" && (len(got.Trace.TraceID) != 32 || !isLowerHex(got.Trace.TraceID)) {
+			t.Fatalf("trace id %q is not 32 lowercase hex", got.Trace.TraceID)
 		}
 	})
+}
+
+// repeatedMessageField reports whether a non-map message field appears
+// twice at any level the decoders read, where protobuf merges and the wire
+// decoder keeps the last value: a shape Envoy never produces.
+func repeatedMessageField(b []byte) bool {
+	seen := map[protowire.Number]bool{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return false
+		}
+		if typ == protowire.BytesType {
+			if seen[num] {
+				return true
+			}
+			seen[num] = true
+			v, _ := protowire.ConsumeBytes(b)
+			if repeatedMessageField(v) {
+				return true
+			}
+		}
+		b = b[m:]
+	}
+	return false
+}
+
+func mustMarshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -1,12 +1,12 @@
 package als
 
 import (
+	"github.com/meshtrail/meshtrail/record"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -35,50 +35,58 @@ const (
 // decodedState is what the receiver takes from one entry's filter state.
 type decodedState struct {
 	values         map[string]string
-	upstreamPeer   *structpb.Struct
-	downstreamPeer *structpb.Struct
+	upstreamPeer   *record.Workload
+	downstreamPeer *record.Workload
 }
 
-// decodeFilterState turns Envoy's filter_state_objects into text. Wasm
-// filter state (CelState) arrives as Any(BytesValue); other objects as
-// StringValue or Struct (Istio's peer metadata). An object that cannot be
-// decoded is kept as its type URL so the user sees it was there.
-func decodeFilterState(objs map[string]*anypb.Any) (decodedState, []string) {
-	var ds decodedState
-	if len(objs) == 0 {
-		return ds, nil
-	}
-	var bad []string
-	ds.values = make(map[string]string, len(objs))
-	for k, a := range objs {
-		switch a.GetTypeUrl() {
-		case typeBytesValue, typeStringValue:
-			v, ok := wrapperValue(a.GetValue())
-			if !ok {
-				bad = append(bad, k)
-				continue
-			}
-			ds.values[k] = v
-		case typeStruct:
-			s := new(structpb.Struct)
-			if err := proto.Unmarshal(a.GetValue(), s); err != nil {
-				bad = append(bad, k)
-				continue
-			}
-			switch k {
-			case fsUpstreamPeer, "wasm.upstream_peer":
-				ds.upstreamPeer = s
-			case fsDownstreamPeer, "wasm.downstream_peer":
-				ds.downstreamPeer = s
-			}
-			if b, err := protojson.Marshal(s); err == nil {
-				ds.values[k] = string(b)
-			}
-		default:
-			ds.values[k] = "@type=" + a.GetTypeUrl()
+// add decodes one filter state object into ds. Wasm filter state
+// (CelState) arrives as Any(BytesValue); other objects as StringValue or
+// Struct. Istio's peer metadata (upstream_peer, downstream_peer) becomes
+// the record's Source or Destination instead of text. An object of another
+// type is kept as its type URL so the user sees it was there. It reports
+// false when the object could not be decoded.
+func (ds *decodedState) add(key, typeURL string, value []byte, peers *peerCache) bool {
+	switch typeURL {
+	case typeBytesValue, typeStringValue:
+		v, ok := wrapperValue(value)
+		if !ok {
+			return false
 		}
+		ds.set(key, v)
+	case typeStruct:
+		switch key {
+		case fsUpstreamPeer, fsDownstreamPeer, "wasm.upstream_peer", "wasm.downstream_peer":
+			w, ok := peers.workload(value)
+			if !ok {
+				return false
+			}
+			if key == fsUpstreamPeer || key == "wasm.upstream_peer" {
+				ds.upstreamPeer = &w
+			} else {
+				ds.downstreamPeer = &w
+			}
+			return true
+		}
+		s := new(structpb.Struct)
+		if err := proto.Unmarshal(value, s); err != nil {
+			return false
+		}
+		b, err := protojson.Marshal(s)
+		if err != nil {
+			return false
+		}
+		ds.set(key, string(b))
+	default:
+		ds.set(key, "@type="+typeURL)
 	}
-	return ds, bad
+	return true
+}
+
+func (ds *decodedState) set(k, v string) {
+	if ds.values == nil {
+		ds.values = make(map[string]string, 4)
+	}
+	ds.values[k] = v
 }
 
 // wrapperValue reads field 1 of a BytesValue or StringValue without

@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshtrail/meshtrail/record"
 )
@@ -20,6 +19,7 @@ const (
 type proxy struct {
 	node     record.Node
 	workload record.Workload // the proxy's own workload, for the side it reports
+	peers    peerCache       // decoded peer metadata, per stream
 }
 
 // parseNode reads an Envoy node the way Istio builds it: id
@@ -121,45 +121,6 @@ func firstNonEmpty(vs ...string) string {
 		}
 	}
 	return ""
-}
-
-// peerWorkload decodes Istio's peer metadata filter state
-// (upstream_peer / downstream_peer). Envoy logs it as a
-// google.protobuf.Struct in one of two shapes: the peer metadata object's
-// own (namespace, workload, service, revision, app, version, cluster,
-// identity, name) or the node-metadata form (NAMESPACE, WORKLOAD_NAME,
-// LABELS{...}, CLUSTER_ID, NAME).
-func peerWorkload(s *structpb.Struct) (record.Workload, bool) {
-	f := s.GetFields()
-	if len(f) == 0 {
-		return record.Workload{}, false
-	}
-	str := func(k string) string { return f[k].GetStringValue() }
-	if _, nodeForm := f["WORKLOAD_NAME"]; nodeForm || f["NAMESPACE"] != nil {
-		labels := f["LABELS"].GetStructValue().GetFields()
-		lbl := func(k string) string { return labels[k].GetStringValue() }
-		return record.Workload{
-			Name:              str("WORKLOAD_NAME"),
-			Namespace:         str("NAMESPACE"),
-			CanonicalService:  lbl(labelCanonicalName),
-			CanonicalRevision: lbl(labelCanonicalRevision),
-			App:               lbl("app"),
-			Version:           lbl("version"),
-			Cluster:           str("CLUSTER_ID"),
-			Pod:               str("NAME"),
-		}, true
-	}
-	return record.Workload{
-		Name:              str("workload"),
-		Namespace:         str("namespace"),
-		CanonicalService:  str("service"),
-		CanonicalRevision: str("revision"),
-		App:               str("app"),
-		Version:           str("version"),
-		Cluster:           str("cluster"),
-		Principal:         str("identity"),
-		Pod:               str("name"),
-	}, true
 }
 
 // principalNamespace reads the namespace out of a SPIFFE id

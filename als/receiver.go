@@ -10,9 +10,11 @@ import (
 
 	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrail/meshtrail/record"
 )
@@ -20,8 +22,6 @@ import (
 // Receiver implements the AccessLogService. Every stream's records go to
 // one record.Consumer.
 type Receiver struct {
-	accesslogsvc.UnimplementedAccessLogServiceServer
-
 	consumer   record.Consumer
 	conv       *converter
 	metrics    *receiverMetrics
@@ -59,9 +59,9 @@ func NewReceiver(consumer record.Consumer, opts ReceiverOptions, reg prometheus.
 	}
 }
 
-// StreamAccessLogs serves one Envoy's stream until it ends. Envoy never
+// serveStream serves one Envoy's stream until it ends. Envoy never
 // expects a response message.
-func (r *Receiver) StreamAccessLogs(stream accesslogsvc.AccessLogService_StreamAccessLogsServer) error {
+func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 	if n := r.streams.Add(1); r.maxStreams > 0 && n > r.maxStreams {
 		r.streams.Add(-1)
 		r.metrics.streamErrors.WithLabelValues("too_many_streams").Inc()
@@ -83,76 +83,87 @@ func (r *Receiver) StreamAccessLogs(stream accesslogsvc.AccessLogService_StreamA
 		px    *proxy
 		batch []*record.Record
 		notes entryNotes
+		msg   wireMessage
+		raw   []byte
+		dec   = wireDecoder{conv: r.conv}
 	)
 	for {
-		msg, err := stream.Recv()
-		if err != nil {
+		if err := stream.RecvMsg(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			// Malformed protobuf (or a message over the size limit) ends
-			// only this stream. gRPC may already have cancelled the stream
-			// for it, so this is checked before the context.
-			reason := ""
-			switch status.Code(err) {
-			case codes.Internal:
-				reason = "malformed_message"
-			case codes.ResourceExhausted:
-				reason = "message_too_large"
-			default:
-				if status.Code(err) == codes.Canceled || ctx.Err() != nil {
-					return nil
-				}
-				reason = "receive_error"
+			// A message over the size limit ends only this stream. gRPC may
+			// already have cancelled the stream for it, so this is checked
+			// before the context.
+			if status.Code(err) == codes.ResourceExhausted {
+				r.metrics.streamErrors.WithLabelValues("message_too_large").Inc()
+				r.logf("message_too_large", "ALS stream ended: message over grpc.max_recv_message_bytes", "node", nodeName(px), "peer", from, "error", err)
+				return err
 			}
-			r.metrics.streamErrors.WithLabelValues(reason).Inc()
-			r.logf(reason, "ALS stream ended by a bad message", "node", nodeName(px), "peer", from, "reason", reason, "error", err)
+			if status.Code(err) == codes.Canceled || ctx.Err() != nil {
+				return nil
+			}
+			r.metrics.streamErrors.WithLabelValues("receive_error").Inc()
+			r.logf("receive_error", "ALS stream ended by a transport error", "node", nodeName(px), "peer", from, "error", err)
 			return err
 		}
 		start := time.Now()
 		r.metrics.messages.Inc()
+		if err := splitMessage(raw, &msg); err != nil {
+			r.metrics.streamErrors.WithLabelValues("malformed_message").Inc()
+			r.logf("malformed_message", "ALS stream ended by a malformed message", "node", nodeName(px), "peer", from, "reason", "malformed_message", "error", err)
+			return status.Errorf(codes.InvalidArgument, "meshtrail: %v", err)
+		}
 		if px == nil {
-			id := msg.GetIdentifier()
-			if id == nil {
+			if msg.identifier == nil {
 				r.metrics.streamErrors.WithLabelValues("missing_identifier").Inc()
 				r.logf("missing_identifier", "ALS stream rejected: its first message has no identifier (node, log_name), which Envoy always sends first",
 					"peer", from)
 				return status.Error(codes.InvalidArgument, "meshtrail: the first StreamAccessLogsMessage of a stream must carry identifier (node and log_name)")
 			}
+			var id accesslogsvc.StreamAccessLogsMessage_Identifier
+			if err := (proto.UnmarshalOptions{}).Unmarshal(msg.identifier, &id); err != nil {
+				r.metrics.streamErrors.WithLabelValues("malformed_message").Inc()
+				r.logf("malformed_message", "ALS stream rejected: its identifier does not decode", "peer", from, "reason", "malformed_message", "error", err)
+				return status.Errorf(codes.InvalidArgument, "meshtrail: identifier: %v", err)
+			}
 			p := parseNode(id.GetNode(), id.GetLogName())
 			px = &p
 			r.log.Debug("ALS stream opened", "node", px.node.ID, "log_name", px.node.LogName, "peer", from)
 		}
-		// Envoy may repeat the identifier (it does after a reconnect on the
-		// same stream object); the first one stays.
+		// Envoy may repeat the identifier; the first one stays.
 
 		now := r.now()
 		batch = batch[:0]
-		switch entries := msg.GetLogEntries().(type) {
-		case *accesslogsvc.StreamAccessLogsMessage_HttpLogs:
-			logs := entries.HttpLogs.GetLogEntry()
-			r.metrics.received.WithLabelValues("http").Add(float64(len(logs)))
-			for i, e := range logs {
+		repairedBefore := dec.repaired
+		if len(msg.http) > 0 {
+			r.metrics.received.WithLabelValues("http").Add(float64(len(msg.http)))
+			for i, e := range msg.http {
 				notes = entryNotes{invalidTrace: notes.invalidTrace[:0]}
-				rec, err := r.conv.http(px, e, now, &notes)
+				rec, err := dec.http(px, e, now, &notes)
 				r.account(px, i, err, &notes)
 				if err == nil {
 					batch = append(batch, rec)
 				}
 			}
 			r.metrics.converted.WithLabelValues("http").Add(float64(len(batch)))
-		case *accesslogsvc.StreamAccessLogsMessage_TcpLogs:
-			logs := entries.TcpLogs.GetLogEntry()
-			r.metrics.received.WithLabelValues("tcp").Add(float64(len(logs)))
-			for i, e := range logs {
+		}
+		if len(msg.tcp) > 0 {
+			r.metrics.received.WithLabelValues("tcp").Add(float64(len(msg.tcp)))
+			n := len(batch)
+			for i, e := range msg.tcp {
 				notes = entryNotes{invalidTrace: notes.invalidTrace[:0]}
-				rec, err := r.conv.tcp(px, e, now, &notes)
+				rec, err := dec.tcp(px, e, now, &notes)
 				r.account(px, i, err, &notes)
 				if err == nil {
 					batch = append(batch, rec)
 				}
 			}
-			r.metrics.converted.WithLabelValues("tcp").Add(float64(len(batch)))
+			r.metrics.converted.WithLabelValues("tcp").Add(float64(len(batch) - n))
+		}
+		if dec.repaired > repairedBefore {
+			r.metrics.repairedMessages.Add(1)
+			r.logf("invalid_utf8", "invalid UTF-8 in an access log entry was replaced by U+FFFD", "node", px.node.ID)
 		}
 		if len(batch) > 0 {
 			if err := r.consumer.ConsumeRecords(ctx, batch); err != nil {
@@ -244,6 +255,3 @@ func (l *logLimiter) allow(reason string) (suppressed int, ok bool) {
 	s.at, s.suppressed = now, 0
 	return n, true
 }
-
-// Ensure Receiver satisfies the generated interface.
-var _ accesslogsvc.AccessLogServiceServer = (*Receiver)(nil)

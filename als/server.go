@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -19,7 +18,7 @@ import (
 // and TLS of cfg.
 func NewGRPCServer(r *Receiver, cfg GRPCConfig, tlsCfg TLSConfig) (*grpc.Server, error) {
 	opts := []grpc.ServerOption{
-		grpc.ForceServerCodecV2(tolerantCodec{repaired: &r.metrics.repairedMessages}),
+		grpc.ForceServerCodecV2(wireCodec{}),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMessageBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
@@ -41,7 +40,7 @@ func NewGRPCServer(r *Receiver, cfg GRPCConfig, tlsCfg TLSConfig) (*grpc.Server,
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	s := grpc.NewServer(opts...)
-	accesslogsvc.RegisterAccessLogServiceServer(s, r)
+	s.RegisterService(&serviceDesc, r)
 	return s, nil
 }
 

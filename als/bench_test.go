@@ -1,0 +1,76 @@
+package als
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshtrail/meshtrail/fanout"
+	"github.com/meshtrail/meshtrail/meshsim"
+	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/sink/istiometrics"
+)
+
+// BenchmarkMessagePath is the receiver's per-message work without the
+// network: unmarshal a 16 KiB Envoy-sized message, convert every entry,
+// encode NDJSON and update the RED metrics. Reported per entry.
+func BenchmarkMessagePath(b *testing.B) {
+	mesh := meshsim.Bookinfo(1)
+	var entries []meshsim.Entry
+	for len(entries) < 2000 {
+		entries = append(entries, mesh.Request(time.Now()).Entries...)
+	}
+	batches := meshsim.Batch(entries, 16<<10)
+	var wire []byte
+	var perMsg int
+	for _, msgs := range batches {
+		wire, _ = proto.Marshal(msgs[0])
+		perMsg = len(msgs[0].GetHttpLogs().GetLogEntry())
+		break
+	}
+	reg := prometheus.NewRegistry()
+	red, _ := istiometrics.New(istiometrics.Options{Prefix: "meshtrail_"}, reg)
+	buf := make([]byte, 0, 1<<20)
+	enc := record.ConsumerFunc(func(_ context.Context, recs []*record.Record) error {
+		buf = buf[:0]
+		for _, r := range recs {
+			buf = record.AppendJSON(buf, r)
+			buf = append(buf, '\n')
+		}
+		_, err := io.Discard.Write(buf)
+		return err
+	})
+	out := fanout.New(namedConsumer{enc}, red)
+	conv := newConverter(nil, nil, 8<<10)
+	px := parseNode(mesh.ProductPage.Identifier("b").GetNode(), "b")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(wire)))
+	var batch []*record.Record
+	dec := wireDecoder{conv: conv}
+	var msg wireMessage
+	for b.Loop() {
+		if err := splitMessage(wire, &msg); err != nil {
+			b.Fatal(err)
+		}
+		batch = batch[:0]
+		now := time.Now()
+		for _, e := range msg.http {
+			var notes entryNotes
+			r, err := dec.http(&px, e, now, &notes)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch = append(batch, r)
+		}
+		_ = out.ConsumeRecords(context.Background(), batch)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perMsg), "ns/entry")
+}
+
+type namedConsumer struct{ record.Consumer }
+
+func (namedConsumer) Name() string { return "ndjson-discard" }

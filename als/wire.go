@@ -1,0 +1,687 @@
+package als
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/meshtrail/meshtrail/record"
+)
+
+// The receiver decodes StreamAccessLogsMessage from the wire itself, straight
+// into records, instead of building go-control-plane's generated messages
+// and converting them: generic protobuf decoding cost more than everything
+// else per entry together (reflection and about 75 allocations an entry).
+// Field numbers are those of envoy/data/accesslog/v3/accesslog.proto and
+// envoy/service/accesslog/v3/als.proto; reference_test.go holds the
+// converter over the generated types that this is checked against.
+
+// wireDecoder decodes one stream's messages. It belongs to the stream's
+// goroutine.
+type wireDecoder struct {
+	conv *converter
+	// intern keeps the strings that repeat across entries of one Envoy
+	// (cluster names, authorities, header names, user agents...) so each is
+	// allocated once per stream, not once per entry.
+	intern map[string]string
+	// repaired counts strings that held invalid UTF-8 (Envoy does not
+	// validate it), replaced by U+FFFD rather than failing the message.
+	repaired int
+}
+
+const internMax = 4096
+
+var errTruncated = errors.New("truncated or malformed protobuf")
+
+// wireMessage is one StreamAccessLogsMessage split into its parts.
+type wireMessage struct {
+	identifier []byte   // serialized Identifier, nil if absent
+	http       [][]byte // serialized HTTPAccessLogEntry values
+	tcp        [][]byte // serialized TCPAccessLogEntry values
+}
+
+// split walks the message's top level. A structural error here is a
+// malformed message; an entry's own errors are found when it is decoded, so
+// one bad entry costs only itself.
+func splitMessage(b []byte, m *wireMessage) error {
+	m.identifier, m.http, m.tcp = nil, m.http[:0], m.tcp[:0]
+	off := 0
+	for off < len(b) {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 {
+			return fmt.Errorf("StreamAccessLogsMessage: bad tag at byte %d: %w", off, errTruncated)
+		}
+		off += n
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b[off:])
+			if n < 0 {
+				return fmt.Errorf("StreamAccessLogsMessage: field %d at byte %d: %w", num, off, errTruncated)
+			}
+			off += n
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b[off:])
+		if n < 0 {
+			return fmt.Errorf("StreamAccessLogsMessage: field %d at byte %d: %w", num, off, errTruncated)
+		}
+		switch num {
+		case 1:
+			m.identifier = v
+		case 2, 3: // http_logs, tcp_logs: repeated entries in field 1
+			if err := eachBytes(v, 1, func(e []byte) {
+				if num == 2 {
+					m.http = append(m.http, e)
+				} else {
+					m.tcp = append(m.tcp, e)
+				}
+			}); err != nil {
+				return fmt.Errorf("StreamAccessLogsMessage: log entries at byte %d: %w", off, err)
+			}
+		}
+		off += n
+	}
+	return nil
+}
+
+// eachBytes calls fn with every length-delimited field number want of b.
+func eachBytes(b []byte, want protowire.Number, fn func([]byte)) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return errTruncated
+		}
+		b = b[n:]
+		if num == want && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return errTruncated
+			}
+			fn(v)
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return errTruncated
+		}
+		b = b[m:]
+	}
+	return nil
+}
+
+// shape says which fields of a message are length-delimited (strings,
+// bytes, messages, maps) and which are fixed64 (doubles); all others are
+// varints. A known field that arrives with another wire type is skipped, as
+// protobuf treats it as unknown.
+type shape struct{ bytes, fixed64 uint64 }
+
+func bitsOf(nums ...int) uint64 {
+	var m uint64
+	for _, n := range nums {
+		m |= 1 << n
+	}
+	return m
+}
+
+// Shapes of the messages the decoder reads (accesslog.proto, base.proto,
+// address.proto, wrappers, timestamp, duration).
+var (
+	shapeHTTPEntry  = shape{bytes: bitsOf(1, 3, 4)}
+	shapeTCPEntry   = shape{bytes: bitsOf(1, 2)}
+	shapeConnProps  = shape{}
+	shapeCommon     = shape{bytes: bitsOf(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 26, 28), fixed64: bitsOf(1)}
+	shapeFlags      = shape{bytes: bitsOf(13)}
+	shapeRequest    = shape{bytes: bitsOf(2, 3, 4, 5, 6, 7, 8, 9, 10, 13)}
+	shapeResponse   = shape{bytes: bitsOf(1, 4, 5, 6)}
+	shapeTLS        = shape{bytes: bitsOf(2, 3, 4, 5, 6, 7)}
+	shapeCert       = shape{bytes: bitsOf(1, 2, 3)}
+	shapeSAN        = shape{bytes: bitsOf(1, 2)}
+	shapeAddress    = shape{bytes: bitsOf(1, 2, 3)}
+	shapeSocketAddr = shape{bytes: bitsOf(2, 4, 5)}
+	shapePipe       = shape{bytes: bitsOf(1)}
+	shapeInternal   = shape{bytes: bitsOf(1, 2)}
+	shapeMapEntry   = shape{bytes: bitsOf(1, 2)}
+	shapeAny        = shape{bytes: bitsOf(1, 2)}
+	shapeSecNanos   = shape{}
+	shapeWrapper    = shape{}
+)
+
+// fields iterates a message's fields: fn gets the number, wire type, the
+// varint/fixed value (for scalar types) and the bytes (for length-delimited
+// ones). Fields whose wire type does not match sh are skipped.
+func fields(b []byte, sh shape, fn func(num protowire.Number, typ protowire.Type, u uint64, v []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return errTruncated
+		}
+		b = b[n:]
+		var u uint64
+		var v []byte
+		switch typ {
+		case protowire.VarintType:
+			u, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed64Type:
+			u, n = protowire.ConsumeFixed64(b)
+		case protowire.Fixed32Type:
+			var u32 uint32
+			u32, n = protowire.ConsumeFixed32(b)
+			u = uint64(u32)
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return errTruncated
+		}
+		b = b[n:]
+		want := protowire.VarintType
+		if num < 64 {
+			switch {
+			case sh.bytes&(1<<num) != 0:
+				want = protowire.BytesType
+			case sh.fixed64&(1<<num) != 0:
+				want = protowire.Fixed64Type
+			}
+		}
+		if typ != want {
+			continue
+		}
+		if err := fn(num, typ, u, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// str returns b as a valid UTF-8 string, interned.
+func (d *wireDecoder) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := d.intern[string(b)]; ok {
+		return s
+	}
+	s := d.fresh(b)
+	if len(b) <= 256 {
+		if d.intern == nil || len(d.intern) >= internMax {
+			d.intern = make(map[string]string, 256)
+		}
+		d.intern[s] = s
+	}
+	return s
+}
+
+// fresh returns b as a new valid UTF-8 string (for values that rarely
+// repeat: ids, paths, header values).
+func (d *wireDecoder) fresh(b []byte) string {
+	if !utf8.Valid(b) {
+		d.repaired++
+		return strings.ToValidUTF8(string(b), "\uFFFD")
+	}
+	return string(b)
+}
+
+// http decodes one HTTPAccessLogEntry.
+func (d *wireDecoder) http(p *proxy, b []byte, now time.Time, notes *entryNotes) (*record.Record, error) {
+	r := &record.Record{Kind: record.KindHTTP, ReceivedAt: now, Node: p.node}
+	var haveCommon, haveReq, haveResp bool
+	var reqHeaders map[string]string
+	err := fields(b, shapeHTTPEntry, func(num protowire.Number, typ protowire.Type, u uint64, v []byte) error {
+		switch num {
+		case 1:
+			haveCommon = true
+			return d.common(p, v, r, notes)
+		case 2:
+			r.HTTP.Protocol = protocolName(int32(u))
+		case 3:
+			haveReq = true
+			return d.request(v, r, &reqHeaders)
+		case 4:
+			haveResp = true
+			return d.response(v, r)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, &errEntry{"malformed_entry", "HTTP entry: " + err.Error()}
+	case !haveCommon:
+		return nil, &errEntry{reasonMissingCommon, "HTTP entry without common_properties"}
+	case !haveReq:
+		return nil, &errEntry{reasonMissingRequest, "HTTP entry without request properties"}
+	case !haveResp:
+		return nil, &errEntry{reasonMissingResponse, "HTTP entry without response properties"}
+	}
+	d.conv.finish(p, r, reqHeaders, notes)
+	return r, nil
+}
+
+// tcp decodes one TCPAccessLogEntry.
+func (d *wireDecoder) tcp(p *proxy, b []byte, now time.Time, notes *entryNotes) (*record.Record, error) {
+	r := &record.Record{Kind: record.KindTCP, ReceivedAt: now, Node: p.node}
+	haveCommon := false
+	err := fields(b, shapeTCPEntry, func(num protowire.Number, typ protowire.Type, u uint64, v []byte) error {
+		switch num {
+		case 1:
+			haveCommon = true
+			return d.common(p, v, r, notes)
+		case 2:
+			return fields(v, shapeConnProps, func(num protowire.Number, _ protowire.Type, u uint64, _ []byte) error {
+				switch num {
+				case 1:
+					r.ReceivedBytes = u
+				case 2:
+					r.SentBytes = u
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, &errEntry{"malformed_entry", "TCP entry: " + err.Error()}
+	}
+	if !haveCommon {
+		return nil, &errEntry{reasonMissingCommon, "TCP entry without common_properties"}
+	}
+	d.conv.finish(p, r, nil, notes)
+	return r, nil
+}
+
+// common decodes AccessLogCommon.
+func (d *wireDecoder) common(p *proxy, b []byte, r *record.Record, notes *entryNotes) error {
+	var flags flagMask
+	var ds decodedState
+	t := &r.Timings
+	err := fields(b, shapeCommon, func(num protowire.Number, typ protowire.Type, u uint64, v []byte) error {
+		var err error
+		switch num {
+		case 1:
+			r.SampleRate = math.Float64frombits(u)
+		case 2:
+			r.Downstream.RemoteAddress, err = d.address(v, false)
+		case 3:
+			r.Downstream.LocalAddress, err = d.address(v, true)
+		case 4:
+			err = d.tls(v, &r.TLS)
+		case 5:
+			var sec, nanos int64
+			sec, nanos, err = secondsNanos(v)
+			r.StartTime = time.Unix(sec, nanos).UTC()
+		case 6:
+			t.LastRxByte, err = duration(v)
+		case 7:
+			t.FirstUpstreamTxByte, err = duration(v)
+		case 8:
+			t.LastUpstreamTxByte, err = duration(v)
+		case 9:
+			t.FirstUpstreamRxByte, err = duration(v)
+		case 10:
+			t.LastUpstreamRxByte, err = duration(v)
+		case 11:
+			t.FirstDownstreamTxByte, err = duration(v)
+		case 12:
+			t.LastDownstreamTxByte, err = duration(v)
+		case 13:
+			r.Upstream.Host, err = d.address(v, true)
+		case 14:
+			r.Upstream.LocalAddress, err = d.address(v, false)
+		case 15:
+			parseCluster(d.str(v), &r.Upstream)
+		case 16:
+			err = fields(v, shapeFlags, func(num protowire.Number, typ protowire.Type, u uint64, _ []byte) error {
+				// bools, and field 13 (unauthorized_details), a message
+				// Envoy sets only for UnauthorizedExternalService.
+				if num >= 1 && num <= maxFlagField && (u != 0 || typ == protowire.BytesType) {
+					flags |= 1 << num
+				}
+				return nil
+			})
+		case 18:
+			r.Upstream.TransportFailure = d.str(v)
+		case 19:
+			r.RouteName = d.str(v)
+		case 20:
+			r.Downstream.DirectRemoteAddress, err = d.address(v, false)
+		case 21:
+			err = d.filterState(p, v, &ds, notes)
+		case 22:
+			if r.Tags == nil {
+				r.Tags = make(map[string]string, 4)
+			}
+			err = d.mapEntry(v, r.Tags)
+		case 23:
+			t.Total, err = duration(v)
+		case 24:
+			r.Upstream.RequestAttemptCount = uint32(u)
+		case 25:
+			r.ConnectionTerminationDetails = d.str(v)
+		case 26:
+			r.StreamID = d.fresh(v)
+		case 27:
+			r.Intermediate = u != 0
+		case 28:
+			r.Downstream.TransportFailure = d.str(v)
+		case 29:
+			r.Downstream.WireBytesSent = u
+		case 30:
+			r.Downstream.WireBytesReceived = u
+		case 31:
+			r.Upstream.WireBytesSent = u
+		case 32:
+			r.Upstream.WireBytesReceived = u
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("common_properties: %w", err)
+	}
+	r.ResponseFlags = flags.String()
+	r.FilterState = ds.values
+	if ds.upstreamPeer != nil {
+		r.Destination = *ds.upstreamPeer
+	}
+	if ds.downstreamPeer != nil {
+		r.Source = *ds.downstreamPeer
+	}
+	return nil
+}
+
+// filterState decodes one map entry of filter_state_objects: key (1) and
+// google.protobuf.Any (2) with type_url (1) and value (2).
+func (d *wireDecoder) filterState(p *proxy, b []byte, ds *decodedState, notes *entryNotes) error {
+	var key, typeURL string
+	var value []byte
+	err := fields(b, shapeMapEntry, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+		switch num {
+		case 1:
+			key = d.str(v)
+		case 2:
+			return fields(v, shapeAny, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+				switch num {
+				case 1:
+					typeURL = d.str(v)
+				case 2:
+					value = v
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !ds.add(key, typeURL, value, &p.peers) {
+		notes.badFilterState = append(notes.badFilterState, key)
+	}
+	return nil
+}
+
+// mapEntry decodes a map<string,string> entry into m. Keys (header names,
+// tag names) repeat and are interned; values are not.
+func (d *wireDecoder) mapEntry(b []byte, m map[string]string) error {
+	var key, val []byte
+	err := fields(b, shapeMapEntry, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+		switch num {
+		case 1:
+			key = v
+		case 2:
+			val = v
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	m[d.str(key)] = d.fresh(val)
+	return nil
+}
+
+// request decodes HTTPRequestProperties.
+func (d *wireDecoder) request(b []byte, r *record.Record, headers *map[string]string) error {
+	h := &r.HTTP
+	err := fields(b, shapeRequest, func(num protowire.Number, _ protowire.Type, u uint64, v []byte) error {
+		switch num {
+		case 1:
+			h.Method = methodName(int32(u))
+		case 2:
+			h.Scheme = d.str(v)
+		case 3:
+			h.Authority = d.str(v)
+		case 5:
+			h.Path = d.fresh(v)
+		case 6:
+			h.UserAgent = d.str(v)
+		case 7:
+			h.Referer = d.str(v)
+		case 8:
+			h.ForwardedFor = d.fresh(v)
+		case 9:
+			h.RequestID = d.fresh(v)
+		case 10:
+			h.OriginalPath = d.fresh(v)
+		case 11:
+			h.RequestHeaderBytes = u
+		case 12:
+			h.RequestBodyBytes = u
+		case 13:
+			if *headers == nil {
+				*headers = make(map[string]string, 8)
+			}
+			return d.mapEntry(v, *headers)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("request: %w", err)
+	}
+	return nil
+}
+
+// response decodes HTTPResponseProperties.
+func (d *wireDecoder) response(b []byte, r *record.Record) error {
+	h := &r.HTTP
+	err := fields(b, shapeResponse, func(num protowire.Number, _ protowire.Type, u uint64, v []byte) error {
+		switch num {
+		case 1:
+			c, err := uint32Value(v)
+			h.ResponseCode = c
+			return err
+		case 2:
+			h.ResponseHeaderBytes = u
+		case 3:
+			h.ResponseBodyBytes = u
+		case 4:
+			if r.ResponseHeaders == nil {
+				r.ResponseHeaders = make(map[string]string, 4)
+			}
+			return d.mapEntry(v, r.ResponseHeaders)
+		case 5:
+			if r.ResponseTrailers == nil {
+				r.ResponseTrailers = make(map[string]string, 2)
+			}
+			return d.mapEntry(v, r.ResponseTrailers)
+		case 6:
+			h.ResponseCodeDetails = d.str(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("response: %w", err)
+	}
+	return nil
+}
+
+// tls decodes TLSProperties.
+func (d *wireDecoder) tls(b []byte, t *record.TLS) error {
+	return fields(b, shapeTLS, func(num protowire.Number, _ protowire.Type, u uint64, v []byte) error {
+		var err error
+		switch num {
+		case 1:
+			t.Version = tlsVersion(int32(u))
+		case 2:
+			t.CipherSuite, err = uint32Value(v)
+		case 3:
+			t.SNI = d.str(v)
+		case 4:
+			t.LocalURISAN, t.LocalSubject, err = d.certificate(v)
+		case 5:
+			t.PeerURISAN, t.PeerSubject, err = d.certificate(v)
+		case 6:
+			t.SessionID = d.fresh(v)
+		}
+		return err
+	})
+}
+
+// certificate decodes CertificateProperties: the first URI SAN and the
+// subject.
+func (d *wireDecoder) certificate(b []byte) (uri, subject string, err error) {
+	err = fields(b, shapeCert, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+		switch num {
+		case 1: // SubjectAltName: oneof uri (1), dns (2)
+			if uri != "" {
+				return nil
+			}
+			return fields(v, shapeSAN, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+				if num == 1 {
+					uri = d.str(v)
+				}
+				return nil
+			})
+		case 2:
+			subject = d.str(v)
+		}
+		return nil
+	})
+	return uri, subject, err
+}
+
+// address renders an envoy.config.core.v3.Address as ip:port,
+// unix:PATH or envoy://LISTENER. Addresses with ephemeral ports are not
+// interned (they rarely repeat).
+func (d *wireDecoder) address(b []byte, stable bool) (string, error) {
+	var out string
+	err := fields(b, shapeAddress, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+		switch num {
+		case 1: // SocketAddress: address (2), port_value (3), named_port (4)
+			var ip []byte
+			var port uint64
+			var named []byte
+			hasPort := false
+			if err := fields(v, shapeSocketAddr, func(num protowire.Number, _ protowire.Type, u uint64, v []byte) error {
+				switch num {
+				case 2:
+					ip = v
+				case 3:
+					port, hasPort = u, true
+				case 4:
+					named = v
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			var buf [64]byte
+			s := buf[:0]
+			bracket := len(ip) > 0 && containsColon(ip)
+			if bracket && (hasPort || named != nil) {
+				s = append(s, '[')
+			}
+			s = append(s, ip...)
+			if bracket && (hasPort || named != nil) {
+				s = append(s, ']')
+			}
+			switch {
+			case hasPort:
+				s = append(s, ':')
+				s = strconv.AppendUint(s, port, 10)
+			case named != nil:
+				s = append(s, ':')
+				s = append(s, named...)
+			}
+			if stable {
+				out = d.str(s)
+			} else {
+				out = d.fresh(s)
+			}
+		case 2: // Pipe: path (1)
+			return fields(v, shapePipe, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+				if num == 1 {
+					out = "unix:" + d.fresh(v)
+				}
+				return nil
+			})
+		case 3: // EnvoyInternalAddress: server_listener_name (1)
+			return fields(v, shapeInternal, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+				if num == 1 {
+					out = "envoy://" + d.fresh(v)
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func containsColon(b []byte) bool {
+	for _, c := range b {
+		if c == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+// secondsNanos decodes a Timestamp or Duration (seconds 1, nanos 2).
+func secondsNanos(b []byte) (sec, nanos int64, err error) {
+	err = fields(b, shapeSecNanos, func(num protowire.Number, _ protowire.Type, u uint64, _ []byte) error {
+		switch num {
+		case 1:
+			sec = int64(u)
+		case 2:
+			nanos = int64(int32(u))
+		}
+		return nil
+	})
+	return sec, nanos, err
+}
+
+// duration decodes a Duration, saturating on overflow as
+// durationpb.AsDuration does.
+func duration(b []byte) (time.Duration, error) {
+	sec, nanos, err := secondsNanos(b)
+	d := time.Duration(sec) * time.Second
+	overflow := d/time.Second != time.Duration(sec)
+	d += time.Duration(nanos)
+	overflow = overflow || (sec < 0 && nanos < 0 && d > 0) || (sec > 0 && nanos > 0 && d < 0)
+	if overflow {
+		if sec < 0 {
+			return math.MinInt64, err
+		}
+		return math.MaxInt64, err
+	}
+	return d, err
+}
+
+// uint32Value decodes google.protobuf.UInt32Value.
+func uint32Value(b []byte) (uint32, error) {
+	var out uint32
+	err := fields(b, shapeWrapper, func(num protowire.Number, _ protowire.Type, u uint64, _ []byte) error {
+		if num == 1 {
+			out = uint32(u)
+		}
+		return nil
+	})
+	return out, err
+}
