@@ -13,16 +13,16 @@ import (
 // reviewsNode is the node metadata Istio's injector gives reviews-v1's
 // sidecar, with the mTLS identities of an inbound connection.
 var reviewsNode = map[string]string{
-	"node|metadata|WORKLOAD_NAME":                               "reviews-v1",
-	"node|metadata|NAMESPACE":                                   "default",
-	"node|metadata|CLUSTER_ID":                                  "Kubernetes",
-	"node|metadata|LABELS|app":                                  "reviews",
-	"node|metadata|LABELS|version":                              "v1",
+	"node|metadata|WORKLOAD_NAME":                              "reviews-v1",
+	"node|metadata|NAMESPACE":                                  "default",
+	"node|metadata|CLUSTER_ID":                                 "Kubernetes",
+	"node|metadata|LABELS|app":                                 "reviews",
+	"node|metadata|LABELS|version":                             "v1",
 	"node|metadata|LABELS|service.istio.io/canonical-name":     "reviews",
 	"node|metadata|LABELS|service.istio.io/canonical-revision": "v1",
-	"connection|mtls":                      "\x01",
-	"connection|uri_san_peer_certificate":  "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
-	"connection|uri_san_local_certificate": "spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
+	"connection|mtls":                                          "\x01",
+	"connection|uri_san_peer_certificate":                      "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+	"connection|uri_san_local_certificate":                     "spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
 }
 
 // peerMetadata is what Istio's metadata exchange sends: the peer's node

@@ -1,0 +1,79 @@
+package envoystandin
+
+import (
+	"encoding/base64"
+	"fmt"
+	"sort"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Node is the identity of the sidecar the stand-in plays, as Istio's
+// injector and bootstrap describe it.
+type Node struct {
+	IP, Pod, Namespace, Workload, ClusterID string
+	Labels                                  map[string]string
+}
+
+// ID is Istio's node id: sidecar~IP~POD.NS~NS.svc.cluster.local.
+func (n Node) ID() string {
+	return fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.cluster.local", n.IP, n.Pod, n.Namespace, n.Namespace)
+}
+
+func (n Node) metadata() map[string]any {
+	labels := map[string]any{}
+	for k, v := range n.Labels {
+		labels[k] = v
+	}
+	return map[string]any{
+		"NAME": n.Pod, "NAMESPACE": n.Namespace, "WORKLOAD_NAME": n.Workload,
+		"CLUSTER_ID": n.ClusterID, "LABELS": labels, "INSTANCE_IPS": n.IP,
+	}
+}
+
+// Proto is the node as Envoy sends it in the ALS identifier.
+func (n Node) Proto() *corev3.Node {
+	md, err := structpb.NewStruct(n.metadata())
+	if err != nil {
+		panic(err) // only strings: cannot fail
+	}
+	return &corev3.Node{Id: n.ID(), Cluster: n.Workload + "." + n.Namespace, Metadata: md}
+}
+
+// Properties are the node attributes a filter reads (node.metadata.*),
+// keyed as HostOptions.Properties expects.
+func (n Node) Properties() map[string][]byte {
+	p := map[string][]byte{
+		Path("node", "id"):                        []byte(n.ID()),
+		Path("node", "metadata", "NAME"):          []byte(n.Pod),
+		Path("node", "metadata", "NAMESPACE"):     []byte(n.Namespace),
+		Path("node", "metadata", "WORKLOAD_NAME"): []byte(n.Workload),
+		Path("node", "metadata", "CLUSTER_ID"):    []byte(n.ClusterID),
+		Path("node", "metadata", "INSTANCE_IPS"):  []byte(n.IP),
+	}
+	keys := make([]string, 0, len(n.Labels))
+	for k := range n.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		p[Path("node", "metadata", "LABELS", k)] = []byte(n.Labels[k])
+	}
+	return p
+}
+
+// PeerMetadataHeader is the x-envoy-peer-metadata value Istio's metadata
+// exchange would send for n: its metadata as a base64 serialized Struct.
+func (n Node) PeerMetadataHeader() string {
+	md, err := structpb.NewStruct(n.metadata())
+	if err != nil {
+		panic(err)
+	}
+	b, err := proto.Marshal(md)
+	if err != nil {
+		panic(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}

@@ -1,0 +1,197 @@
+package envoystandin
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/meshtrail/meshtrail/test/harness"
+	"github.com/meshtrail/meshtrail/tracecontext"
+)
+
+var (
+	filterOnce sync.Once
+	filterWasm []byte
+	filterErr  error
+)
+
+// filterModule builds ./wasm once per test binary.
+func filterModule(t testing.TB) []byte {
+	t.Helper()
+	filterOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "envoystandin")
+		if err != nil {
+			filterErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		filterWasm, filterErr = BuildWasm(filepath.Join(harness.RepoRoot(t), "wasm"), dir)
+	})
+	if filterErr != nil {
+		t.Fatal(filterErr)
+	}
+	return filterWasm
+}
+
+var reviews = Node{
+	IP: "10.1.0.7", Pod: "reviews-v1-7f4c", Namespace: "default", Workload: "reviews-v1", ClusterID: "Kubernetes",
+	Labels: map[string]string{"app": "reviews", "version": "v1", "service.istio.io/canonical-name": "reviews", "service.istio.io/canonical-revision": "v1"},
+}
+
+var productpage = Node{
+	IP: "10.1.0.5", Pod: "productpage-v1-55b9", Namespace: "default", Workload: "productpage-v1", ClusterID: "Kubernetes",
+	Labels: map[string]string{"app": "productpage", "version": "v1"},
+}
+
+// upstreamEcho answers with the request headers it received as JSON.
+func upstreamEcho(t *testing.T) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(r.Header)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func startProxy(t *testing.T, opts HostOptions, cfg ProxyConfig) (*Host, *Proxy) {
+	t.Helper()
+	if opts.Properties == nil {
+		opts.Properties = reviews.Properties()
+	}
+	opts.CompilationCacheDir = filepath.Join(os.TempDir(), "meshtrail-wazero-cache")
+	h, err := NewHost(context.Background(), filterModule(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	cfg.Host = h
+	p, err := NewProxy(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return h, p
+}
+
+// get sends a request through the proxy and returns the headers the
+// upstream received.
+func get(t *testing.T, p *Proxy, headers map[string]string) (int, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+p.Addr()+"/reviews/0", nil)
+	req.Host = "reviews.default.svc.cluster.local:9080"
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var seen http.Header
+	if resp.StatusCode == 200 {
+		if err := json.Unmarshal(b, &seen); err != nil {
+			t.Fatalf("upstream answer %q: %v", b, err)
+		}
+	}
+	return resp.StatusCode, seen
+}
+
+func TestFilterOnRealHTTP(t *testing.T) {
+	up := upstreamEcho(t)
+	h, p := startProxy(t, HostOptions{PluginConfig: []byte(`{"tracing":{"sampling_percentage":100,"tracestate_key":"meshtrail"}}`)},
+		ProxyConfig{Upstream: up.URL, Inbound: true})
+	in := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	code, seen := get(t, p, map[string]string{"traceparent": in, "x-envoy-peer-metadata": productpage.PeerMetadataHeader()})
+	if code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	out, err := tracecontext.ParseTraceparent(seen.Get("traceparent"))
+	if err != nil {
+		t.Fatalf("upstream traceparent %q: %v", seen.Get("traceparent"), err)
+	}
+	if out.TraceID.String() != "4bf92f3577b34da6a3ce929d0e0e4736" || out.SpanID.String() == "00f067aa0ba902b7" {
+		t.Errorf("upstream traceparent %s does not continue %s with a new span", seen.Get("traceparent"), in)
+	}
+	if seen.Get("X-B3-Parentspanid") != "00f067aa0ba902b7" || seen.Get("Tracestate") != "meshtrail="+out.SpanID.String() {
+		t.Errorf("b3 parent %q tracestate %q", seen.Get("X-B3-Parentspanid"), seen.Get("Tracestate"))
+	}
+	// listener_direction inbound -> reporter destination; the peer from
+	// the metadata exchange header; the local side from node metadata.
+	var found bool
+	for _, m := range h.Metrics() {
+		if strings.HasSuffix(m.Name, "istio_requests_total") {
+			found = true
+			for _, want := range []string{"reporter=.=destination;.;", "source_workload=.=productpage-v1;.;", "destination_workload=.=reviews-v1;.;",
+				"destination_canonical_service=.=reviews;.;", "destination_service_name=.=reviews;.;", "response_code=.=200;.;", "connection_security_policy=.=none;.;"} {
+				if !strings.Contains(m.Name, want) {
+					t.Errorf("%s lacks %s", m.Name, want)
+				}
+			}
+			if m.Value != 1 {
+				t.Errorf("%s = %d", m.Name, m.Value)
+			}
+		}
+		if strings.HasSuffix(m.Name, "istio_request_duration_milliseconds") && m.Count != 1 {
+			t.Errorf("duration histogram count %d", m.Count)
+		}
+	}
+	if !found {
+		t.Errorf("no istio_requests_total among %v", h.Metrics())
+	}
+	if p.FilterErrors() != 0 {
+		t.Errorf("%d filter errors", p.FilterErrors())
+	}
+}
+
+func TestUpstreamDownIsCountedWithFlags(t *testing.T) {
+	up := upstreamEcho(t)
+	up.Close()
+	h, p := startProxy(t, HostOptions{PluginConfig: []byte(`{}`)}, ProxyConfig{Upstream: up.URL, Inbound: true})
+	if code, _ := get(t, p, nil); code != 503 {
+		t.Fatalf("status %d, want 503", code)
+	}
+	var ok bool
+	for _, m := range h.Metrics() {
+		if strings.Contains(m.Name, "response_code=.=503;.;") && strings.Contains(m.Name, "response_flags=.=UF;.;") && strings.HasSuffix(m.Name, "istio_requests_total") {
+			ok = true
+		}
+	}
+	if !ok {
+		t.Errorf("no 503/UF series in %v", h.Metrics())
+	}
+}
+
+// A host error at run time must not break the request: it passes
+// untouched and the filter's error counter goes up.
+func TestHostFailurePassesRequestUntouched(t *testing.T) {
+	up := upstreamEcho(t)
+	h, p := startProxy(t, HostOptions{PluginConfig: []byte(`{"tracing":{"sampling_percentage":100}}`), FailSetProperty: true},
+		ProxyConfig{Upstream: up.URL, Inbound: true})
+	in := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	code, seen := get(t, p, map[string]string{"traceparent": in})
+	if code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	if seen.Get("traceparent") != in || seen.Get("X-B3-Traceid") != "" {
+		t.Errorf("request was modified: traceparent %q x-b3-traceid %q", seen.Get("traceparent"), seen.Get("X-B3-Traceid"))
+	}
+	m, ok := h.Metric("meshtrail_filter_errors_total")
+	if !ok || m.Value != 1 {
+		t.Errorf("meshtrail_filter_errors_total = %+v (%v), want 1", m, ok)
+	}
+}
+
+func TestInvalidConfigRejected(t *testing.T) {
+	_, err := NewHost(context.Background(), filterModule(t), HostOptions{PluginConfig: []byte(`{"tracing":{"formats":["jaeger"]}}`)})
+	if err == nil || !strings.Contains(err.Error(), "tracing.formats[0]") {
+		t.Fatalf("err = %v, want a refusal naming tracing.formats[0]", err)
+	}
+}
