@@ -448,6 +448,45 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("strict injector denies with the reason", func(t *testing.T) {
+		// A second, strict injector behind its own configuration, selecting
+		// namespaces labelled strict-injection=enabled (which the first
+		// webhook's selectors do not match).
+		cfg := s.cfg
+		cfg.Listen, cfg.MetricsListen, cfg.Strict, cfg.Mode = harness.FreeAddr(t), "", true, injector.ModeNative
+		cfg.ShutdownDelay.Duration = 0
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- injector.Run(ctx, cfg, prometheus.NewRegistry(), nil, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+		t.Cleanup(func() { cancel(); <-done })
+		hook := injector.WebhookConfiguration(injector.WebhookOptions{
+			Name: "meshtrail-injector-strict", URL: "https://" + cfg.Listen + "/inject", CABundle: s.ca.CertPEM,
+		})
+		hook.Webhooks = hook.Webhooks[:1]
+		hook.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"strict-injection": "enabled"}}
+		s.kube.MustDo(t, http.MethodPost, "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", hook, http.StatusCreated)
+		s.kube.EnsureNamespace(t, "strict", map[string]string{"strict-injection": "enabled"})
+		p := heavyPod("strict-bad")
+		p.Annotations[injector.LogVolumeAnnotation] = "lots"
+		var msg string
+		harness.Eventually(t, 30*time.Second, "strict webhook in effect", func() error {
+			_, _, err := s.create("strict", p, true)
+			if err == nil {
+				return fmt.Errorf("admitted")
+			}
+			msg = err.Error()
+			return nil
+		})
+		if !strings.Contains(msg, "status 403") || !strings.Contains(msg, `meshtrail injector (strict): meshtrail.io/log-volume: \"lots\" is not a log volume`) {
+			t.Fatalf("denial: %s", msg)
+		}
+		// A good pod in the same namespace is injected.
+		pod, _ := s.mustCreate(t, "strict", heavyPod("strict-good"))
+		if findContainer(pod, injector.SidecarName) == nil {
+			t.Fatal("not injected")
+		}
+	})
+
 	t.Run("metrics", func(t *testing.T) {
 		if n := s.metric(t, `meshtrail_injector_injected_total{mode="native"}`); n < 5 {
 			t.Errorf("injected native %v", n)
