@@ -127,7 +127,9 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 // send posts recs, splitting on 413/400, and returns the records to retry.
 // A non-nil error means none of recs was accepted.
 func (e *Exporter) send(ctx context.Context, recs []*record.Record) ([]*record.Record, error) {
-	body := e.Encode(nil, recs)
+	// Pre-sized: a record is about 1.5 KB of NDJSON; growing from nil
+	// was a third of the encoding time.
+	body := e.Encode(make([]byte, 0, 2048*len(recs)), recs)
 	status, items, err := e.post(ctx, body)
 	if err != nil {
 		return nil, err

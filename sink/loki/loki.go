@@ -87,7 +87,8 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	body := snappy.Encode(nil, e.Encode(nil, batch))
+	// Pre-sized: about 1.5 KB per entry; growing from nil costs copies.
+	body := snappy.Encode(nil, e.Encode(make([]byte, 0, 2048*len(batch)), batch))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.o.URL, bytes.NewReader(body))
 	if err != nil {
 		return fanout.Permanent(err)
