@@ -68,6 +68,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tlsCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	allow := fs.String("allow-sensitive-headers", "", "comma-separated headers to keep even though they carry credentials (Authorization, Cookie, ...)")
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
+	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof on the metrics listener")
 	grace := fs.Duration("shutdown-grace", 20*time.Second, "how long open streams may finish on SIGTERM before sinks are flushed")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -108,6 +109,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.Headers.AllowSensitive = splitList(*allow)
 		case "log-level":
 			cfg.LogLevel = *logLevel
+		case "pprof":
+			cfg.Pprof = *pprofOn
 		}
 	})
 	if err := cfg.Validate(); err != nil {

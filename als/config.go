@@ -26,6 +26,9 @@ type Config struct {
 	Metrics     MeshMetricsConfig `json:"metrics"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
+	// Pprof serves Go's /debug/pprof on the metrics listener (off by
+	// default: profiles reveal internals).
+	Pprof bool `json:"pprof"`
 }
 
 // Rotation bounds the NDJSON file.
@@ -50,9 +53,16 @@ func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 // every Envoy reconnect now and then, so a fleet rebalances across
 // receiver replicas after a scale-up.
 type GRPCConfig struct {
-	MaxStreams            int             `json:"max_streams"`
-	MaxRecvMessageBytes   int             `json:"max_recv_message_bytes"`
-	MaxConcurrentStreams  uint32          `json:"max_concurrent_streams_per_connection"`
+	MaxStreams           int    `json:"max_streams"`
+	MaxRecvMessageBytes  int    `json:"max_recv_message_bytes"`
+	MaxConcurrentStreams uint32 `json:"max_concurrent_streams_per_connection"`
+	// WindowBytes is the HTTP/2 flow-control window per stream and per
+	// connection. It bounds what one Envoy can have in flight before it
+	// must wait for the receiver: memory stays at most about
+	// connections x window however fast Envoys send. Fixing it also turns
+	// off gRPC's window growth (BDP estimation), which would otherwise let
+	// a fast sender buffer megabytes per connection.
+	WindowBytes           int32           `json:"window_bytes"`
 	MaxConnectionAge      config.Duration `json:"max_connection_age"`
 	MaxConnectionAgeGrace config.Duration `json:"max_connection_age_grace"`
 	KeepaliveTime         config.Duration `json:"keepalive_time"`
@@ -100,6 +110,7 @@ func DefaultConfig() Config {
 			MaxStreams:            20000,
 			MaxRecvMessageBytes:   4 << 20,
 			MaxConcurrentStreams:  100,
+			WindowBytes:           256 << 10,
 			MaxConnectionAge:      config.Duration(30 * time.Minute),
 			MaxConnectionAgeGrace: config.Duration(time.Minute),
 			KeepaliveTime:         config.Duration(2 * time.Minute),
@@ -138,6 +149,9 @@ func (c *Config) Validate() error {
 	}
 	if g.MaxRecvMessageBytes < 1024 {
 		return config.Errorf("grpc.max_recv_message_bytes", "must be >= 1024, got %d (Envoy flushes up to 16 KiB by default)", g.MaxRecvMessageBytes)
+	}
+	if g.WindowBytes < 64<<10 {
+		return config.Errorf("grpc.window_bytes", "must be >= 65536 (HTTP/2's minimum useful window), got %d", g.WindowBytes)
 	}
 	for name, d := range map[string]config.Duration{
 		"grpc.max_connection_age": g.MaxConnectionAge, "grpc.max_connection_age_grace": g.MaxConnectionAgeGrace,

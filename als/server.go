@@ -21,6 +21,8 @@ func NewGRPCServer(r *Receiver, cfg GRPCConfig, tlsCfg TLSConfig) (*grpc.Server,
 		grpc.ForceServerCodecV2(wireCodec{}),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMessageBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.InitialWindowSize(cfg.WindowBytes),
+		grpc.InitialConnWindowSize(cfg.WindowBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge:      cfg.MaxConnectionAge.D(),
 			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace.D(),
