@@ -1,0 +1,121 @@
+package envoystandin
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/meshtrail/meshtrail/test/harness"
+	"github.com/meshtrail/meshtrail/tracecontext"
+)
+
+// The filter-state keys the ALS receiver decodes (the contract with als/).
+var filterStateKeys = []string{
+	"wasm.meshtrail_trace_id", "wasm.meshtrail_span_id", "wasm.meshtrail_parent_span_id", "wasm.meshtrail_sampled",
+	"wasm.meshtrail_peer_principal", "wasm.meshtrail_peer_workload", "wasm.meshtrail_peer_namespace",
+	"wasm.meshtrail_h_x_tenant",
+}
+
+// End to end without Envoy: a real HTTP request through the stand-in
+// running the compiled filter, its access log streamed to the real
+// `meshtrail als` receiver, which must write a record carrying the trace
+// id the filter sent upstream.
+func TestAccessLogReachesReceiver(t *testing.T) {
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "meshtrail")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", bin, "./cmd/meshtrail")
+	build.Dir = harness.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building meshtrail: %v\n%s", err, out)
+	}
+	grpcAddr, metricsAddr := harness.FreeAddr(t), harness.FreeAddr(t)
+	records := filepath.Join(tmp, "records.ndjson")
+	rcv := harness.Start(t, "meshtrail-als", nil, bin, "als", "--listen", grpcAddr, "--metrics-listen", metricsAddr, "--out", records)
+	harness.WaitHTTP(t, rcv, "http://"+metricsAddr+"/metrics", 30*time.Second)
+
+	als, err := DialALS(grpcAddr, reviews.Proto(), "meshtrail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := upstreamEcho(t)
+	_, p := startProxy(t, HostOptions{PluginConfig: []byte(`{"tracing":{"sampling_percentage":100},"access_log":{"headers":["x-tenant"]}}`)},
+		ProxyConfig{
+			Upstream: up.URL, Inbound: true, UpstreamCluster: "inbound|9080||", ALS: als,
+			FilterStateObjectsToLog:       filterStateKeys,
+			AdditionalRequestHeadersToLog: []string{"traceparent", "x-tenant"},
+		})
+
+	// One request starting a trace, one continuing a B3 trace.
+	_, seen1 := get(t, p, map[string]string{"x-tenant": "acme", "x-envoy-peer-metadata": productpage.PeerMetadataHeader()})
+	started, err := tracecontext.ParseTraceparent(seen1.Get("traceparent"))
+	if err != nil {
+		t.Fatalf("upstream traceparent %q: %v", seen1.Get("traceparent"), err)
+	}
+	_, seen2 := get(t, p, map[string]string{"x-b3-traceid": "463ac35c9f6413ad", "x-b3-spanid": "a2fb4a1d1a96d312", "x-b3-sampled": "1"})
+	continued, err := tracecontext.ParseTraceparent(seen2.Get("traceparent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := als.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sent, dropped, streams := als.Stats(); sent != 2 || dropped != 0 || streams != 1 {
+		t.Errorf("ALS client: sent %d dropped %d streams %d", sent, dropped, streams)
+	}
+
+	var recs map[string]map[string]any
+	harness.Eventually(t, 20*time.Second, "records for both trace ids in "+records, func() error {
+		recs = map[string]map[string]any{}
+		b, err := os.ReadFile(records)
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var r map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				return fmt.Errorf("record %q: %v", sc.Text(), err)
+			}
+			if id, _ := r["trace_id"].(string); id != "" {
+				recs[id] = r
+			}
+		}
+		for _, id := range []string{started.TraceID.String(), continued.TraceID.String()} {
+			if recs[id] == nil {
+				return fmt.Errorf("no record with trace_id %s among %d records", id, len(recs))
+			}
+		}
+		return nil
+	})
+	r := recs[started.TraceID.String()]
+	fs, _ := r["filter_state"].(map[string]any)
+	if fs["wasm.meshtrail_trace_id"] != started.TraceID.String() || fs["wasm.meshtrail_span_id"] != started.SpanID.String() {
+		t.Errorf("filter_state %v does not carry the ids sent upstream (%s)", fs, seen1.Get("traceparent"))
+	}
+	if fs["wasm.meshtrail_h_x_tenant"] != "acme" || fs["wasm.meshtrail_peer_workload"] != "productpage-v1" {
+		t.Errorf("filter_state %v lacks the configured header or the peer", fs)
+	}
+	if _, ok := fs["wasm.meshtrail_parent_span_id"]; ok {
+		t.Errorf("a trace started at this hop has no parent span: %v", fs)
+	}
+	r2 := recs[continued.TraceID.String()]
+	if continued.TraceID.String() != "0000000000000000463ac35c9f6413ad" {
+		t.Errorf("B3 64-bit trace id not continued: %s", continued.TraceID)
+	}
+	fs2, _ := r2["filter_state"].(map[string]any)
+	if fs2["wasm.meshtrail_parent_span_id"] != "a2fb4a1d1a96d312" {
+		t.Errorf("continued trace: filter_state %v, want parent a2fb4a1d1a96d312", fs2)
+	}
+	if t.Failed() {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		t.Logf("record: %s", b)
+	}
+}
