@@ -457,7 +457,9 @@ func TestEndToEnd(t *testing.T) {
 		cfg.ShutdownDelay.Duration = 0
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- injector.Run(ctx, cfg, prometheus.NewRegistry(), nil, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+		go func() {
+			done <- injector.Run(ctx, cfg, prometheus.NewRegistry(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		}()
 		t.Cleanup(func() { cancel(); <-done })
 		hook := injector.WebhookConfiguration(injector.WebhookOptions{
 			Name: "meshtrail-injector-strict", URL: "https://" + cfg.Listen + "/inject", CABundle: s.ca.CertPEM,

@@ -195,3 +195,16 @@ func reviewJSON(t testing.TB, pod *corev1.Pod) string {
 	}
 	return string(b)
 }
+
+// checkPodShape runs the injector's own shape check on a typed pod.
+func checkPodShape(pod *corev1.Pod) error {
+	b, err := json.Marshal(pod)
+	if err != nil {
+		return err
+	}
+	var shape podShape
+	if err := json.Unmarshal(b, &shape); err != nil {
+		return err
+	}
+	return shape.check()
+}

@@ -216,73 +216,80 @@ func appendAll(ops []patchOp, path string, empty bool, values []any) []patchOp {
 // applyAndCheck applies ops to the pod's JSON as the API server will and
 // checks that the result is a pod the API server accepts as far as our
 // changes go. It returns the patch bytes.
-func applyAndCheck(raw []byte, ops []patchOp) ([]byte, *corev1.Pod, error) {
+func applyAndCheck(raw []byte, ops []patchOp) ([]byte, error) {
 	patchJSON, err := json.Marshal(ops)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	patch, err := jsonpatch.DecodePatch(patchJSON)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	patched, err := patch.Apply(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("the patch does not apply to this pod: %w", err)
+		return nil, fmt.Errorf("the patch does not apply to this pod: %w", err)
 	}
-	var pod corev1.Pod
-	if err := json.Unmarshal(patched, &pod); err != nil {
-		return nil, nil, fmt.Errorf("the patched pod does not decode: %w", err)
+	// Only the fields an injection can break are decoded: a full
+	// corev1.Pod would cost a fifth of the review for nothing.
+	var shape podShape
+	if err := json.Unmarshal(patched, &shape); err != nil {
+		return nil, fmt.Errorf("the patched pod does not decode: %w", err)
 	}
-	if err := checkPodShape(&pod); err != nil {
-		return nil, nil, err
+	if err := shape.check(); err != nil {
+		return nil, err
 	}
-	return patchJSON, &pod, nil
+	return patchJSON, nil
 }
 
-// checkPodShape repeats the API server's validation rules an injection can
-// break: unique container and volume names, mounts of existing volumes at
-// distinct paths.
-func checkPodShape(pod *corev1.Pod) error {
+// podShape is the part of a pod that checkShape validates.
+type podShape struct {
+	Spec struct {
+		Volumes []struct {
+			Name string `json:"name"`
+		} `json:"volumes"`
+		InitContainers      []containerShape `json:"initContainers"`
+		Containers          []containerShape `json:"containers"`
+		EphemeralContainers []containerShape `json:"ephemeralContainers"`
+	} `json:"spec"`
+}
+
+type containerShape struct {
+	Name         string `json:"name"`
+	VolumeMounts []struct {
+		Name      string `json:"name"`
+		MountPath string `json:"mountPath"`
+	} `json:"volumeMounts"`
+}
+
+// check repeats the API server's validation rules an injection can break:
+// unique container names (init, regular and ephemeral together), unique
+// volume names, mounts of existing volumes at distinct paths.
+func (p *podShape) check() error {
 	vols := map[string]bool{}
-	for _, v := range pod.Spec.Volumes {
+	for _, v := range p.Spec.Volumes {
 		if vols[v.Name] {
 			return fmt.Errorf("duplicate volume name %q", v.Name)
 		}
 		vols[v.Name] = true
 	}
 	names := map[string]bool{}
-	check := func(c corev1.Container) error {
-		if names[c.Name] {
-			return fmt.Errorf("duplicate container name %q", c.Name)
-		}
-		names[c.Name] = true
-		paths := map[string]bool{}
-		for _, m := range c.VolumeMounts {
-			if !vols[m.Name] {
-				return fmt.Errorf("container %q mounts volume %q that the pod does not have", c.Name, m.Name)
+	for _, list := range [][]containerShape{p.Spec.InitContainers, p.Spec.Containers, p.Spec.EphemeralContainers} {
+		for _, c := range list {
+			if names[c.Name] {
+				return fmt.Errorf("duplicate container name %q", c.Name)
 			}
-			if paths[m.MountPath] {
-				return fmt.Errorf("container %q mounts two volumes at %s", c.Name, m.MountPath)
+			names[c.Name] = true
+			paths := map[string]bool{}
+			for _, m := range c.VolumeMounts {
+				if !vols[m.Name] {
+					return fmt.Errorf("container %q mounts volume %q that the pod does not have", c.Name, m.Name)
+				}
+				if paths[m.MountPath] {
+					return fmt.Errorf("container %q mounts two volumes at %s", c.Name, m.MountPath)
+				}
+				paths[m.MountPath] = true
 			}
-			paths[m.MountPath] = true
 		}
-		return nil
-	}
-	for _, c := range pod.Spec.InitContainers {
-		if err := check(c); err != nil {
-			return err
-		}
-	}
-	for _, c := range pod.Spec.Containers {
-		if err := check(c); err != nil {
-			return err
-		}
-	}
-	for _, c := range pod.Spec.EphemeralContainers {
-		if names[c.Name] {
-			return fmt.Errorf("duplicate container name %q", c.Name)
-		}
-		names[c.Name] = true
 	}
 	return nil
 }

@@ -174,7 +174,7 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 		resp.Warnings = cleanWarnings(resp.Warnings)
 		return resp
 	}
-	patch, _, err := applyAndCheck(req.Object.Raw, ops)
+	patch, err := applyAndCheck(req.Object.Raw, ops)
 	if err != nil && st.Decision == DecisionSidecar {
 		// Our own bug, never the user's: admit the pod as it is rather than
 		// have the API server reject it for our patch.
@@ -182,7 +182,7 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 		reason, result = skipUnhonourable, "error"
 		st = Status{Decision: DecisionNone, Reason: "internal: " + err.Error()}
 		resp.Warnings = append(resp.Warnings, "meshtrail: sidecar not injected: "+st.Reason)
-		patch, _, err = applyAndCheck(req.Object.Raw, statusOp(&pod, st))
+		patch, err = applyAndCheck(req.Object.Raw, statusOp(&pod, st))
 	}
 	if err != nil {
 		log.ErrorContext(ctx, "status patch failed its own check; admitting unchanged", "err", err)
