@@ -1,0 +1,36 @@
+package als
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/meshtrail/meshtrail/config"
+)
+
+// The example file documents every field with its default: loading it must
+// give exactly DefaultConfig, so the two cannot drift apart.
+func TestExampleConfigIsTheDefaults(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Listen = ""
+	if err := config.Load(filepath.Join("..", "examples", "als.yaml"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, DefaultConfig()) {
+		t.Fatalf("examples/als.yaml differs from DefaultConfig:\n file %+v\n code %+v", cfg, DefaultConfig())
+	}
+}
+
+func TestConfigFileTypoIsNamed(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "als.yaml")
+	if err := os.WriteFile(p, []byte("listen: 127.0.0.1:1\ngrpc:\n  max_stream: 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	err := config.Load(p, &cfg)
+	if err == nil || !strings.Contains(err.Error(), "max_stream") {
+		t.Fatalf("got %v, want an error naming the unknown field max_stream", err)
+	}
+}
