@@ -497,3 +497,10 @@ func TestLogPathOnTheSidecarStateDirectory(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+func TestOneWarningPerProblem(t *testing.T) {
+	a := admitTwice(t, newTestInjector(t, ModeNative, nil), "shop", appPod(heavy(CPUAnnotation, "lots")))
+	if len(a.resp.Warnings) != 1 {
+		t.Fatalf("warnings %q", a.resp.Warnings)
+	}
+}

@@ -152,7 +152,7 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 			st, ops = in.status, in.ops
 		}
 	}
-	if st.Decision != DecisionSidecar {
+	if st.Decision == DecisionDaemonSet { // (an unhonoured pod's warning already says why)
 		for _, k := range []string{SidecarModeAnnotation, CPUAnnotation, MemoryAnnotation, CPULimitAnnotation, MemoryLimitAnnotation} {
 			if _, ok := pod.Annotations[k]; ok {
 				resp.Warnings = append(resp.Warnings, "meshtrail: "+k+" ignored: no sidecar injected")
