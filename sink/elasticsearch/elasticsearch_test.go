@@ -270,3 +270,41 @@ func TestZinc(t *testing.T) {
 		t.Errorf("search by trace_id: %d hits, want 6 (5 hops + 1 log line): %v", len(hits), err)
 	}
 }
+
+// TestPoisonRecordIsIsolated: a server that refuses a whole bulk with 400
+// whenever it holds one bad document. The batch is split in halves until
+// the bad record is alone; it is dead-lettered, every other record stored.
+func TestPoisonRecordIsIsolated(t *testing.T) {
+	batch := batchOf(t, "shop", 43, 6)
+	poison := batch[13]
+	var stored atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if bytes.Contains(body, []byte(poison.Trace.SpanID)) && bytes.Contains(body, []byte(poison.HTTP.RequestID)) {
+			http.Error(w, `{"error":"mapper_parsing_exception"}`, http.StatusBadRequest)
+			return
+		}
+		n := bytes.Count(body, []byte("\n")) / 2
+		stored.Add(int64(n))
+		w.Write([]byte(`{"errors":false,"items":[`))
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				w.Write([]byte(","))
+			}
+			w.Write([]byte(`{"create":{"status":201}}`))
+		}
+		w.Write([]byte("]}"))
+	}))
+	defer srv.Close()
+	e, _, dl := newExporter(t, srv.URL, Options{})
+	if err := e.Export(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if stored.Load() != int64(len(batch)-1) || lines(t, dl) != 1 {
+		t.Fatalf("stored %d of %d, dead letters %d", stored.Load(), len(batch), lines(t, dl))
+	}
+	b, _ := os.ReadFile(dl)
+	if !bytes.Contains(b, []byte(poison.HTTP.RequestID)) {
+		t.Errorf("dead letter is not the poison record: %s", b)
+	}
+}
