@@ -91,12 +91,12 @@ func TestParseCluster(t *testing.T) {
 
 func TestPeerWorkloadBothShapes(t *testing.T) {
 	own, _ := structpb.NewStruct(map[string]any{"namespace": "ns1", "workload": "w1", "service": "svc1", "revision": "r1", "identity": "spiffe://td/ns/ns1/sa/s"})
-	w, ok := decodePeerStruct(mustMarshal(t, own))
+	w, ok := decodePeerStruct(mustMarshal(t, own), func(b []byte) string { return string(b) })
 	if !ok || w.Name != "w1" || w.Namespace != "ns1" || w.CanonicalService != "svc1" || w.CanonicalRevision != "r1" || w.Principal != "spiffe://td/ns/ns1/sa/s" {
 		t.Errorf("peer object shape: %+v", w)
 	}
 	node, _ := structpb.NewStruct(map[string]any{"NAMESPACE": "ns2", "WORKLOAD_NAME": "w2", "LABELS": map[string]any{"app": "a2", "service.istio.io/canonical-name": "c2"}})
-	w, ok = decodePeerStruct(mustMarshal(t, node))
+	w, ok = decodePeerStruct(mustMarshal(t, node), func(b []byte) string { return string(b) })
 	if !ok || w.Name != "w2" || w.Namespace != "ns2" || w.App != "a2" || w.CanonicalService != "c2" {
 		t.Errorf("node metadata shape: %+v", w)
 	}

@@ -45,7 +45,7 @@ type decodedState struct {
 // the record's Source or Destination instead of text. An object of another
 // type is kept as its type URL so the user sees it was there. It reports
 // false when the object could not be decoded.
-func (ds *decodedState) add(key, typeURL string, value []byte, peers *peerCache) bool {
+func (ds *decodedState) add(key, typeURL string, value []byte, str func([]byte) string) bool {
 	switch typeURL {
 	case typeBytesValue, typeStringValue:
 		v, ok := wrapperValue(value)
@@ -56,7 +56,7 @@ func (ds *decodedState) add(key, typeURL string, value []byte, peers *peerCache)
 	case typeStruct:
 		switch key {
 		case fsUpstreamPeer, fsDownstreamPeer, "wasm.upstream_peer", "wasm.downstream_peer":
-			w, ok := peers.workload(value)
+			w, ok := decodePeerStruct(value, str)
 			if !ok {
 				return false
 			}

@@ -19,7 +19,6 @@ const (
 type proxy struct {
 	node     record.Node
 	workload record.Workload // the proxy's own workload, for the side it reports
-	peers    peerCache       // decoded peer metadata, per stream
 }
 
 // parseNode reads an Envoy node the way Istio builds it: id

@@ -118,7 +118,7 @@ func (c *converter) refCommon(p *proxy, cp *accesslogv3.AccessLogCommon, r *reco
 	r.Tags = nonEmpty(cp.GetCustomTags())
 	var ds decodedState
 	for k, a := range cp.GetFilterStateObjects() {
-		if !ds.add(k, a.GetTypeUrl(), a.GetValue(), &p.peers) {
+		if !ds.add(k, a.GetTypeUrl(), a.GetValue(), func(b []byte) string { return string(b) }) {
 			notes.badFilterState = append(notes.badFilterState, k)
 		}
 	}

@@ -420,7 +420,7 @@ func (d *wireDecoder) filterState(p *proxy, b []byte, ds *decodedState, notes *e
 	if err != nil {
 		return err
 	}
-	if !ds.add(key, typeURL, value, &p.peers) {
+	if !ds.add(key, typeURL, value, d.str) {
 		notes.badFilterState = append(notes.badFilterState, key)
 	}
 	return nil
