@@ -235,3 +235,36 @@ func TestOutageRemoteWrite(t *testing.T) {
 		return nil
 	})
 }
+
+// TestOutageLoki stops Loki mid-stream and restarts it on the same
+// storage: every line accepted before, during and after the outage can be
+// read back, none twice.
+func TestOutageLoki(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs Loki (make test)")
+	}
+	l := harness.StartLoki(t)
+	sinks, shutdown := build(t, fmt.Sprintf("sinks:\n  loki:\n    enabled: true\n    url: %s/loki/api/v1/push\n    timeout: 2s\n    %s\n", l.URL, fastRetry(t.TempDir())))
+	defer shutdown(context.Background())
+	g := testrecords.New("lokioutage", 73)
+	total := feed(t, sinks, g, 20)
+	l.Stop()
+	total += feed(t, sinks, g, 20)
+	l.Restart(t)
+	total += feed(t, sinks, g, 20)
+	start, end := g.Base.Add(-time.Minute), time.Now().Add(time.Minute)
+	harness.Eventually(t, 120*time.Second, "every line in Loki once", func() error {
+		got, err := l.Query(context.Background(), `{namespace="lokioutage"}`, start, end, 5000)
+		if err != nil {
+			return err
+		}
+		seen := map[string]int{}
+		for _, e := range got {
+			seen[e.Line]++
+		}
+		if len(got) != total || len(seen) != total {
+			return fmt.Errorf("%d lines (%d distinct), want %d", len(got), len(seen), total)
+		}
+		return nil
+	})
+}
