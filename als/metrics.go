@@ -12,6 +12,7 @@ type receiverMetrics struct {
 	streamsTotal     prometheus.Counter
 	streamErrors     *prometheus.CounterVec // by reason
 	messages         prometheus.Counter
+	bytes            prometheus.Counter
 	received         *prometheus.CounterVec // entries by type
 	converted        *prometheus.CounterVec // records by type
 	rejected         *prometheus.CounterVec // entries by reason
@@ -36,6 +37,9 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 		}, []string{"reason"}),
 		messages: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshtrail_als_messages_total", Help: "StreamAccessLogsMessage messages received.",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshtrail_als_received_bytes_total", Help: "Bytes of StreamAccessLogsMessage payload received.",
 		}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshtrail_als_entries_received_total", Help: "Access log entries received, by type (http, tcp).",
@@ -65,7 +69,7 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
 		}),
 	}
-	reg.MustRegister(m.streamsOpen, m.streamsTotal, m.streamErrors, m.messages, m.received, m.converted,
+	reg.MustRegister(m.streamsOpen, m.streamsTotal, m.streamErrors, m.messages, m.bytes, m.received, m.converted,
 		m.rejected, m.invalidTrace, m.redacted, m.truncated, m.sinkErrors, m.processing,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "meshtrail_als_messages_utf8_repaired_total",

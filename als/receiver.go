@@ -109,6 +109,7 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 		}
 		start := time.Now()
 		r.metrics.messages.Inc()
+		r.metrics.bytes.Add(float64(len(raw)))
 		if err := splitMessage(raw, &msg); err != nil {
 			r.metrics.streamErrors.WithLabelValues("malformed_message").Inc()
 			r.logf("malformed_message", "ALS stream ended by a malformed message", "node", nodeName(px), "peer", from, "reason", "malformed_message", "error", err)
