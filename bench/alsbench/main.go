@@ -1,0 +1,289 @@
+// Command alsbench measures ALS receivers end to end (gRPC decode ->
+// record -> output) as whole processes: entries per CPU-second of the
+// receiver process and its peak RSS, for meshtrail and for the
+// OpenTelemetry Collector's envoyals receiver under the same load in the
+// same run (A B A B ...), and reports medians and the per-pair ratio. With
+// -soak it instead runs meshtrail at a fixed rate and samples its RSS.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type target struct {
+	name    string
+	start   func(dir, grpcAddr, metricsAddr string) *exec.Cmd
+	counter func(metrics string) float64 // records fully processed
+}
+
+func main() {
+	meshtrail := flag.String("meshtrail", "bin/meshtrail", "meshtrail binary")
+	otelcol := flag.String("otelcol", ".tools/bin/otelcol", "OpenTelemetry Collector with the envoyals receiver")
+	loadgen := flag.String("loadgen", "bin/alsload", "load generator binary")
+	runs := flag.Int("runs", 5, "runs of each receiver")
+	entries := flag.Int("entries", 400000, "entries per run")
+	streams := flag.Int("streams", 100, "concurrent streams per run")
+	soak := flag.Duration("soak", 0, "instead of comparing, run meshtrail this long at -rate and sample RSS")
+	rate := flag.Int("rate", 10000, "entries/s during -soak")
+	flag.Parse()
+
+	mt := target{
+		name: "meshtrail",
+		start: func(dir, g, m string) *exec.Cmd {
+			return exec.Command(*meshtrail, "als", "--listen", g, "--metrics-listen", m, "--out", filepath.Join(dir, "records.ndjson"), "--log-level", "warn")
+		},
+		counter: func(text string) float64 { return metric(text, "meshtrail_ndjson_records_written_total") },
+	}
+	oc := target{
+		name: "otelcol-envoyals",
+		start: func(dir, g, m string) *exec.Cmd {
+			host, port, _ := net.SplitHostPort(m)
+			cfg := fmt.Sprintf(`receivers:
+  envoyals:
+    endpoint: %s
+processors:
+  batch: {}
+exporters:
+  file:
+    path: %s
+service:
+  telemetry:
+    logs: {level: warn}
+    metrics:
+      level: normal
+      readers:
+        - pull: {exporter: {prometheus: {host: %s, port: %s}}}
+  pipelines:
+    logs: {receivers: [envoyals], processors: [batch], exporters: [file]}
+`, g, filepath.Join(dir, "logs.jsonl"), host, port)
+			p := filepath.Join(dir, "otelcol.yaml")
+			must(os.WriteFile(p, []byte(cfg), 0o644))
+			return exec.Command(*otelcol, "--config", p)
+		},
+		counter: func(text string) float64 { return metric(text, "otelcol_exporter_sent_log_records") },
+	}
+
+	host, _ := os.Hostname()
+	fmt.Printf("machine: %s, %d CPUs (%s), %s\n", host, cpus(), cpuModel(), time.Now().UTC().Format(time.RFC3339))
+	if *soak > 0 {
+		runSoak(mt, *loadgen, *soak, *rate, *streams)
+		return
+	}
+	fmt.Printf("load: %d entries per run over %d streams, ~16 KiB messages, %d runs each, alternating\n\n", *entries, *streams, *runs)
+	var rateA, rateB, rssA, rssB, ratios []float64
+	for i := 0; i < *runs; i++ {
+		a := measure(mt, *loadgen, *entries, *streams)
+		b := measure(oc, *loadgen, *entries, *streams)
+		fmt.Printf("run %d: %-16s %9.0f entries/CPU-s  peak RSS %5.0f MiB | %-16s %9.0f entries/CPU-s  peak RSS %5.0f MiB | ratio %.2f\n",
+			i+1, mt.name, a.perCPU, a.rssMiB, oc.name, b.perCPU, b.rssMiB, a.perCPU/b.perCPU)
+		rateA, rateB = append(rateA, a.perCPU), append(rateB, b.perCPU)
+		rssA, rssB = append(rssA, a.rssMiB), append(rssB, b.rssMiB)
+		ratios = append(ratios, a.perCPU/b.perCPU)
+	}
+	fmt.Printf("\nmedian: %s %.0f entries/CPU-s (peak RSS %.0f MiB), %s %.0f entries/CPU-s (peak RSS %.0f MiB), ratio %.2f (min %.2f, max %.2f)\n",
+		mt.name, median(rateA), median(rssA), oc.name, median(rateB), median(rssB), median(ratios), minOf(ratios), maxOf(ratios))
+}
+
+type result struct{ perCPU, rssMiB float64 }
+
+func measure(t target, loadgen string, entries, streams int) result {
+	dir, err := os.MkdirTemp("", "alsbench-")
+	must(err)
+	defer os.RemoveAll(dir)
+	g, m := freeAddr(), freeAddr()
+	cmd := t.start(dir, g, m)
+	logf, _ := os.Create(filepath.Join(dir, "server.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	must(cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
+	waitFor(func() bool { return get("http://"+m+"/metrics") != "" }, 60*time.Second, t.name+" metrics endpoint")
+	waitFor(func() bool {
+		c, err := net.Dial("tcp", g)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 30*time.Second, t.name+" gRPC port")
+	cpu0 := cpuSeconds(cmd.Process.Pid)
+	lg := exec.Command(loadgen, "-addr", g, "-entries", strconv.Itoa(entries), "-streams", strconv.Itoa(streams))
+	lg.Stderr = os.Stderr
+	out, err := lg.Output()
+	if err != nil {
+		dump(filepath.Join(dir, "server.log"))
+		fail(fmt.Errorf("loadgen against %s: %v: %s", t.name, err, out))
+	}
+	sent := sentEntries(string(out))
+	waitFor(func() bool { return t.counter(get("http://"+m+"/metrics")) >= sent }, 300*time.Second,
+		fmt.Sprintf("%s to process all %.0f entries", t.name, sent))
+	cpu := cpuSeconds(cmd.Process.Pid) - cpu0
+	return result{perCPU: sent / cpu, rssMiB: float64(hwmKiB(cmd.Process.Pid)) / 1024}
+}
+
+func runSoak(t target, loadgen string, d time.Duration, rate, streams int) {
+	dir, err := os.MkdirTemp("", "alsbench-soak-")
+	must(err)
+	defer os.RemoveAll(dir)
+	g, m := freeAddr(), freeAddr()
+	cmd := t.start(dir, g, m)
+	must(cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
+	waitFor(func() bool { return get("http://"+m+"/metrics") != "" }, 30*time.Second, "metrics endpoint")
+	lg := exec.Command(loadgen, "-addr", g, "-duration", d.String(), "-rate", strconv.Itoa(rate), "-streams", strconv.Itoa(streams))
+	lg.Stdout, lg.Stderr = os.Stdout, os.Stderr
+	must(lg.Start())
+	fmt.Printf("soak: %s at %d entries/s over %d streams; RSS sampled every 30s (the NDJSON file is removed at the end)\n", d, rate, streams)
+	begin := time.Now()
+	var samples []float64
+	for time.Since(begin) < d {
+		time.Sleep(30 * time.Second)
+		rss := float64(rssKiB(cmd.Process.Pid)) / 1024
+		samples = append(samples, rss)
+		fmt.Printf("  t=%4.0fs RSS %6.1f MiB  records %.0f\n", time.Since(begin).Seconds(), rss, t.counter(get("http://"+m+"/metrics")))
+	}
+	_ = lg.Wait()
+	half := samples[len(samples)/2:]
+	fmt.Printf("soak RSS: first %.1f MiB, median of second half %.1f MiB, max %.1f MiB, last %.1f MiB\n",
+		samples[0], median(half), maxOf(samples), samples[len(samples)-1])
+}
+
+func sentEntries(out string) float64 {
+	var n float64
+	fmt.Sscanf(strings.TrimPrefix(out, "sent "), "%f", &n)
+	if n == 0 {
+		fail(fmt.Errorf("cannot read the entry count from %q", out))
+	}
+	return n
+}
+
+// metric sums every series of a counter (with or without _total suffix).
+func metric(text, name string) float64 {
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "#") || !(strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"_total")) {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+func get(url string) string {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// cpuSeconds is utime+stime of pid from /proc (clock ticks of 1/100 s).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(err)
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
+func statusKiB(pid int, key string) int {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	must(err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), key+":") {
+			v, _ := strconv.Atoi(strings.Fields(sc.Text())[1])
+			return v
+		}
+	}
+	return 0
+}
+
+func hwmKiB(pid int) int { return statusKiB(pid, "VmHWM") }
+func rssKiB(pid int) int { return statusKiB(pid, "VmRSS") }
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitFor(cond func() bool, timeout time.Duration, what string) {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			fail(fmt.Errorf("timed out waiting for %s", what))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func cpus() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			return strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+		}
+	}
+	return "unknown CPU"
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minOf(v []float64) float64 { s := append([]float64(nil), v...); sort.Float64s(s); return s[0] }
+func maxOf(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)-1]
+}
+
+func dump(path string) {
+	b, _ := os.ReadFile(path)
+	os.Stderr.Write(b)
+}
+
+func must(err error) {
+	if err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "alsbench:", err)
+	os.Exit(1)
+}
