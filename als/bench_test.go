@@ -44,7 +44,7 @@ func BenchmarkMessagePath(b *testing.B) {
 		_, err := io.Discard.Write(buf)
 		return err
 	})
-	out := fanout.New(namedConsumer{enc}, red)
+	out := fanout.New(namedConsumer{enc, "ndjson-discard"}, red)
 	conv := newConverter(nil, nil, 8<<10)
 	px := parseNode(mesh.ProductPage.Identifier("b").GetNode(), "b")
 	b.ReportAllocs()
@@ -70,7 +70,3 @@ func BenchmarkMessagePath(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perMsg), "ns/entry")
 }
-
-type namedConsumer struct{ record.Consumer }
-
-func (namedConsumer) Name() string { return "ndjson-discard" }

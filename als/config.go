@@ -1,11 +1,14 @@
 package als
 
 import (
+	"encoding/json"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/meshtrail/meshtrail/config"
+	"github.com/meshtrail/meshtrail/fanout/route"
+	sinkconfig "github.com/meshtrail/meshtrail/sink/config"
 )
 
 // Config is the receiver's configuration: YAML (meshtrail als --config) or
@@ -26,6 +29,14 @@ type Config struct {
 	Metrics     MeshMetricsConfig `json:"metrics"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
+	// Sinks are the backends every record is also sent to, each through its
+	// own bounded queue (sink/README.md): otlp, zipkin, loki,
+	// elasticsearch, fluentd, prometheus_remote_write.
+	Sinks map[string]json.RawMessage `json:"sinks,omitempty"`
+	// Routing sends records to some of the sinks by tenant or namespace,
+	// with per-tenant quotas (fanout/README.md). Without it every sink
+	// gets every record.
+	Routing *route.Config `json:"routing,omitempty"`
 	// Pprof serves Go's /debug/pprof on the metrics listener (off by
 	// default: profiles reveal internals).
 	Pprof bool `json:"pprof"`
@@ -172,6 +183,9 @@ func (c *Config) Validate() error {
 			return config.Errorf("metrics.max_series", "must be >= 0 (0 = default), got %d", c.Metrics.MaxSeries)
 		}
 	}
+	if _, err := c.sinks(); err != nil {
+		return err
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -202,4 +216,22 @@ func validMetricPrefix(p string) bool {
 		}
 	}
 	return true
+}
+
+// sinks decodes and validates the sinks: section (nil when there is none).
+func (c *Config) sinks() (*sinkconfig.Config, error) {
+	if len(c.Sinks) == 0 {
+		return nil, nil
+	}
+	sc, err := sinkconfig.FromSections(c.Sinks)
+	if err != nil {
+		return nil, err
+	}
+	for name := range sc.Other {
+		return nil, config.Errorf("sinks."+name, "unknown sink; known: otlp, zipkin, loki, elasticsearch, fluentd, prometheus_remote_write (the NDJSON file is `out`, the RED metrics `metrics`)")
+	}
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	return sc, nil
 }

@@ -34,3 +34,26 @@ func TestConfigFileTypoIsNamed(t *testing.T) {
 		t.Fatalf("got %v, want an error naming the unknown field max_stream", err)
 	}
 }
+
+func TestSinksSectionIsValidatedAtStart(t *testing.T) {
+	cases := map[string]string{
+		"sinks:\n  lokki:\n    enabled: true\n":                                                             "sinks.lokki",
+		"sinks:\n  loki:\n    enabled: true\n    urll: http://x\n":                                          "urll",
+		"sinks:\n  loki:\n    enabled: true\n":                                                              "sinks.loki.url",
+		"sinks:\n  otlp:\n    enabled: true\n    endpoint: 127.0.0.1:4317\n    queue:\n      workers: -1\n": "workers",
+	}
+	for doc, want := range cases {
+		p := filepath.Join(t.TempDir(), "als.yaml")
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg := DefaultConfig()
+		err := config.Load(p, &cfg)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want an error naming %s", doc, err, want)
+		}
+	}
+}

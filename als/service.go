@@ -18,6 +18,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/meshtrail/meshtrail/fanout"
+	"github.com/meshtrail/meshtrail/fanout/route"
+	"github.com/meshtrail/meshtrail/record"
+	sinkconfig "github.com/meshtrail/meshtrail/sink/config"
 	"github.com/meshtrail/meshtrail/sink/istiometrics"
 	"github.com/meshtrail/meshtrail/sink/ndjson"
 )
@@ -69,6 +72,41 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 	}
 	sinks = append(sinks, extra...)
 
+	// The backends: each behind its own queue, optionally routed.
+	backendCfg, err := cfg.sinks()
+	if err != nil {
+		s.closeSinks()
+		return nil, err
+	}
+	if backendCfg != nil {
+		backends, shutdown, err := sinkconfig.Build(backendCfg, s.Registry, logger)
+		if err != nil {
+			s.closeSinks()
+			return nil, err
+		}
+		s.closers = append(s.closers, shutdown)
+		if cfg.Routing != nil {
+			byName := make(map[string]record.Consumer, len(backends))
+			for _, b := range backends {
+				byName[b.Name()] = b
+			}
+			router, err := route.New(*cfg.Routing, byName, s.Registry, logger)
+			if err != nil {
+				_ = shutdown(context.Background())
+				s.closeSinks()
+				return nil, fmt.Errorf("routing: %w", err)
+			}
+			sinks = append(sinks, namedConsumer{router, "router"})
+		} else {
+			sinks = append(sinks, backends...)
+		}
+		names := make([]string, 0, len(backends))
+		for _, b := range backends {
+			names = append(names, b.Name())
+		}
+		logger.Info("sinks ready", "sinks", names, "routing", cfg.Routing != nil)
+	}
+
 	maxHeader := cfg.Headers.MaxValueBytes
 	if maxHeader == -1 {
 		maxHeader = 0
@@ -82,7 +120,6 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 		MaxHeaderBytes:        maxHeader,
 	}, s.Registry, logger)
 
-	var err error
 	if s.grpc, err = NewGRPCServer(s.receiver, cfg.GRPC, cfg.TLS); err != nil {
 		s.closeSinks()
 		return nil, err
@@ -228,3 +265,11 @@ func (s *Service) Wait(ctx context.Context, grace time.Duration) error {
 	defer cancel()
 	return s.Shutdown(sctx)
 }
+
+// namedConsumer lets a record.Consumer (the router) sit among the sinks.
+type namedConsumer struct {
+	record.Consumer
+	name string
+}
+
+func (n namedConsumer) Name() string { return n.name }
