@@ -43,8 +43,9 @@ type MetricsConfig struct {
 	// Overrides add or remove dimensions as Istio's Telemetry API metric
 	// overrides do.
 	Overrides []MetricOverride `json:"overrides"`
-	// MaxSeries bounds the distinct label combinations per metric kept by
-	// the filter (Envoy allocates a stat per combination). Default 10000.
+	// MaxSeries bounds the distinct label combinations the filter records
+	// (each is four stats in Envoy); requests beyond it are counted in
+	// meshtrail_metric_series_dropped_total instead. Default 10000.
 	MaxSeries int `json:"max_series"`
 }
 

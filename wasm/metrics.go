@@ -88,23 +88,35 @@ const (
 	tagEnd      = ";.;"
 )
 
-// seriesCache maps a full stat name to the id Envoy gave it. Envoy
-// allocates a new id on every define call, so each name is defined once.
+// seriesCache maps a request's label values to the ids of its four
+// metrics. Envoy allocates a new id on every define call, so each stat
+// name is defined once. The key is the label values alone (a few hundred
+// bytes): hashing the full encoded names (about 1 KB each, four per
+// request) was most of the filter's cost in Go-compiled Wasm.
 type seriesCache struct {
-	ids     map[string]uint32
+	ids     map[string]*[numMetrics]uint32
 	max     int
-	buf     []byte // reused to build names without allocating
+	key     []byte // reused to build keys without allocating
+	name    []byte // reused to build stat names on a miss
 	dropped proxywasm.MetricCounter
+	// names keeps every stat name passed to the host alive: a host may
+	// keep the pointer rather than copy it (proxytest does).
+	names []string
 }
 
 func newSeriesCache(max int) *seriesCache {
 	return &seriesCache{
-		ids:     make(map[string]uint32, 64),
+		ids:     make(map[string]*[numMetrics]uint32, 64),
 		max:     max,
-		buf:     make([]byte, 0, 1024),
-		dropped: proxywasm.DefineCounterMetric("meshtrail_metric_series_dropped_total"),
+		key:     make([]byte, 0, 512),
+		name:    make([]byte, 0, 1024),
+		dropped: proxywasm.DefineCounterMetric(statSeriesDropped),
 	}
 }
+
+// statSeriesDropped counts requests not recorded because the cap on label
+// combinations was reached.
+const statSeriesDropped = "meshtrail_metric_series_dropped_total"
 
 // appendStatName writes the encoded stat name for metric m.
 func appendStatName(b []byte, dims []dimension, std *labelValues, custom []string, m int) []byte {
@@ -141,28 +153,6 @@ func appendTagValue(b []byte, v string) []byte {
 	return b
 }
 
-// id returns the metric id for the stat name in buf, defining it (as a
-// counter or a histogram) on first use. ok is false when the series cap is
-// reached.
-func (c *seriesCache) id(counter bool) (uint32, bool) {
-	if id, ok := c.ids[string(c.buf)]; ok {
-		return id, true
-	}
-	if len(c.ids) >= c.max {
-		c.dropped.Increment(1)
-		return 0, false
-	}
-	name := string(c.buf)
-	var id uint32
-	if counter {
-		id = uint32(proxywasm.DefineCounterMetric(name))
-	} else {
-		id = uint32(proxywasm.DefineHistogramMetric(name))
-	}
-	c.ids[name] = id
-	return id, true
-}
-
 // requestMetrics is what one request reports.
 type requestMetrics struct {
 	labels        labelValues
@@ -172,30 +162,51 @@ type requestMetrics struct {
 	responseBytes uint64
 }
 
-// record writes the four Istio metrics for one request.
-func (c *seriesCache) record(s *settings, r *requestMetrics) {
+// lookup returns the metric ids for r's labels, defining the four stats on
+// first use; nil when the cap on label combinations is reached.
+func (c *seriesCache) lookup(s *settings, r *requestMetrics) *[numMetrics]uint32 {
+	k := c.key[:0]
+	for _, v := range r.labels {
+		k = append(k, v...)
+		k = append(k, 0)
+	}
+	for _, v := range r.custom {
+		k = append(k, v...)
+		k = append(k, 0)
+	}
+	c.key = k
+	if ids, ok := c.ids[string(k)]; ok {
+		return ids
+	}
+	if len(c.ids) >= c.max {
+		c.dropped.Increment(1)
+		return nil
+	}
+	ids := new([numMetrics]uint32)
 	for m := 0; m < numMetrics; m++ {
-		c.buf = appendStatName(c.buf[:0], s.dims[m], &r.labels, r.custom, m)
+		c.name = appendStatName(c.name[:0], s.dims[m], &r.labels, r.custom, m)
+		name := string(c.name)
+		c.names = append(c.names, name)
 		if m == metricRequests {
-			if id, ok := c.id(true); ok {
-				proxywasm.MetricCounter(id).Increment(1)
-			}
-			continue
-		}
-		id, ok := c.id(false)
-		if !ok {
-			continue
-		}
-		h := proxywasm.MetricHistogram(id)
-		switch m {
-		case metricDuration:
-			h.Record(r.durationMs)
-		case metricRequestBytes:
-			h.Record(r.requestBytes)
-		case metricResponseBytes:
-			h.Record(r.responseBytes)
+			ids[m] = uint32(proxywasm.DefineCounterMetric(name))
+		} else {
+			ids[m] = uint32(proxywasm.DefineHistogramMetric(name))
 		}
 	}
+	c.ids[string(k)] = ids
+	return ids
+}
+
+// record writes the four Istio metrics for one request.
+func (c *seriesCache) record(s *settings, r *requestMetrics) {
+	ids := c.lookup(s, r)
+	if ids == nil {
+		return
+	}
+	proxywasm.MetricCounter(ids[metricRequests]).Increment(1)
+	proxywasm.MetricHistogram(ids[metricDuration]).Record(r.durationMs)
+	proxywasm.MetricHistogram(ids[metricRequestBytes]).Record(r.requestBytes)
+	proxywasm.MetricHistogram(ids[metricResponseBytes]).Record(r.responseBytes)
 }
 
 // responseFlagNames are Envoy's short response flag strings by bit, as

@@ -36,6 +36,10 @@ type pluginContext struct {
 
 	// reporter is settled on the first request when configured as auto.
 	reporter string
+	// localPrincipalRead: the local mTLS identity is read once.
+	localPrincipalRead bool
+	// clockDuration: the host lacks request.duration, use the guest clock.
+	clockDuration bool
 
 	// errors counts requests the filter gave up on (they passed untouched).
 	errors proxywasm.MetricCounter
@@ -148,7 +152,9 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 	if h.failed {
 		return types.ActionContinue
 	}
-	h.start = time.Now()
+	if h.p.clockDuration {
+		h.start = time.Now()
+	}
 	hdrs, err := proxywasm.GetHttpRequestHeaders()
 	if err != nil {
 		h.fail()
@@ -326,7 +332,10 @@ func (h *httpContext) resolvePrincipals() {
 	hp := h.p.host
 	if h.reporter() == "destination" {
 		h.peer.principal = hp.propertyString([]string{"connection", "uri_san_peer_certificate"})
-		h.p.local.principal = firstNonEmpty(h.p.local.principal, hp.propertyString([]string{"connection", "uri_san_local_certificate"}))
+		if !h.p.localPrincipalRead {
+			h.p.local.principal = hp.propertyString([]string{"connection", "uri_san_local_certificate"})
+			h.p.localPrincipalRead = true
+		}
 		if mtls, _ := hp.propertyBool([]string{"connection", "mtls"}); mtls {
 			h.m.labels[lConnectionSecurityPolicy] = "mutual_tls"
 		} else {
@@ -334,7 +343,10 @@ func (h *httpContext) resolvePrincipals() {
 		}
 	} else {
 		h.peer.principal = hp.propertyString([]string{"upstream", "uri_san_peer_certificate"})
-		h.p.local.principal = firstNonEmpty(h.p.local.principal, hp.propertyString([]string{"upstream", "uri_san_local_certificate"}))
+		if !h.p.localPrincipalRead {
+			h.p.local.principal = hp.propertyString([]string{"upstream", "uri_san_local_certificate"})
+			h.p.localPrincipalRead = true
+		}
 		// Istio reports the client side's policy as unknown.
 		h.m.labels[lConnectionSecurityPolicy] = "unknown"
 	}
@@ -357,6 +369,11 @@ func (h *httpContext) OnHttpStreamDone() {
 		h.m.durationMs = d / uint64(time.Millisecond)
 	} else if !h.start.IsZero() {
 		h.m.durationMs = uint64(time.Since(h.start) / time.Millisecond)
+	} else {
+		// The host has no request.duration (not Envoy): time requests
+		// with the guest clock from now on. Envoy never needs the two
+		// clock calls per request.
+		h.p.clockDuration = true
 	}
 	if n, ok := hp.propertyUint([]string{"request", "total_size"}); ok {
 		h.m.requestBytes = n

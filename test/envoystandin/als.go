@@ -86,12 +86,24 @@ func (c *ALSClient) run() {
 		batch  []*alsdatav3.HTTPAccessLogEntry
 	)
 	closeStream := func() {
-		if stream != nil {
-			// Envoy never reads a reply; the receiver never sends one.
-			_ = stream.CloseSend()
-			cancel()
-			stream = nil
+		if stream == nil {
+			return
 		}
+		// Half-close, then wait for the receiver to end the RPC so that
+		// what was sent is read before the context is cancelled. Envoy
+		// never reads a reply and the receiver sends none: Recv returns
+		// EOF or "cardinality violation", both fine.
+		ended := make(chan struct{})
+		go func(s alsv3.AccessLogService_StreamAccessLogsClient) {
+			_, _ = s.CloseAndRecv()
+			close(ended)
+		}(stream)
+		select {
+		case <-ended:
+		case <-time.After(5 * time.Second):
+		}
+		cancel()
+		stream = nil
 	}
 	flush := func() {
 		if len(batch) == 0 {

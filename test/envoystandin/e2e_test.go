@@ -90,7 +90,7 @@ func TestAccessLogReachesReceiver(t *testing.T) {
 		}
 		for _, id := range []string{started.TraceID.String(), continued.TraceID.String()} {
 			if recs[id] == nil {
-				return fmt.Errorf("no record with trace_id %s among %d records", id, len(recs))
+				return fmt.Errorf("no record with trace_id %s in:\n%s", id, b)
 			}
 		}
 		return nil

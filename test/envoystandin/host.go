@@ -65,6 +65,9 @@ type HostOptions struct {
 	// CompilationCacheDir, when set, keeps wazero's compiled code between
 	// runs (start goes from ~1 s to ~50 ms).
 	CompilationCacheDir string
+	// Env is the guest's environment, as Envoy's
+	// vm_config.environment_variables sets it (GOGC, GOMEMLIMIT, ...).
+	Env map[string]string
 	// FailSetProperty makes proxy_set_property fail, to test how the
 	// filter copes with a host error.
 	FailSetProperty bool
@@ -134,8 +137,12 @@ func NewHost(ctx context.Context, wasm []byte, opts HostOptions) (*Host, error) 
 		_ = r.Close(ctx)
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	mod, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().
-		WithStartFunctions("_initialize").WithSysWalltime().WithSysNanotime().WithRandSource(cryptoRand{}))
+	mc := wazero.NewModuleConfig().
+		WithStartFunctions("_initialize").WithSysWalltime().WithSysNanotime().WithRandSource(cryptoRand{})
+	for k, v := range opts.Env {
+		mc = mc.WithEnv(k, v)
+	}
+	mod, err := r.InstantiateModule(ctx, compiled, mc)
 	if err != nil {
 		_ = r.Close(ctx)
 		return nil, fmt.Errorf("instantiate: %w", err)
@@ -179,6 +186,14 @@ func (h *Host) newID() uint32 {
 
 // Close releases the VM.
 func (h *Host) Close() error { return h.runtime.Close(h.ctx) }
+
+// MemoryBytes is the guest's linear memory size: it grows when the
+// plugin's heap does and never shrinks, so flat means no leak.
+func (h *Host) MemoryBytes() uint32 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mod.Memory().Size()
+}
 
 // Logs returns what the plugin logged.
 func (h *Host) Logs() []string {
@@ -430,14 +445,22 @@ func (h *Host) property(path string) ([]byte, bool) {
 
 func (h *Host) exportABI(ctx context.Context) error {
 	b := h.runtime.NewHostModuleBuilder("env")
-	fn := func(name string, f any) {
-		b.NewFunctionBuilder().WithFunc(f).Export(name)
+	// Host functions take their arguments from the value stack directly
+	// (api.GoModuleFunc): wazero's reflection-based WithFunc costs about a
+	// microsecond per call, which would swamp the filter's own cost in the
+	// benchmarks.
+	fn := func(name string, params []api.ValueType, f func(ctx context.Context, mod api.Module, s []uint64) uint32) {
+		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+			stack[0] = uint64(f(ctx, mod, stack))
+		}), params, []api.ValueType{api.ValueTypeI32}).Export(name)
 	}
-	fn("proxy_log", func(ctx context.Context, mod api.Module, level, ptr, size uint32) uint32 {
+	fn("proxy_log", sig(i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		_, ptr, size := uint32(s[0]), uint32(s[1]), uint32(s[2])
 		h.logs = append(h.logs, string(h.read(mod, ptr, size)))
 		return statusOK
 	})
-	fn("proxy_get_property", func(ctx context.Context, mod api.Module, pathPtr, pathSize, retPtr, retSize uint32) uint32 {
+	fn("proxy_get_property", sig(i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		pathPtr, pathSize, retPtr, retSize := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
 		v, ok := h.property(string(h.read(mod, pathPtr, pathSize)))
 		if !ok {
 			return statusNotFound
@@ -445,7 +468,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		h.give(ctx, mod, v, retPtr, retSize)
 		return statusOK
 	})
-	fn("proxy_set_property", func(ctx context.Context, mod api.Module, pathPtr, pathSize, valPtr, valSize uint32) uint32 {
+	fn("proxy_set_property", sig(i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		pathPtr, pathSize, valPtr, valSize := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
 		if h.opts.FailSetProperty {
 			return statusBadArgument
 		}
@@ -456,7 +480,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		h.cur.FilterState[filterStatePrefix+path] = append([]byte(nil), h.read(mod, valPtr, valSize)...)
 		return statusOK
 	})
-	fn("proxy_get_header_map_value", func(ctx context.Context, mod api.Module, t, keyPtr, keySize, retPtr, retSize uint32) uint32 {
+	fn("proxy_get_header_map_value", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		t, keyPtr, keySize, retPtr, retSize := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3]), uint32(s[4])
 		m := h.headerMap(t)
 		if m == nil {
 			return statusBadArgument
@@ -471,7 +496,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		}
 		return statusNotFound
 	})
-	fn("proxy_get_header_map_pairs", func(ctx context.Context, mod api.Module, t, retPtr, retSize uint32) uint32 {
+	fn("proxy_get_header_map_pairs", sig(i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		t, retPtr, retSize := uint32(s[0]), uint32(s[1]), uint32(s[2])
 		m := h.headerMap(t)
 		if m == nil {
 			return statusBadArgument
@@ -479,7 +505,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		h.give(ctx, mod, serializeMap(*m), retPtr, retSize)
 		return statusOK
 	})
-	fn("proxy_set_header_map_pairs", func(ctx context.Context, mod api.Module, t, ptr, size uint32) uint32 {
+	fn("proxy_set_header_map_pairs", sig(i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		t, ptr, size := uint32(s[0]), uint32(s[1]), uint32(s[2])
 		m := h.headerMap(t)
 		if m == nil {
 			return statusBadArgument
@@ -491,7 +518,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		*m = hs
 		return statusOK
 	})
-	fn("proxy_add_header_map_value", func(ctx context.Context, mod api.Module, t, keyPtr, keySize, valPtr, valSize uint32) uint32 {
+	fn("proxy_add_header_map_value", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		t, keyPtr, keySize, valPtr, valSize := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3]), uint32(s[4])
 		m := h.headerMap(t)
 		if m == nil {
 			return statusBadArgument
@@ -499,7 +527,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		*m = append(*m, [2]string{strings.ToLower(string(h.read(mod, keyPtr, keySize))), string(h.read(mod, valPtr, valSize))})
 		return statusOK
 	})
-	fn("proxy_replace_header_map_value", func(ctx context.Context, mod api.Module, t, keyPtr, keySize, valPtr, valSize uint32) uint32 {
+	fn("proxy_replace_header_map_value", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		t, keyPtr, keySize, valPtr, valSize := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3]), uint32(s[4])
 		m := h.headerMap(t)
 		if m == nil {
 			return statusBadArgument
@@ -509,7 +538,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		*m = append(removeAll(*m, key), [2]string{key, string(h.read(mod, valPtr, valSize))})
 		return statusOK
 	})
-	fn("proxy_remove_header_map_value", func(ctx context.Context, mod api.Module, t, keyPtr, keySize uint32) uint32 {
+	fn("proxy_remove_header_map_value", sig(i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		t, keyPtr, keySize := uint32(s[0]), uint32(s[1]), uint32(s[2])
 		m := h.headerMap(t)
 		if m == nil {
 			return statusBadArgument
@@ -517,7 +547,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		*m = removeAll(*m, strings.ToLower(string(h.read(mod, keyPtr, keySize))))
 		return statusOK
 	})
-	fn("proxy_get_buffer_bytes", func(ctx context.Context, mod api.Module, t, start, maxSize, retPtr, retSize uint32) uint32 {
+	fn("proxy_get_buffer_bytes", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		t, start, maxSize, retPtr, retSize := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3]), uint32(s[4])
 		var buf []byte
 		switch t {
 		case bufferPluginConfiguration:
@@ -536,10 +567,11 @@ func (h *Host) exportABI(ctx context.Context) error {
 		h.give(ctx, mod, buf, retPtr, retSize)
 		return statusOK
 	})
-	fn("proxy_set_buffer_bytes", func(ctx context.Context, mod api.Module, t, start, size, ptr, n uint32) uint32 {
+	fn("proxy_set_buffer_bytes", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusUnimplemented
 	})
-	fn("proxy_define_metric", func(ctx context.Context, mod api.Module, t, namePtr, nameSize, retID uint32) uint32 {
+	fn("proxy_define_metric", sig(i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		t, namePtr, nameSize, retID := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
 		name := string(h.read(mod, namePtr, nameSize))
 		// Envoy hands out a new id per call, for the same stat.
 		id := uint32(len(h.metrics))
@@ -552,7 +584,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		mod.Memory().WriteUint32Le(retID, id)
 		return statusOK
 	})
-	fn("proxy_increment_metric", func(ctx context.Context, mod api.Module, id uint32, offset int64) uint32 {
+	fn("proxy_increment_metric", sig(i32, i64), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		id, offset := uint32(s[0]), int64(s[1])
 		m := h.metricByID(id)
 		if m == nil {
 			return statusNotFound
@@ -560,7 +593,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		m.Value = uint64(int64(m.Value) + offset)
 		return statusOK
 	})
-	fn("proxy_record_metric", func(ctx context.Context, mod api.Module, id uint32, value uint64) uint32 {
+	fn("proxy_record_metric", sig(i32, i64), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		id, value := uint32(s[0]), s[1]
 		m := h.metricByID(id)
 		if m == nil {
 			return statusNotFound
@@ -572,7 +606,8 @@ func (h *Host) exportABI(ctx context.Context) error {
 		m.Value = value
 		return statusOK
 	})
-	fn("proxy_get_metric", func(ctx context.Context, mod api.Module, id, retPtr uint32) uint32 {
+	fn("proxy_get_metric", sig(i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
+		id, retPtr := uint32(s[0]), uint32(s[1])
 		m := h.metricByID(id)
 		if m == nil {
 			return statusNotFound
@@ -580,41 +615,50 @@ func (h *Host) exportABI(ctx context.Context) error {
 		mod.Memory().WriteUint64Le(retPtr, m.Value)
 		return statusOK
 	})
-	fn("proxy_set_tick_period_milliseconds", func(uint32) uint32 { return statusOK })
-	fn("proxy_set_effective_context", func(id uint32) uint32 { return statusOK })
-	fn("proxy_continue_stream", func(uint32) uint32 { return statusOK })
-	fn("proxy_close_stream", func(uint32) uint32 { return statusOK })
-	fn("proxy_done", func() uint32 { return statusOK })
-	fn("proxy_send_local_response", func(ctx context.Context, mod api.Module, code, dp, ds, bp, bs, hp, hs, grpc uint32) uint32 {
+	fn("proxy_set_tick_period_milliseconds", sig(i32), okFunc)
+	fn("proxy_set_effective_context", sig(i32), okFunc)
+	fn("proxy_continue_stream", sig(i32), okFunc)
+	fn("proxy_close_stream", sig(i32), okFunc)
+	fn("proxy_done", sig(), okFunc)
+	fn("proxy_send_local_response", sig(i32, i32, i32, i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusUnimplemented
 	})
-	fn("proxy_get_shared_data", func(ctx context.Context, mod api.Module, kp, ks, rp, rs, cas uint32) uint32 {
+	fn("proxy_get_shared_data", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusNotFound
 	})
-	fn("proxy_set_shared_data", func(ctx context.Context, mod api.Module, kp, ks, vp, vs, cas uint32) uint32 {
+	fn("proxy_set_shared_data", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusUnimplemented
 	})
-	fn("proxy_register_shared_queue", func(ctx context.Context, mod api.Module, np, ns, rid uint32) uint32 {
+	fn("proxy_register_shared_queue", sig(i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusUnimplemented
 	})
-	fn("proxy_resolve_shared_queue", func(ctx context.Context, mod api.Module, vp, vs, np, ns, rid uint32) uint32 {
+	fn("proxy_resolve_shared_queue", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusNotFound
 	})
-	fn("proxy_dequeue_shared_queue", func(ctx context.Context, mod api.Module, id, rp, rs uint32) uint32 {
+	fn("proxy_dequeue_shared_queue", sig(i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusNotFound
 	})
-	fn("proxy_enqueue_shared_queue", func(ctx context.Context, mod api.Module, id, vp, vs uint32) uint32 {
+	fn("proxy_enqueue_shared_queue", sig(i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusNotFound
 	})
-	fn("proxy_http_call", func(ctx context.Context, mod api.Module, up, us, hp, hs, bp, bs, tp, ts, timeout, rid uint32) uint32 {
+	fn("proxy_http_call", sig(i32, i32, i32, i32, i32, i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusUnimplemented
 	})
-	fn("proxy_call_foreign_function", func(ctx context.Context, mod api.Module, np, ns, pp, ps, rp, rs uint32) uint32 {
+	fn("proxy_call_foreign_function", sig(i32, i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		return statusNotFound
 	})
 	_, err := b.Instantiate(ctx)
 	return err
 }
+
+const (
+	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
+)
+
+func sig(params ...api.ValueType) []api.ValueType { return params }
+
+func okFunc(context.Context, api.Module, []uint64) uint32 { return statusOK }
 
 func (h *Host) metricByID(id uint32) *Metric {
 	if int(id) >= len(h.metrics) {

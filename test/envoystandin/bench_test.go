@@ -1,0 +1,115 @@
+package envoystandin
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/meshtrail/meshtrail/test/harness"
+)
+
+// Per-request cost of the compiled filter hosted directly on wazero
+// (no HTTP): context create, request headers, response headers, log and
+// delete, as Envoy calls them. The SDK's no-op plugin in the same run is the
+// baseline to subtract. See bench/wasm-RESULTS.md for figures.
+func BenchmarkFilterPerRequest(b *testing.B) {
+	noop := buildNoop(b)
+	for _, c := range []struct {
+		name   string
+		module []byte
+		config string
+	}{
+		{"noop", noop, ""},
+		{"meshtrail", filterModule(b), `{"tracing":{"sampling_percentage":1},"access_log":{"headers":["x-request-id"]}}`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			h := benchHost(b, c.module, c.config)
+			// Warm up: series defined, peer cached, heap at steady size.
+			for i := 0; i < 1000; i++ {
+				oneRequest(b, h)
+			}
+			mem := h.MemoryBytes()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				oneRequest(b, h)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(h.MemoryBytes()-mem), "guest-mem-growth-bytes")
+		})
+	}
+}
+
+func buildNoop(b testing.TB) []byte {
+	dir := b.TempDir()
+	m, err := BuildWasm(filepath.Join(harness.RepoRoot(b), "bench", "wasmnoop"), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+func benchHost(b testing.TB, module []byte, config string) *Host {
+	h, err := NewHost(context.Background(), module, HostOptions{
+		PluginConfig: []byte(config), Properties: reviews.Properties(),
+		CompilationCacheDir: filepath.Join(os.TempDir(), "meshtrail-wazero-cache"),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = h.Close() })
+	return h
+}
+
+var (
+	benchRequest = Headers{
+		{":authority", "reviews.default.svc.cluster.local:9080"}, {":path", "/reviews/0"}, {":method", "GET"}, {":scheme", "http"},
+		{"user-agent", "Mozilla/5.0"}, {"accept", "*/*"}, {"x-request-id", "2f6e3b4c-9a1d-4b7e-8c5f-0d1e2f3a4b5c"},
+		{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{"x-forwarded-proto", "http"},
+	}
+	benchResponse = Headers{{":status", "200"}, {"content-type", "application/json"}, {"content-length", "358"}, {"date", "Sat, 21 Nov 2026 10:00:00 GMT"}}
+)
+
+func oneRequest(b testing.TB, h *Host) {
+	s, err := h.NewStream()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.RequestHeaders = append(Headers(nil), benchRequest...)
+	s.Properties[Path("listener_direction")] = u64(1)
+	if _, err := s.OnRequestHeaders(true); err != nil {
+		b.Fatal(err)
+	}
+	s.ResponseHeaders = append(Headers(nil), benchResponse...)
+	if _, err := s.OnResponseHeaders(false); err != nil {
+		b.Fatal(err)
+	}
+	s.Properties[Path("request", "duration")] = u64(3_500_000)
+	s.Properties[Path("response", "code")] = u64(200)
+	if err := s.Done(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// The filter's guest memory stays flat over many requests with the same
+// label set (no per-request growth of caches or leaked contexts).
+func TestGuestMemoryFlat(t *testing.T) {
+	h := benchHost(t, filterModule(t), `{"access_log":{"headers":["x-request-id"]}}`)
+	// The Go heap in the guest grows to its GC target over the first
+	// ~20000 requests, then stays.
+	for i := 0; i < 25000; i++ {
+		oneRequest(t, h)
+	}
+	before := h.MemoryBytes()
+	for i := 0; i < 25000; i++ {
+		oneRequest(t, h)
+	}
+	if after := h.MemoryBytes(); after != before {
+		t.Errorf("guest memory grew from %d to %d bytes over 25000 requests", before, after)
+	}
+	if n := len(h.Metrics()); n != 4+2+5 {
+		t.Errorf("%d metrics defined, want 4 Istio series + 2 own counters + 5 invalid-header counters", n)
+	}
+}
