@@ -32,6 +32,7 @@ func bookinfoMessages(t *testing.T, n int) (map[*meshsim.Workload][]*accesslogsv
 	t.Helper()
 	mesh := meshsim.Bookinfo(7)
 	mesh.ErrorRate = 0.3
+	mesh.WithFilter = false // correlation from the logged headers alone
 	var reqs []meshsim.Request
 	var entries []meshsim.Entry
 	start := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)

@@ -15,12 +15,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
-	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -82,6 +79,9 @@ func run(ctx context.Context, n int, errorRate float64, out string, keep bool, l
 
 	mesh := meshsim.Bookinfo(uint64(time.Now().UnixNano()))
 	mesh.ErrorRate = errorRate
+	// Without the meshtrail filter the trail is joined from the logged
+	// headers alone, whichever format each service propagates.
+	mesh.WithFilter = false
 	start := time.Now().Add(-time.Duration(n) * 20 * time.Millisecond)
 	var entries []meshsim.Entry
 	for i := 0; i < n; i++ {
@@ -90,7 +90,12 @@ func run(ctx context.Context, n int, errorRate float64, out string, keep bool, l
 	}
 	batches := meshsim.Batch(entries, 16<<10)
 	fmt.Fprintf(stdout, "streaming %d access log entries of %d requests from %d Envoys (one gRPC stream each)...\n", len(entries), n, len(batches))
-	if err := stream(ctx, svc.Addr(), batches); err != nil {
+	conn, err := grpc.NewClient(svc.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := meshsim.Stream(ctx, conn, "meshtrail-demo", batches); err != nil {
 		return err
 	}
 	metricsURL := "http://" + svc.MetricsAddr() + "/metrics"
@@ -114,44 +119,6 @@ func run(ctx context.Context, n int, errorRate float64, out string, keep bool, l
 		return svc.Wait(ctx, 10*time.Second)
 	}
 	return nil
-}
-
-// stream sends each proxy's messages on its own stream, identifier first,
-// as Envoy's HttpGrpcAccessLogConfig does.
-func stream(ctx context.Context, addr string, batches map[*meshsim.Workload][]*accesslogsvc.StreamAccessLogsMessage) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	client := accesslogsvc.NewAccessLogServiceClient(conn)
-	var wg sync.WaitGroup
-	errs := make(chan error, len(batches))
-	for w, msgs := range batches {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := client.StreamAccessLogs(ctx)
-			if err != nil {
-				errs <- err
-				return
-			}
-			msgs[0].Identifier = w.Identifier("meshtrail-demo")
-			for _, m := range msgs {
-				if err := s.Send(m); err != nil {
-					errs <- fmt.Errorf("%s: %w", w.Name, err)
-					return
-				}
-			}
-			// Envoy never reads a response; the receiver never sends one.
-			if _, err := s.CloseAndRecv(); err != nil && !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "cardinality violation") {
-				errs <- fmt.Errorf("%s: %w", w.Name, err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
 }
 
 func readRecords(path string) ([]*record.Record, error) {

@@ -86,6 +86,10 @@ type Mesh struct {
 	rng                                    *rand.Rand
 	// ErrorRate is the chance ratings fails a call (503 UF, retried).
 	ErrorRate float64
+	// WithFilter makes every proxy run the meshtrail Wasm filter: entries
+	// carry its filter state (wasm.meshtrail_trace_id, _span_id,
+	// _parent_span_id, _sampled), which gives W3C hops their parent span.
+	WithFilter bool
 }
 
 // Workloads lists every proxy in the mesh: one ALS stream each.
@@ -110,8 +114,9 @@ func Bookinfo(seed uint64) *Mesh {
 			w("reviews-v2", "reviews", "v2", "10.244.1.14", 9080, B3Multi),
 			w("reviews-v3", "reviews", "v3", "10.244.1.15", 9080, W3C),
 		},
-		rng:       rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		ErrorRate: 0.05,
+		rng:        rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		ErrorRate:  0.05,
+		WithFilter: true,
 	}
 	return m
 }
@@ -221,12 +226,18 @@ func (m *Mesh) hop(req *Request, caller, callee *Workload, path string, tid [16]
 	inCluster := fmt.Sprintf("inbound|%d||", callee.Port)
 	out := m.entry(caller, callee, path, outCluster, start, total, code, attempts, flags, details, headers(caller, clientSpan, parent))
 	out.CommonProperties.FilterStateObjects = map[string]*anypb.Any{"upstream_peer": callee.peerStruct()}
+	if m.WithFilter {
+		m.filterState(out, tid, clientSpan, parent)
+	}
 	in := m.entry(caller, callee, path, inCluster, start.Add(200*time.Microsecond), total-400*time.Microsecond, code, 1, &accesslogv3.ResponseFlags{}, "via_upstream", headers(callee, serverSpan, clientSpan))
 	if code == 503 && attempts > 1 {
 		in = nil // the connection never reached the callee's proxy
 	}
 	if in != nil {
 		in.CommonProperties.FilterStateObjects = map[string]*anypb.Any{"downstream_peer": caller.peerStruct()}
+		if m.WithFilter {
+			m.filterState(in, tid, serverSpan, clientSpan)
+		}
 		in.CommonProperties.TlsProperties = &accesslogv3.TLSProperties{
 			TlsVersion:     accesslogv3.TLSProperties_TLSv1_3,
 			TlsSniHostname: fmt.Sprintf("outbound_.%d_._.%s", callee.Port, callee.Service()),
@@ -292,6 +303,21 @@ func (m *Mesh) entry(caller, callee *Workload, path, cluster string, start time.
 			ResponseBodyBytes:    respBody,
 		},
 	}
+}
+
+// filterState adds what the meshtrail filter writes with SetProperty
+// (Envoy logs it as Any(BytesValue) under "wasm.<name>").
+func (m *Mesh) filterState(e *accesslogv3.HTTPAccessLogEntry, tid [16]byte, span, parent [8]byte) {
+	add := func(k, v string) {
+		a, _ := anypb.New(wrapperspb.Bytes([]byte(v)))
+		e.CommonProperties.FilterStateObjects["wasm.meshtrail_"+k] = a
+	}
+	add("trace_id", fmt.Sprintf("%x", tid))
+	add("span_id", fmt.Sprintf("%x", span))
+	if parent != ([8]byte{}) {
+		add("parent_span_id", fmt.Sprintf("%x", parent))
+	}
+	add("sampled", "1")
 }
 
 func (m *Mesh) spanID() [8]byte {
