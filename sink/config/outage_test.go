@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshtrail/meshtrail/fanout"
+	"github.com/meshtrail/meshtrail/record"
 	"github.com/meshtrail/meshtrail/sink/internal/testrecords"
 	"github.com/meshtrail/meshtrail/test/harness"
 )
@@ -27,17 +28,41 @@ func fastRetry(dir string) string {
       timeout: 5s`, dir)
 }
 
-func build(t *testing.T, yaml string) ([]fanout.Sink, func(context.Context) error) {
+func build(t *testing.T, yaml string) ([]fanout.Sink, func(context.Context) error, *prometheus.Registry) {
 	t.Helper()
 	c, err := Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sinks, shutdown, err := Build(c, prometheus.NewRegistry(), nil)
+	reg := prometheus.NewRegistry()
+	sinks, shutdown, err := Build(c, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sinks, shutdown
+	return sinks, shutdown, reg
+}
+
+// waitFailing waits until the queue has retried records, which proves it
+// met the outage (rather than the backend returning before it tried).
+func waitFailing(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
+	harness.Eventually(t, 60*time.Second, "the queue retries during the outage", func() error {
+		mfs, err := reg.Gather()
+		if err != nil {
+			return err
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "meshtrail_sink_records_retried_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetCounter().GetValue() > 0 {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no record retried yet")
+	})
 }
 
 func feed(t *testing.T, sinks []fanout.Sink, g *testrecords.Gen, requests int) (n int) {
@@ -74,16 +99,17 @@ func TestOutageElasticsearch(t *testing.T) {
     auth: {username: %s, password_env: MT_ZINC_PASSWORD}
     %s
 `, z.URL, z.User, fastRetry(t.TempDir()))
-	sinks, shutdown := build(t, yaml)
+	sinks, shutdown, reg := build(t, yaml)
 	g := testrecords.New("esoutage", 70)
 	total := feed(t, sinks, g, 20)
 	z.Stop()
 	total += feed(t, sinks, g, 20)
+	waitFailing(t, reg)
 	// meshtrail stops during the outage: what is queued goes to disk.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = shutdown(ctx)
 	cancel()
-	sinks, shutdown = build(t, yaml)
+	sinks, shutdown, _ = build(t, yaml)
 	defer shutdown(context.Background())
 	z.Restart(t)
 	total += feed(t, sinks, g, 20)
@@ -115,7 +141,7 @@ func TestOutageFluentd(t *testing.T) {
 	}
 	c := harness.StartOtelcol(t)
 	relay := startRelay(t, c.Forward)
-	sinks, shutdown := build(t, fmt.Sprintf("sinks:\n  fluentd:\n    enabled: true\n    address: %s\n    timeout: 2s\n    %s\n", relay.addr, fastRetry(t.TempDir())))
+	sinks, shutdown, reg := build(t, fmt.Sprintf("sinks:\n  fluentd:\n    enabled: true\n    address: %s\n    timeout: 2s\n    %s\n", relay.addr, fastRetry(t.TempDir())))
 	defer shutdown(context.Background())
 	g := testrecords.New("fluentoutage", 71)
 	want := map[string]bool{}
@@ -133,6 +159,7 @@ func TestOutageFluentd(t *testing.T) {
 	gen(20)
 	relay.stop()
 	gen(20)
+	waitFailing(t, reg)
 	relay.start(t)
 	gen(20)
 	harness.Eventually(t, 90*time.Second, "every record in the collector", func() error {
@@ -215,12 +242,13 @@ func TestOutageRemoteWrite(t *testing.T) {
 		t.Skip("end-to-end: needs Prometheus (make test)")
 	}
 	p := harness.StartPrometheus(t, harness.PrometheusOptions{})
-	sinks, shutdown := build(t, fmt.Sprintf("sinks:\n  prometheus_remote_write:\n    enabled: true\n    url: %s/api/v1/write\n    timeout: 2s\n    %s\n", p.URL, fastRetry(t.TempDir())))
+	sinks, shutdown, reg := build(t, fmt.Sprintf("sinks:\n  prometheus_remote_write:\n    enabled: true\n    url: %s/api/v1/write\n    timeout: 2s\n    %s\n", p.URL, fastRetry(t.TempDir())))
 	defer shutdown(context.Background())
 	g := testrecords.New("rwoutage", 72)
 	feed(t, sinks, g, 20)
 	p.Stop()
 	feed(t, sinks, g, 20)
+	waitFailing(t, reg)
 	p.Restart(t)
 	feed(t, sinks, g, 20)
 	q := `sum(meshtrail_requests_total{destination_workload_namespace="rwoutage",reporter="destination"})`
@@ -244,12 +272,13 @@ func TestOutageLoki(t *testing.T) {
 		t.Skip("end-to-end: needs Loki (make test)")
 	}
 	l := harness.StartLoki(t)
-	sinks, shutdown := build(t, fmt.Sprintf("sinks:\n  loki:\n    enabled: true\n    url: %s/loki/api/v1/push\n    timeout: 2s\n    %s\n", l.URL, fastRetry(t.TempDir())))
+	sinks, shutdown, reg := build(t, fmt.Sprintf("sinks:\n  loki:\n    enabled: true\n    url: %s/loki/api/v1/push\n    timeout: 2s\n    %s\n", l.URL, fastRetry(t.TempDir())))
 	defer shutdown(context.Background())
 	g := testrecords.New("lokioutage", 73)
 	total := feed(t, sinks, g, 20)
 	l.Stop()
 	total += feed(t, sinks, g, 20)
+	waitFailing(t, reg)
 	l.Restart(t)
 	total += feed(t, sinks, g, 20)
 	start, end := g.Base.Add(-time.Minute), time.Now().Add(time.Minute)
@@ -267,4 +296,68 @@ func TestOutageLoki(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestOutageTraces cuts the network to a real Jaeger (a TCP relay in
+// front of its OTLP gRPC and Zipkin receivers, closed with its
+// connections, then reopened) mid-stream: every trace sent before, during
+// and after the cut ends up in Jaeger as one complete tree, no span twice.
+// Jaeger is not restarted: its in-memory storage would forget the traces
+// from before.
+func TestOutageTraces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs Jaeger (make test)")
+	}
+	j := harness.StartJaeger(t)
+	otlpRelay, zipkinRelay := startRelay(t, j.OTLPGRPC), startRelay(t, j.Zipkin)
+	for _, tc := range []struct {
+		name, yaml string
+		relay      *relay
+		seed       uint64
+	}{
+		{"otlp-grpc", fmt.Sprintf("sinks:\n  otlp:\n    enabled: true\n    endpoint: %s\n    timeout: 2s\n    %s\n", otlpRelay.addr, fastRetry(t.TempDir())), otlpRelay, 74},
+		{"zipkin", fmt.Sprintf("sinks:\n  zipkin:\n    enabled: true\n    url: http://%s/api/v2/spans\n    timeout: 2s\n    %s\n", zipkinRelay.addr, fastRetry(t.TempDir())), zipkinRelay, 75},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sinks, shutdown, reg := build(t, tc.yaml)
+			defer shutdown(context.Background())
+			g := testrecords.New("traceoutage", tc.seed)
+			traces := map[string][]*record.Record{}
+			send := func(n int) []string {
+				var ids []string
+				for i := 0; i < n; i++ {
+					tid, recs := g.Request(200)
+					traces[tid] = recs
+					ids = append(ids, tid)
+					for _, s := range sinks {
+						if err := s.ConsumeRecords(context.Background(), recs); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				return ids
+			}
+			waitTrees := func(ids []string) {
+				for _, tid := range ids {
+					harness.Eventually(t, 90*time.Second, "trace "+tid, func() error {
+						got, err := j.Trace(context.Background(), tid)
+						if err != nil {
+							return err
+						}
+						return testrecords.CheckJaegerTree(got, traces[tid])
+					})
+				}
+			}
+			// Before the cut, wait until Jaeger has everything, so no
+			// request is in flight when the connection drops (a request
+			// cut after Jaeger took it would be resent: at least once).
+			waitTrees(send(10))
+			tc.relay.stop()
+			during := send(10)
+			waitFailing(t, reg)
+			tc.relay.start(t)
+			after := send(10)
+			waitTrees(append(during, after...))
+		})
+	}
 }
