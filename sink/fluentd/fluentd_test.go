@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/meshtrail/meshtrail/fanout"
 	"github.com/meshtrail/meshtrail/record"
 	"github.com/meshtrail/meshtrail/sink/internal/testrecords"
 	"github.com/meshtrail/meshtrail/test/harness"
@@ -95,4 +97,21 @@ func TestOtelcolForward(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestExportToNothingIsRetryable(t *testing.T) {
+	e, err := New(Options{Address: harness.FreeAddr(t), Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := testrecords.New("fluent", 52)
+	_, recs := g.Request(200)
+	err = e.Export(context.Background(), recs)
+	if err == nil {
+		t.Fatal("export to a closed port succeeded")
+	}
+	var pe *fanout.PartialError
+	if errors.As(err, &pe) || fanout.IsPermanent(err) {
+		t.Errorf("want a plain retryable error for the whole batch, got %T %v", err, err)
+	}
 }
