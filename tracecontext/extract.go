@@ -49,6 +49,13 @@ func Extract(get Getter, order []Format) (ctx Context, from Format, found bool, 
 			errs = append(errs, err)
 			continue
 		}
+		if decision != SamplingUnset {
+			// A bare decision ("b3: 0") came from a format that takes
+			// precedence over this one: the ids are used, the decision
+			// stands.
+			c.Sampling = decision
+			c.TraceFlags = flagsFor(decision) | c.TraceFlags&^0x01
+		}
 		if f == FormatW3C {
 			if ts := get(HeaderTracestate); len(ts) > 0 {
 				// tracestate is combined per RFC 9110 list rules.

@@ -76,7 +76,10 @@ func FormatTraceparent(c Context) string {
 	b = append(b, '-')
 	b = appendHex(b, c.SpanID[:])
 	b = append(b, '-')
-	flags := c.TraceFlags &^ 0x01
+	// Only flags this implementation understands are propagated: sampled
+	// (bit 0) and random (bit 1, Trace Context Level 2); unknown bits must
+	// not be passed on.
+	flags := c.TraceFlags & 0x02
 	if c.Sampling.Sampled() {
 		flags |= 0x01
 	}
