@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Per-request cost of the meshtrail Proxy-Wasm filter hosted directly on
+# wazero (test/envoystandin, compilation cache on), against the SDK no-op
+# plugin (bench/wasmnoop) in the same run; medians of COUNT runs; then one
+# run of a million requests for guest memory growth. Writes the raw output
+# to bench/wasm-raw.txt and prints the medians.
+#   bash bench/wasm.sh [COUNT] [BENCHTIME]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-5}
+benchtime=${2:-100000x}
+raw=bench/wasm-raw.txt
+CGO_ENABLED=0 go test -run XXX -bench 'BenchmarkFilterPerRequest' -benchtime "$benchtime" -count "$count" ./test/envoystandin | tee "$raw"
+CGO_ENABLED=0 go test -run XXX -bench 'BenchmarkFilterPerRequest/meshtrail' -benchtime 1000000x -count 1 ./test/envoystandin | tee -a "$raw"
+ls -l dist/meshtrail.wasm 2>/dev/null || true
+awk '/^BenchmarkFilterPerRequest/ && $2 != 1000000 { n[$1]++; v[$1, n[$1]] = $3 }
+  END { for (k in n) { m = n[k]; for (i = 1; i <= m; i++) a[i] = v[k, i]; asort(a);
+        med = (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2; printf "%s median %.0f ns/op over %d runs\n", k, med, m; delete a } }' "$raw"
