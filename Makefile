@@ -27,7 +27,7 @@ tools: ## install what the tests need into .tools/ (cached by version)
 vet:
 	$(GO) vet ./...
 
-test: tools build vet ## install tools, then run every test with the race detector
+test: tools build wasm vet ## install tools, then run every test with the race detector
 	CGO_ENABLED=1 $(GO) test $(TESTFLAGS) ./...
 
 test-unit: ## tests that need no installed tool (fast loop)

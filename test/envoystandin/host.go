@@ -91,7 +91,8 @@ type Host struct {
 	// cur is the stream whose callback is running; nil in root callbacks.
 	cur *Stream
 
-	metrics   []*Metric // by id; ids defined twice for a name share one
+	calls     map[string]*uint64 // host function name -> times called
+	metrics   []*Metric          // by id; ids defined twice for a name share one
 	metricIDs map[string]uint32
 	logs      []string
 }
@@ -193,6 +194,19 @@ func (h *Host) MemoryBytes() uint32 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.mod.Memory().Size()
+}
+
+// HostCalls returns how many times the plugin called each host function.
+func (h *Host) HostCalls() map[string]uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]uint64{}
+	for k, v := range h.calls {
+		if *v > 0 {
+			out[k] = *v
+		}
+	}
+	return out
 }
 
 // Logs returns what the plugin logged.
@@ -449,8 +463,12 @@ func (h *Host) exportABI(ctx context.Context) error {
 	// (api.GoModuleFunc): wazero's reflection-based WithFunc costs about a
 	// microsecond per call, which would swamp the filter's own cost in the
 	// benchmarks.
+	h.calls = map[string]*uint64{}
 	fn := func(name string, params []api.ValueType, f func(ctx context.Context, mod api.Module, s []uint64) uint32) {
+		n := new(uint64)
+		h.calls[name] = n
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+			*n++ // the VM is single-threaded: calls come under h.mu
 			stack[0] = uint64(f(ctx, mod, stack))
 		}), params, []api.ValueType{api.ValueTypeI32}).Export(name)
 	}
