@@ -37,12 +37,17 @@ func main() {
 	streams := flag.Int("streams", 100, "concurrent streams per run")
 	soak := flag.Duration("soak", 0, "instead of comparing, run meshtrail this long at -rate and sample RSS")
 	rate := flag.Int("rate", 10000, "entries/s during -soak")
+	mtConfig := flag.String("config", "", "meshtrail YAML config for its runs (e.g. a sinks: section); --listen, --metrics-listen and --out still come from the bench")
 	flag.Parse()
 
 	mt := target{
 		name: "meshtrail",
 		start: func(dir, g, m string) *exec.Cmd {
-			return exec.Command(*meshtrail, "als", "--listen", g, "--metrics-listen", m, "--out", filepath.Join(dir, "records.ndjson"), "--log-level", "warn")
+			args := []string{"als", "--listen", g, "--metrics-listen", m, "--out", filepath.Join(dir, "records.ndjson"), "--log-level", "warn"}
+			if *mtConfig != "" {
+				args = append(args, "--config", *mtConfig)
+			}
+			return exec.Command(*meshtrail, args...)
 		},
 		counter: func(text string) float64 { return metric(text, "meshtrail_ndjson_records_written_total") },
 	}
@@ -150,7 +155,9 @@ func runSoak(t target, loadgen string, d time.Duration, rate, streams int) {
 		time.Sleep(30 * time.Second)
 		rss := float64(rssKiB(cmd.Process.Pid)) / 1024
 		samples = append(samples, rss)
-		fmt.Printf("  t=%4.0fs RSS %6.1f MiB  records %.0f\n", time.Since(begin).Seconds(), rss, t.counter(get("http://"+m+"/metrics")))
+		text := get("http://" + m + "/metrics")
+		fmt.Printf("  t=%4.0fs RSS %6.1f MiB  records %.0f  queued in memory %.0f, on disk %.0f\n", time.Since(begin).Seconds(), rss, t.counter(text),
+			metricWhere(text, "meshtrail_sink_queue_records", "memory"), metricWhere(text, "meshtrail_sink_queue_records", "disk"))
 	}
 	_ = lg.Wait()
 	half := samples[len(samples)/2:]
@@ -177,6 +184,20 @@ func metric(text, name string) float64 {
 		f := strings.Fields(line)
 		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
 			sum += v
+		}
+	}
+	return sum
+}
+
+// metricWhere sums a gauge's series with where="..." (the sinks' queues).
+func metricWhere(text, name, where string) float64 {
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, `where="`+where+`"`) {
+			f := strings.Fields(line)
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				sum += v
+			}
 		}
 	}
 	return sum
