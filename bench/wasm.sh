@@ -13,6 +13,8 @@ raw=bench/wasm-raw.txt
 CGO_ENABLED=0 go test -run XXX -bench 'BenchmarkFilterPerRequest' -benchtime "$benchtime" -count "$count" ./test/envoystandin | tee "$raw"
 CGO_ENABLED=0 go test -run XXX -bench 'BenchmarkFilterPerRequest/meshtrail' -benchtime 1000000x -count 1 ./test/envoystandin | tee -a "$raw"
 ls -l dist/meshtrail.wasm 2>/dev/null || true
-awk '/^BenchmarkFilterPerRequest/ && $2 != 1000000 { n[$1]++; v[$1, n[$1]] = $3 }
-  END { for (k in n) { m = n[k]; for (i = 1; i <= m; i++) a[i] = v[k, i]; asort(a);
-        med = (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2; printf "%s median %.0f ns/op over %d runs\n", k, med, m; delete a } }' "$raw"
+# Medians per benchmark (the million-request run excluded).
+for b in $(awk '/^BenchmarkFilterPerRequest/ {print $1}' "$raw" | sort -u); do
+  awk -v b="$b" '$1 == b && $2 != 1000000 {print $3}' "$raw" | sort -n |
+    awk -v b="$b" '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s median %.0f ns/op over %d runs\n", b, m, NR}'
+done
