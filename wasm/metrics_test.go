@@ -173,3 +173,31 @@ func TestResponseFlags(t *testing.T) {
 		}
 	}
 }
+
+// gRPC answers carry grpc-status in trailers; trailers-only answers in the
+// headers. Both land in grpc_response_status.
+func TestGrpcStatusFromTrailers(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		e := start(t, vm, `{"reporter":"destination","metrics":{"overrides":[{"tag_overrides":{
+			"source_workload":{"operation":"REMOVE"},"source_canonical_service":{"operation":"REMOVE"}}}]}}`, nil)
+		id := e.InitializeHttpContext()
+		e.CallOnRequestHeaders(id, [][2]string{{":authority", "ratings"}, {"content-type", "application/grpc+proto"}}, false)
+		e.CallOnResponseHeaders(id, [][2]string{{":status", "200"}, {"content-type", "application/grpc"}}, false)
+		e.CallOnResponseTrailers(id, [][2]string{{"grpc-status", "5"}})
+		e.CompleteHttpContext(id)
+		var found bool
+		want := "reporter=.=destination;.;source_canonical_revision=.=unknown;.;source_workload_namespace=.=unknown;.;" +
+			"source_principal=.=unknown;.;source_app=.=unknown;.;source_version=.=unknown;.;source_cluster=.=unknown;.;" +
+			"destination_workload=.=unknown;.;destination_workload_namespace=.=unknown;.;destination_principal=.=unknown;.;" +
+			"destination_app=.=unknown;.;destination_version=.=unknown;.;destination_service=.=ratings;.;" +
+			"destination_canonical_service=.=unknown;.;destination_canonical_revision=.=latest;.;destination_service_name=.=ratings;.;" +
+			"destination_service_namespace=.=unknown;.;destination_cluster=.=unknown;.;request_protocol=.=grpc;.;response_code=.=200;.;" +
+			"grpc_response_status=.=5;.;response_flags=.=-;.;connection_security_policy=.=none;.;istio_requests_total"
+		if v, err := e.GetCounterMetric(want); err == nil && v == 1 {
+			found = true
+		}
+		if !found {
+			t.Errorf("no series %s", want)
+		}
+	})
+}
