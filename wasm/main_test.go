@@ -36,7 +36,7 @@ func compiledVM(t *testing.T) types.VMContext {
 			return
 		}
 		out := filepath.Join(dir, "meshtrail.wasm")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-buildmode=c-shared", "-o", out, ".")
+		cmd := exec.Command(goTool(), "build", "-trimpath", "-buildmode=c-shared", "-o", out, ".")
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			wasmErr = fmt.Errorf("building the .wasm: %v\n%s", err, b)
@@ -177,4 +177,20 @@ func header(t *testing.T, h [][2]string, name string) string {
 		return ""
 	}
 	return got[0]
+}
+
+// goTool is the go command running this test (GOROOT is empty when the
+// test binary was built with -trimpath: then the one on PATH).
+func goTool() string {
+	if root := runtime.GOROOT(); root != "" {
+		if p := filepath.Join(root, "bin", "go"); fileExists(p) {
+			return p
+		}
+	}
+	return "go"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

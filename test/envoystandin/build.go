@@ -13,15 +13,23 @@ import (
 // Go's build cache makes a rebuild of unchanged sources take a second.
 func BuildWasm(pkgDir, outDir string) ([]byte, error) {
 	out := filepath.Join(outDir, filepath.Base(pkgDir)+".wasm")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	cmd := exec.Command(gobin, "build", "-trimpath", "-buildmode=c-shared", "-o", out, ".")
+	cmd := exec.Command(goTool(), "build", "-trimpath", "-buildmode=c-shared", "-o", out, ".")
 	cmd.Dir = pkgDir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build %s for wasip1: %v\n%s", pkgDir, err, b)
 	}
 	return os.ReadFile(out)
+}
+
+// goTool is the go command of the running toolchain (GOROOT is empty in a
+// binary built with -trimpath: then the one on PATH).
+func goTool() string {
+	if root := runtime.GOROOT(); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "go"
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -30,7 +29,7 @@ var filterStateKeys = []string{
 func TestAccessLogReachesReceiver(t *testing.T) {
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "meshtrail")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", bin, "./cmd/meshtrail")
+	build := exec.Command(goTool(), "build", "-trimpath", "-o", bin, "./cmd/meshtrail")
 	build.Dir = harness.RepoRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building meshtrail: %v\n%s", err, out)
