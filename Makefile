@@ -33,8 +33,10 @@ test: tools build wasm vet ## install tools, then run every test with the race d
 test-unit: ## tests that need no installed tool (fast loop)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -short ./...
 
-demo: build ## the receiver on embedded defaults plus a synthetic mesh, no external server
+demo: build wasm ## the receiver on embedded defaults, a synthetic mesh, and the filter in an Envoy stand-in; no external server
+	$(GOBUILD) -o bin/envoystandin ./test/envoystandin/cmd
 	./bin/meshtrail demo
+	bash demo/envoy-standin.sh
 
 bench: build ## benchmarks; figures go to bench/RESULTS.md
 	bash bench/run.sh

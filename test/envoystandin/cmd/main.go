@@ -11,10 +11,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/meshtrail/meshtrail/test/envoystandin"
 )
@@ -23,7 +26,7 @@ func main() {
 	wasmPath := flag.String("wasm", "dist/meshtrail.wasm", "compiled Proxy-Wasm filter")
 	config := flag.String("config", "{}", "filter configuration (JSON), or @file")
 	listen := flag.String("listen", "127.0.0.1:15006", "HTTP listen address")
-	upstream := flag.String("upstream", "", "upstream base URL (required)")
+	upstream := flag.String("upstream", "", `upstream base URL (required); "echo" starts a built-in upstream that answers with the trace headers it received`)
 	alsAddr := flag.String("als", "", "ALS receiver host:port (empty: no access log)")
 	inbound := flag.Bool("inbound", true, "play the sidecar's inbound listener (reporter=destination)")
 	pod := flag.String("pod", "reviews-v1-7f4c", "pod name in the node id")
@@ -58,6 +61,16 @@ func split(s string) []string {
 func run(wasmPath, config, listen, upstream, alsAddr string, inbound bool, node envoystandin.Node, fsKeys, headers []string) error {
 	if upstream == "" {
 		return fmt.Errorf("--upstream is required")
+	}
+	if upstream == "echo" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(echo), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(l)
+		defer srv.Close()
+		upstream = "http://" + l.Addr().String()
 	}
 	wasm, err := os.ReadFile(wasmPath)
 	if err != nil {
@@ -101,6 +114,18 @@ func run(wasmPath, config, listen, upstream, alsAddr string, inbound bool, node 
 	fmt.Fprintf(os.Stderr, "envoystandin (a test stand-in for Envoy): %s -> %s, node %s\n", p.Addr(), upstream, node.ID())
 	<-ctx.Done()
 	return nil
+}
+
+// echo is the built-in upstream: it shows which trace context the filter
+// propagated.
+func echo(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	fmt.Fprintf(w, "upstream got %s %s\n", r.Method, r.URL.Path)
+	for _, h := range []string{"traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled"} {
+		if v := r.Header.Get(h); v != "" {
+			fmt.Fprintf(w, "  %s: %s\n", h, v)
+		}
+	}
 }
 
 func cacheDir(base string) string {
