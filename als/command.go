@@ -34,7 +34,15 @@ Examples:
   # everything from a YAML file (flags given on the command line win)
   meshtrail als --config als.yaml
 
-Point Istio at it (meshConfig):
+Point Istio at it:
+` + IstioSnippet + `
+Flags:
+`
+
+// IstioSnippet is the meshConfig and Telemetry resource that send a mesh's
+// access logs, with the trace headers and filter state the receiver
+// correlates by, to a receiver at meshtrail-als.meshtrail:18000.
+const IstioSnippet = `  # meshConfig (istioctl install / IstioOperator / istiod Helm values)
   extensionProviders:
   - name: meshtrail-als
     envoyHttpAls:
@@ -44,9 +52,13 @@ Point Istio at it (meshConfig):
       additionalRequestHeadersToLog: [traceparent, tracestate, b3, x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled, x-b3-flags]
       additionalResponseTrailersToLog: [grpc-status]
       filterStateObjectsToLog: [wasm.meshtrail_trace_id, wasm.meshtrail_span_id, wasm.meshtrail_parent_span_id, wasm.meshtrail_sampled, upstream_peer, downstream_peer]
-  and enable it with a Telemetry resource (accessLogging: [{providers: [{name: meshtrail-als}]}]).
-
-Flags:
+  ---
+  apiVersion: telemetry.istio.io/v1
+  kind: Telemetry
+  metadata: {name: meshtrail, namespace: istio-system}
+  spec:
+    accessLogging:
+    - providers: [{name: meshtrail-als}]
 `
 
 // Command runs "meshtrail als".

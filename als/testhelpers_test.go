@@ -1,7 +1,6 @@
 package als
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"log/slog"
@@ -111,17 +110,8 @@ func (ts *testService) records() []*record.Record {
 		ts.t.Fatal(err)
 	}
 	defer f.Close()
-	var recs []*record.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		r, err := record.ParseJSON(sc.Bytes())
-		if err != nil {
-			ts.t.Fatalf("output line is not a record: %v\n%s", err, sc.Bytes())
-		}
-		recs = append(recs, r)
-	}
-	if err := sc.Err(); err != nil {
+	recs, err := record.ReadNDJSON(f)
+	if err != nil {
 		ts.t.Fatal(err)
 	}
 	return recs

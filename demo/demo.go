@@ -6,7 +6,6 @@
 package demo
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -109,7 +108,12 @@ func run(ctx context.Context, n int, errorRate float64, out string, keep bool, l
 		// Flush what was written so far; the sink flushes every second.
 		time.Sleep(1100 * time.Millisecond)
 	}
-	recs, err := readRecords(out)
+	f, err := os.Open(out)
+	if err != nil {
+		return err
+	}
+	recs, err := record.ReadNDJSON(f)
+	f.Close()
 	if err != nil {
 		return err
 	}
@@ -119,25 +123,6 @@ func run(ctx context.Context, n int, errorRate float64, out string, keep bool, l
 		return svc.Wait(ctx, 10*time.Second)
 	}
 	return nil
-}
-
-func readRecords(path string) ([]*record.Record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var recs []*record.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		r, err := record.ParseJSON(sc.Bytes())
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	return recs, sc.Err()
 }
 
 func report(w io.Writer, recs []*record.Record, out, addr string) {
@@ -214,25 +199,9 @@ meshtrail_request_duration_milliseconds, ... with Istio's labels and trace_id ex
 == Point a real Istio mesh at it
 1. Run the receiver where the mesh can reach it:
      meshtrail als --listen 0.0.0.0:18000 --metrics-listen 0.0.0.0:18090 --out /var/log/meshtrail/records.ndjson
-2. meshConfig (istioctl install / IstioOperator / istiod Helm values):
-     extensionProviders:
-     - name: meshtrail-als
-       envoyHttpAls:
-         service: meshtrail-als.meshtrail.svc.cluster.local
-         port: 18000
-         logName: meshtrail
-         additionalRequestHeadersToLog: [traceparent, tracestate, b3, x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled, x-b3-flags]
-         additionalResponseTrailersToLog: [grpc-status]
-         filterStateObjectsToLog: [wasm.meshtrail_trace_id, wasm.meshtrail_span_id, wasm.meshtrail_parent_span_id, wasm.meshtrail_sampled, upstream_peer, downstream_peer]
-3. Turn it on for the mesh:
-     apiVersion: telemetry.istio.io/v1
-     kind: Telemetry
-     metadata: {name: meshtrail, namespace: istio-system}
-     spec:
-       accessLogging:
-       - providers: [{name: meshtrail-als}]
-(This demo's receiver was %s.)
-`, addr)
+2. Send the mesh's access logs to it and turn them on:
+%s(This demo's receiver was %s.)
+`, als.IstioSnippet, addr)
 }
 
 func destName(r *record.Record) string {
