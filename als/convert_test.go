@@ -150,7 +150,7 @@ func FuzzConvertHTTP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pxRef := parseNode(&corev3.Node{Id: "sidecar~1.2.3.4~p.ns~ns.svc.cluster.local"}, "fuzz")
 		pxWire := pxRef
-		dec := wireDecoder{conv: conv}
+		dec := newWireDecoder(conv)
 		var notes entryNotes
 		got, err := dec.http(&pxWire, b, time.Unix(0, 0), &notes)
 		var e accesslogv3.HTTPAccessLogEntry

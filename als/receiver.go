@@ -85,7 +85,7 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 		notes entryNotes
 		msg   wireMessage
 		raw   []byte
-		dec   = wireDecoder{conv: r.conv}
+		dec   = newWireDecoder(r.conv)
 	)
 	for {
 		if err := stream.RecvMsg(&raw); err != nil {

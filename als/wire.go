@@ -1,6 +1,7 @@
 package als
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -26,18 +27,18 @@ import (
 // goroutine.
 type wireDecoder struct {
 	conv *converter
-	// intern keeps the strings that repeat across entries of one Envoy
-	// (cluster names, authorities, header names, user agents...) so each is
-	// allocated once per stream, not once per entry.
-	intern map[string]string
+	// intern holds recently seen short strings (see str).
+	intern *[internSlots]string
 	// repaired counts strings that held invalid UTF-8 (Envoy does not
 	// validate it), replaced by U+FFFD rather than failing the message.
 	repaired int
 }
 
-const internMax = 4096
-
 var errTruncated = errors.New("truncated or malformed protobuf")
+
+func newWireDecoder(conv *converter) *wireDecoder {
+	return &wireDecoder{conv: conv, intern: new([internSlots]string)}
+}
 
 // wireMessage is one StreamAccessLogsMessage split into its parts.
 type wireMessage struct {
@@ -201,22 +202,48 @@ func fields(b []byte, sh shape, fn func(num protowire.Number, typ protowire.Type
 	return nil
 }
 
-// str returns b as a valid UTF-8 string, interned.
+// str returns b as a valid UTF-8 string, interned: the strings that repeat
+// across one Envoy's entries (cluster names, authorities, header names,
+// user agents) are allocated once per stream, not once per entry.
 func (d *wireDecoder) str(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
-	if s, ok := d.intern[string(b)]; ok {
-		return s
+	if len(b) > 256 {
+		return d.fresh(b)
+	}
+	slot := &d.intern[internSlot(b)]
+	if *slot == string(b) { // compared without allocating
+		return *slot
 	}
 	s := d.fresh(b)
-	if len(b) <= 256 {
-		if d.intern == nil || len(d.intern) >= internMax {
-			d.intern = make(map[string]string, 256)
-		}
-		d.intern[s] = s
-	}
+	*slot = s
 	return s
+}
+
+// internSlots is the size of a stream's intern table: small enough that
+// thousands of streams cost little memory (16 KiB each), large enough for
+// the distinct short strings one Envoy repeats.
+const internSlots = 1024
+
+// internSlot hashes the length and the first and last eight bytes: cheaper
+// than hashing the whole string, and different values of one field almost
+// always differ there. A collision only costs an allocation.
+func internSlot(b []byte) uint32 {
+	h := uint64(len(b)) * 0x9e3779b97f4a7c15
+	var head, tail uint64
+	if len(b) >= 8 {
+		head = binary.LittleEndian.Uint64(b)
+		tail = binary.LittleEndian.Uint64(b[len(b)-8:])
+	} else {
+		for i, c := range b {
+			head |= uint64(c) << (8 * i)
+		}
+	}
+	h ^= head * 0xff51afd7ed558ccd
+	h ^= tail * 0xc4ceb9fe1a85ec53
+	h ^= h >> 29
+	return uint32(h) & (internSlots - 1)
 }
 
 // fresh returns b as a new valid UTF-8 string (for values that rarely
