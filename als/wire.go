@@ -133,24 +133,20 @@ func bitsOf(nums ...int) uint64 {
 // Shapes of the messages the decoder reads (accesslog.proto, base.proto,
 // address.proto, wrappers, timestamp, duration).
 var (
-	shapeHTTPEntry  = shape{bytes: bitsOf(1, 3, 4)}
-	shapeTCPEntry   = shape{bytes: bitsOf(1, 2)}
-	shapeConnProps  = shape{}
-	shapeCommon     = shape{bytes: bitsOf(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 26, 28), fixed64: bitsOf(1)}
-	shapeFlags      = shape{bytes: bitsOf(13)}
-	shapeRequest    = shape{bytes: bitsOf(2, 3, 4, 5, 6, 7, 8, 9, 10, 13)}
-	shapeResponse   = shape{bytes: bitsOf(1, 4, 5, 6)}
-	shapeTLS        = shape{bytes: bitsOf(2, 3, 4, 5, 6, 7)}
-	shapeCert       = shape{bytes: bitsOf(1, 2, 3)}
-	shapeSAN        = shape{bytes: bitsOf(1, 2)}
-	shapeAddress    = shape{bytes: bitsOf(1, 2, 3)}
-	shapeSocketAddr = shape{bytes: bitsOf(2, 4, 5)}
-	shapePipe       = shape{bytes: bitsOf(1)}
-	shapeInternal   = shape{bytes: bitsOf(1, 2)}
-	shapeMapEntry   = shape{bytes: bitsOf(1, 2)}
-	shapeAny        = shape{bytes: bitsOf(1, 2)}
-	shapeSecNanos   = shape{}
-	shapeWrapper    = shape{}
+	shapeHTTPEntry = shape{bytes: bitsOf(1, 3, 4)}
+	shapeTCPEntry  = shape{bytes: bitsOf(1, 2)}
+	shapeConnProps = shape{}
+	shapeCommon    = shape{bytes: bitsOf(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 26, 28), fixed64: bitsOf(1)}
+	shapeFlags     = shape{bytes: bitsOf(13)}
+	shapeRequest   = shape{bytes: bitsOf(2, 3, 4, 5, 6, 7, 8, 9, 10, 13)}
+	shapeResponse  = shape{bytes: bitsOf(1, 4, 5, 6)}
+	shapeTLS       = shape{bytes: bitsOf(2, 3, 4, 5, 6, 7)}
+	shapeCert      = shape{bytes: bitsOf(1, 2, 3)}
+	shapeSAN       = shape{bytes: bitsOf(1, 2)}
+	shapePipe      = shape{bytes: bitsOf(1)}
+	shapeInternal  = shape{bytes: bitsOf(1, 2)}
+	shapeMapEntry  = shape{bytes: bitsOf(1, 2)}
+	shapeAny       = shape{bytes: bitsOf(1, 2)}
 )
 
 // fields iterates a message's fields: fn gets the number, wire type, the
@@ -595,70 +591,115 @@ func (d *wireDecoder) certificate(b []byte) (uri, subject string, err error) {
 
 // address renders an envoy.config.core.v3.Address as ip:port,
 // unix:PATH or envoy://LISTENER. Addresses with ephemeral ports are not
-// interned (they rarely repeat).
+// interned (they rarely repeat). Four per entry: it walks the bytes itself.
 func (d *wireDecoder) address(b []byte, stable bool) (string, error) {
 	var out string
-	err := fields(b, shapeAddress, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", errTruncated
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			m := protowire.ConsumeFieldValue(num, typ, b)
+			if m < 0 {
+				return "", errTruncated
+			}
+			b = b[m:]
+			continue
+		}
+		v, m := protowire.ConsumeBytes(b)
+		if m < 0 {
+			return "", errTruncated
+		}
+		b = b[m:]
+		var err error
 		switch num {
-		case 1: // SocketAddress: address (2), port_value (3), named_port (4)
-			var ip []byte
-			var port uint64
-			var named []byte
-			hasPort := false
-			if err := fields(v, shapeSocketAddr, func(num protowire.Number, _ protowire.Type, u uint64, v []byte) error {
-				switch num {
-				case 2:
-					ip = v
-				case 3:
-					port, hasPort = u, true
-				case 4:
-					named = v
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			var buf [64]byte
-			s := buf[:0]
-			bracket := len(ip) > 0 && containsColon(ip)
-			if bracket && (hasPort || named != nil) {
-				s = append(s, '[')
-			}
-			s = append(s, ip...)
-			if bracket && (hasPort || named != nil) {
-				s = append(s, ']')
-			}
-			switch {
-			case hasPort:
-				s = append(s, ':')
-				s = strconv.AppendUint(s, port, 10)
-			case named != nil:
-				s = append(s, ':')
-				s = append(s, named...)
-			}
-			if stable {
-				out = d.str(s)
-			} else {
-				out = d.fresh(s)
-			}
+		case 1:
+			out, err = d.socketAddress(v, stable)
 		case 2: // Pipe: path (1)
-			return fields(v, shapePipe, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+			err = fields(v, shapePipe, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
 				if num == 1 {
 					out = "unix:" + d.fresh(v)
 				}
 				return nil
 			})
 		case 3: // EnvoyInternalAddress: server_listener_name (1)
-			return fields(v, shapeInternal, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
+			err = fields(v, shapeInternal, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
 				if num == 1 {
 					out = "envoy://" + d.fresh(v)
 				}
 				return nil
 			})
 		}
-		return nil
-	})
-	return out, err
+		if err != nil {
+			return "", err
+		}
+	}
+	return out, nil
+}
+
+// socketAddress renders SocketAddress: address (2), port_value (3),
+// named_port (4).
+func (d *wireDecoder) socketAddress(b []byte, stable bool) (string, error) {
+	var ip, named []byte
+	var port uint64
+	hasPort := false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", errTruncated
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.BytesType && (num == 2 || num == 4):
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return "", errTruncated
+			}
+			b = b[m:]
+			if num == 2 {
+				ip = v
+			} else {
+				named = v
+			}
+		case typ == protowire.VarintType && num == 3:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return "", errTruncated
+			}
+			b = b[m:]
+			port, hasPort = v, true
+		default:
+			m := protowire.ConsumeFieldValue(num, typ, b)
+			if m < 0 {
+				return "", errTruncated
+			}
+			b = b[m:]
+		}
+	}
+	var buf [64]byte
+	s := buf[:0]
+	bracket := containsColon(ip) && (hasPort || named != nil)
+	if bracket {
+		s = append(s, '[')
+	}
+	s = append(s, ip...)
+	if bracket {
+		s = append(s, ']')
+	}
+	switch {
+	case hasPort:
+		s = append(s, ':')
+		s = strconv.AppendUint(s, port, 10)
+	case named != nil:
+		s = append(s, ':')
+		s = append(s, named...)
+	}
+	if stable {
+		return d.str(s), nil
+	}
+	return d.fresh(s), nil
 }
 
 func containsColon(b []byte) bool {
@@ -670,18 +711,36 @@ func containsColon(b []byte) bool {
 	return false
 }
 
-// secondsNanos decodes a Timestamp or Duration (seconds 1, nanos 2).
+// secondsNanos decodes a Timestamp or Duration (seconds 1, nanos 2). It
+// runs nine times per entry, so it walks the bytes itself instead of going
+// through fields.
 func secondsNanos(b []byte) (sec, nanos int64, err error) {
-	err = fields(b, shapeSecNanos, func(num protowire.Number, _ protowire.Type, u uint64, _ []byte) error {
-		switch num {
-		case 1:
-			sec = int64(u)
-		case 2:
-			nanos = int64(int32(u))
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, 0, errTruncated
 		}
-		return nil
-	})
-	return sec, nanos, err
+		b = b[n:]
+		if typ == protowire.VarintType && (num == 1 || num == 2) {
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return 0, 0, errTruncated
+			}
+			b = b[m:]
+			if num == 1 {
+				sec = int64(v)
+			} else {
+				nanos = int64(int32(v))
+			}
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return 0, 0, errTruncated
+		}
+		b = b[m:]
+	}
+	return sec, nanos, nil
 }
 
 // duration decodes a Duration, saturating on overflow as
@@ -701,14 +760,28 @@ func duration(b []byte) (time.Duration, error) {
 	return d, err
 }
 
-// uint32Value decodes google.protobuf.UInt32Value.
+// uint32Value decodes google.protobuf.UInt32Value (value 1).
 func uint32Value(b []byte) (uint32, error) {
 	var out uint32
-	err := fields(b, shapeWrapper, func(num protowire.Number, _ protowire.Type, u uint64, _ []byte) error {
-		if num == 1 {
-			out = uint32(u)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, errTruncated
 		}
-		return nil
-	})
-	return out, err
+		b = b[n:]
+		if num == 1 && typ == protowire.VarintType {
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return 0, errTruncated
+			}
+			out, b = uint32(v), b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return 0, errTruncated
+		}
+		b = b[m:]
+	}
+	return out, nil
 }
