@@ -1,10 +1,6 @@
 package main
 
-import (
-	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
-
-	"github.com/meshtrail/meshtrail/tracecontext"
-)
+import "unsafe"
 
 // Filter state properties the filter writes. Envoy stores
 // proxywasm.SetProperty([]string{name}) under "wasm.<name>"; listed in
@@ -12,66 +8,66 @@ import (
 // reach the ALS receiver as Any(google.protobuf.BytesValue). The receiver
 // (package als) decodes exactly these names: keep them in step.
 var (
-	propTraceID       = []string{"meshtrail_trace_id"}       // 32 lowercase hex
-	propSpanID        = []string{"meshtrail_span_id"}        // 16 hex: the span id sent upstream
-	propParentSpanID  = []string{"meshtrail_parent_span_id"} // 16 hex: the inbound span; unset when the trace started here
-	propSampled       = []string{"meshtrail_sampled"}        // "1" or "0"
-	propPeerPrincipal = []string{"meshtrail_peer_principal"}
-	propPeerWorkload  = []string{"meshtrail_peer_workload"}
-	propPeerNamespace = []string{"meshtrail_peer_namespace"}
-	propPeerService   = []string{"meshtrail_peer_canonical_service"}
+	propTraceID       = mkPath("meshtrail_trace_id")       // 32 lowercase hex
+	propSpanID        = mkPath("meshtrail_span_id")        // 16 hex: the span id sent upstream
+	propParentSpanID  = mkPath("meshtrail_parent_span_id") // 16 hex: the inbound span; unset when the trace started here
+	propSampled       = mkPath("meshtrail_sampled")        // "1" or "0"
+	propPeerPrincipal = mkPath("meshtrail_peer_principal")
+	propPeerWorkload  = mkPath("meshtrail_peer_workload")
+	propPeerNamespace = mkPath("meshtrail_peer_namespace")
+	propPeerService   = mkPath("meshtrail_peer_canonical_service")
 )
 
-// writeTraceAttributes stores the trace ids for the access log.
-func writeTraceAttributes(c tracecontext.Context, started bool) error {
-	// Fresh slices each time: a host may keep the slice it was given
-	// (proxytest does), so a reused buffer would rewrite earlier values.
-	if err := proxywasm.SetProperty(propTraceID, appendHexBytes(make([]byte, 0, 32), c.TraceID[:])); err != nil {
+// Values of meshtrail_sampled. Never written to: a host may keep the slice.
+var (
+	sampledYes = []byte{'1'}
+	sampledNo  = []byte{'0'}
+)
+
+// writeTraceAttributes stores the trace ids for the access log, from the
+// request's rendered trace text (never rewritten afterwards: a host may
+// keep the slice it was given, as proxytest does).
+func writeTraceAttributes(txt traceText, sampled, started bool) error {
+	if err := setProperty(&propTraceID, txt.traceIDHex()); err != nil {
 		return err
 	}
-	if err := proxywasm.SetProperty(propSpanID, appendHexBytes(make([]byte, 0, 16), c.SpanID[:])); err != nil {
+	if err := setProperty(&propSpanID, txt.spanIDHex()); err != nil {
 		return err
 	}
-	if !started && c.ParentSpanID.IsValid() {
-		if err := proxywasm.SetProperty(propParentSpanID, appendHexBytes(make([]byte, 0, 16), c.ParentSpanID[:])); err != nil {
+	if !started && txt.hasParent() {
+		if err := setProperty(&propParentSpanID, txt.parentHex()); err != nil {
 			return err
 		}
 	}
-	sampled := []byte{'0'}
-	if c.Sampling.Sampled() {
-		sampled[0] = '1'
+	v := sampledNo
+	if sampled {
+		v = sampledYes
 	}
-	return proxywasm.SetProperty(propSampled, sampled)
+	return setProperty(&propSampled, v)
 }
 
 // writePeerAttributes stores what is known of the peer. Empty values are
 // not written: Envoy's SetProperty needs a value, and absence says unknown.
-func writePeerAttributes(w workload) error {
-	for _, kv := range [...]struct {
-		path  []string
-		value string
-	}{
-		{propPeerPrincipal, w.principal},
-		{propPeerWorkload, w.name},
-		{propPeerNamespace, w.namespace},
-		{propPeerService, w.canonicalService},
-	} {
-		if kv.value == "" {
-			continue
-		}
-		if err := proxywasm.SetProperty(kv.path, []byte(kv.value)); err != nil {
-			return err
-		}
+func writePeerAttributes(w *workload) error {
+	if err := setNonEmpty(&propPeerPrincipal, w.principal); err != nil {
+		return err
 	}
-	return nil
+	if err := setNonEmpty(&propPeerWorkload, w.name); err != nil {
+		return err
+	}
+	if err := setNonEmpty(&propPeerNamespace, w.namespace); err != nil {
+		return err
+	}
+	return setNonEmpty(&propPeerService, w.canonicalService)
 }
 
 // setNonEmpty writes a configured header or attribute when it has a value.
-func setNonEmpty(path []string, v string) error {
+// v is immutable (a Go string), so its bytes are passed as they are.
+func setNonEmpty(path *propPath, v string) error {
 	if v == "" {
 		return nil
 	}
-	return proxywasm.SetProperty(path, []byte(v))
+	return setProperty(path, unsafe.Slice(unsafe.StringData(v), len(v)))
 }
 
 const hexDigits = "0123456789abcdef"

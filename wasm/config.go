@@ -139,8 +139,8 @@ type dimension struct {
 // loggedValue is a header or attribute copied into filter state.
 type loggedValue struct {
 	source   string   // header name, or attribute path
-	path     []string // attribute path split on dots
-	property []string // filter state property name (without the wasm. prefix)
+	path     propPath // attribute path split on dots
+	property propPath // filter state property name (without the wasm. prefix)
 }
 
 func (c *Config) compile() (*settings, error) {
@@ -209,7 +209,7 @@ func (c *Config) compile() (*settings, error) {
 			return nil, fmt.Errorf("access_log.headers[%d]: %q maps to %s like %q", i, h, prop, prev)
 		}
 		seen[prop] = h
-		s.logHeaders = append(s.logHeaders, loggedValue{source: name, property: []string{prop}})
+		s.logHeaders = append(s.logHeaders, loggedValue{source: name, property: mkPath(prop)})
 	}
 	for i, a := range c.AccessLog.Attributes {
 		path, err := attributePath(a)
@@ -221,7 +221,7 @@ func (c *Config) compile() (*settings, error) {
 			return nil, fmt.Errorf("access_log.attributes[%d]: %q maps to %s like %q", i, a, prop, prev)
 		}
 		seen[prop] = a
-		s.logAttrs = append(s.logAttrs, loggedValue{source: a, path: path, property: []string{prop}})
+		s.logAttrs = append(s.logAttrs, loggedValue{source: a, path: mkPath(path...), property: mkPath(prop)})
 	}
 	return s, nil
 }
@@ -323,7 +323,7 @@ func upsertDimension(d []dimension, nd dimension) []dimension {
 type valueExpr struct {
 	requestHeader  string   // request.headers['x']
 	responseHeader string   // response.headers['x']
-	path           []string // an Envoy attribute
+	path           *propPath // an Envoy attribute
 }
 
 func parseValueExpr(v string) (valueExpr, error) {
@@ -356,7 +356,8 @@ func parseValueExpr(v string) (valueExpr, error) {
 	if err != nil {
 		return valueExpr{}, err
 	}
-	return valueExpr{path: path}, nil
+	pp := mkPath(path...)
+	return valueExpr{path: &pp}, nil
 }
 
 // attributePath splits an Envoy attribute such as request.url_path.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 )
@@ -27,9 +28,29 @@ func (envoyHost) propertyUint(path []string) (uint64, bool) {
 	return binary.LittleEndian.Uint64(b), true
 }
 
-func (envoyHost) propertyBool(path []string) (value, ok bool) {
-	b, err := proxywasm.GetProperty(path)
-	if err != nil || len(b) != 1 {
+// The hot-path reads take a path serialized once.
+
+// pathString returns a string attribute, "" when absent. The bytes belong
+// to this call (the host copied them into guest memory), so no copy.
+func (envoyHost) pathString(p *propPath) string {
+	b, ok := getProperty(p)
+	if !ok || len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func (envoyHost) pathUint(p *propPath) (uint64, bool) {
+	b, ok := getProperty(p)
+	if !ok || len(b) != 8 {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(b), true
+}
+
+func (envoyHost) pathBool(p *propPath) (value, ok bool) {
+	b, ok := getProperty(p)
+	if !ok || len(b) != 1 {
 		return false, false
 	}
 	return b[0] != 0, true
@@ -39,15 +60,36 @@ func (envoyHost) propertyBool(path []string) (value, ok bool) {
 // headers as separate entries, which is how duplicates are detected.
 type headerList [][2]string
 
-// values returns every value of the lowercase name, nil when absent.
+// values returns every value of the lowercase name, nil when absent. A
+// single value is returned as a slice of the list itself (no allocation).
 func (h headerList) values(name string) []string {
-	var out []string
-	for _, kv := range h {
-		if kv[0] == name {
-			out = append(out, kv[1])
+	for i := range h {
+		if h[i][0] != name {
+			continue
+		}
+		if h.count(name) == 1 {
+			return h[i][1:2]
+		}
+		var out []string
+		for _, kv := range h[i:] {
+			if kv[0] == name {
+				out = append(out, kv[1])
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// count returns how many values name has.
+func (h headerList) count(name string) int {
+	n := 0
+	for i := range h {
+		if h[i][0] == name {
+			n++
 		}
 	}
-	return out
+	return n
 }
 
 // first returns the first value of name, "" when absent.

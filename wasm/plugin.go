@@ -50,6 +50,18 @@ type pluginContext struct {
 	statNames []string
 }
 
+// Attribute paths read per request, serialized once.
+var (
+	pathConnMTLS        = mkPath("connection", "mtls")
+	pathConnPeerSAN     = mkPath("connection", "uri_san_peer_certificate")
+	pathUpstreamPeerSAN = mkPath("upstream", "uri_san_peer_certificate")
+	pathRequestDuration = mkPath("request", "duration")
+	pathRequestSize     = mkPath("request", "total_size")
+	pathResponseSize    = mkPath("response", "total_size")
+	pathResponseCode    = mkPath("response", "code")
+	pathResponseFlags   = mkPath("response", "flags")
+)
+
 // Stat names of the filter's own counters (Envoy adds "wasmcustom.").
 const statFilterErrors = "meshtrail_filter_errors_total"
 
@@ -174,22 +186,24 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 				}
 			}
 		}
+		txt := newTraceText(&h.trace.out)
 		// Filter state first: if the host refuses it, the request has
 		// not been touched yet.
 		if s.accessLog {
-			if err := writeTraceAttributes(h.trace.out, h.trace.started); err != nil {
+			if err := writeTraceAttributes(txt, h.trace.out.Sampling.Sampled(), h.trace.started); err != nil {
 				h.fail()
 				return types.ActionContinue
 			}
 		}
-		if err := h.p.tracer.inject(list, h.trace.out); err != nil {
+		if err := h.p.tracer.inject(list, &h.trace.out, txt); err != nil {
 			h.fail()
 			return types.ActionContinue
 		}
 	}
 	if s.accessLog {
-		for _, lh := range s.logHeaders {
-			if err := setNonEmpty(lh.property, list.first(lh.source)); err != nil {
+		for i := range s.logHeaders {
+			lh := &s.logHeaders[i]
+			if err := setNonEmpty(&lh.property, list.first(lh.source)); err != nil {
 				h.fail()
 				return types.ActionContinue
 			}
@@ -216,7 +230,7 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 		}
 	}
 	if h.reporter() == "destination" {
-		h.learnPeer(list)
+		h.learnPeer(list.first(headerPeerMetadata))
 	}
 	return types.ActionContinue
 }
@@ -243,8 +257,8 @@ func (h *httpContext) reporter() string {
 
 // learnPeer reads the peer's identity from Istio's metadata exchange
 // header; the peer principal comes from the connection at log time.
-func (h *httpContext) learnPeer(list headerList) {
-	if v := list.first(headerPeerMetadata); v != "" {
+func (h *httpContext) learnPeer(v string) {
+	if v != "" {
 		if w, ok := h.p.peers.decode(v); ok {
 			h.peer = w
 			h.peerKnown = true
@@ -267,27 +281,48 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 	if h.failed {
 		return types.ActionContinue
 	}
-	hdrs, err := proxywasm.GetHttpResponseHeaders()
-	if err != nil {
-		h.fail()
-		return types.ActionContinue
-	}
-	list := headerList(hdrs)
+	// Only the headers used are read, one host call each, rather than
+	// the whole map.
 	s := h.p.s
 	if s.metrics {
-		h.m.labels[lResponseCode] = list.first(":status")
-		h.statusSeen = h.m.labels[lResponseCode] != ""
-		if g := list.first("grpc-status"); g != "" {
-			h.m.labels[lGrpcResponseStatus] = g
+		code, err := getResponseHeader(":status")
+		if err != nil {
+			h.fail()
+			return types.ActionContinue
+		}
+		h.m.labels[lResponseCode] = code
+		h.statusSeen = code != ""
+		// grpc-status in headers (a trailers-only answer) is only looked
+		// for on gRPC requests, as Istio fills grpc_response_status only
+		// for them.
+		if h.m.labels[lRequestProtocol] == "grpc" {
+			g, err := getResponseHeader("grpc-status")
+			if err != nil {
+				h.fail()
+				return types.ActionContinue
+			}
+			if g != "" {
+				h.m.labels[lGrpcResponseStatus] = g
+			}
 		}
 		for i, e := range s.exprs {
 			if e.responseHeader != "" {
-				h.m.custom[i] = list.first(e.responseHeader)
+				v, err := getResponseHeader(e.responseHeader)
+				if err != nil {
+					h.fail()
+					return types.ActionContinue
+				}
+				h.m.custom[i] = v
 			}
 		}
 	}
 	if h.reporter() == "source" {
-		h.learnPeer(list)
+		v, err := getResponseHeader(headerPeerMetadata)
+		if err != nil {
+			h.fail()
+			return types.ActionContinue
+		}
+		h.learnPeer(v)
 	}
 	h.writeLateAttributes()
 	return types.ActionContinue
@@ -312,14 +347,15 @@ func (h *httpContext) writeLateAttributes() {
 		return
 	}
 	h.attrsDone = true
-	for _, a := range h.p.s.logAttrs {
-		if err := setNonEmpty(a.property, h.p.host.propertyString(a.path)); err != nil {
+	for i := range h.p.s.logAttrs {
+		a := &h.p.s.logAttrs[i]
+		if err := setNonEmpty(&a.property, h.p.host.pathString(&a.path)); err != nil {
 			h.fail()
 			return
 		}
 	}
 	h.resolvePrincipals()
-	if err := writePeerAttributes(h.peer); err != nil {
+	if err := writePeerAttributes(&h.peer); err != nil {
 		h.fail()
 	}
 }
@@ -331,18 +367,20 @@ func (h *httpContext) resolvePrincipals() {
 	}
 	hp := h.p.host
 	if h.reporter() == "destination" {
-		h.peer.principal = hp.propertyString([]string{"connection", "uri_san_peer_certificate"})
+		// A plaintext connection has no peer certificate: read it only
+		// over mTLS.
+		if mtls, _ := hp.pathBool(&pathConnMTLS); mtls {
+			h.m.labels[lConnectionSecurityPolicy] = "mutual_tls"
+			h.peer.principal = hp.pathString(&pathConnPeerSAN)
+		} else {
+			h.m.labels[lConnectionSecurityPolicy] = "none"
+		}
 		if !h.p.localPrincipalRead {
 			h.p.local.principal = hp.propertyString([]string{"connection", "uri_san_local_certificate"})
 			h.p.localPrincipalRead = true
 		}
-		if mtls, _ := hp.propertyBool([]string{"connection", "mtls"}); mtls {
-			h.m.labels[lConnectionSecurityPolicy] = "mutual_tls"
-		} else {
-			h.m.labels[lConnectionSecurityPolicy] = "none"
-		}
 	} else {
-		h.peer.principal = hp.propertyString([]string{"upstream", "uri_san_peer_certificate"})
+		h.peer.principal = hp.pathString(&pathUpstreamPeerSAN)
 		if !h.p.localPrincipalRead {
 			h.p.local.principal = hp.propertyString([]string{"upstream", "uri_san_local_certificate"})
 			h.p.localPrincipalRead = true
@@ -365,7 +403,7 @@ func (h *httpContext) OnHttpStreamDone() {
 		return
 	}
 	hp := h.p.host
-	if d, ok := hp.propertyUint([]string{"request", "duration"}); ok {
+	if d, ok := hp.pathUint(&pathRequestDuration); ok {
 		h.m.durationMs = d / uint64(time.Millisecond)
 	} else if !h.start.IsZero() {
 		h.m.durationMs = uint64(time.Since(h.start) / time.Millisecond)
@@ -375,28 +413,28 @@ func (h *httpContext) OnHttpStreamDone() {
 		// clock calls per request.
 		h.p.clockDuration = true
 	}
-	if n, ok := hp.propertyUint([]string{"request", "total_size"}); ok {
+	if n, ok := hp.pathUint(&pathRequestSize); ok {
 		h.m.requestBytes = n
 	} else {
 		h.m.requestBytes = h.reqBody
 	}
-	if n, ok := hp.propertyUint([]string{"response", "total_size"}); ok {
+	if n, ok := hp.pathUint(&pathResponseSize); ok {
 		h.m.responseBytes = n
 	} else {
 		h.m.responseBytes = h.resBody
 	}
 	if !h.statusSeen {
-		if c, ok := hp.propertyUint([]string{"response", "code"}); ok {
+		if c, ok := hp.pathUint(&pathResponseCode); ok {
 			h.m.labels[lResponseCode] = strconv.FormatUint(c, 10)
 		} else {
 			h.m.labels[lResponseCode] = "0"
 		}
 	}
-	flags, _ := hp.propertyUint([]string{"response", "flags"})
+	flags, _ := hp.pathUint(&pathResponseFlags)
 	h.m.labels[lResponseFlags] = formatResponseFlags(flags)
 	for i, e := range h.p.s.exprs {
 		if e.path != nil {
-			h.m.custom[i] = hp.propertyString(e.path)
+			h.m.custom[i] = hp.pathString(e.path)
 		}
 	}
 	h.fillWorkloadLabels()
@@ -432,8 +470,10 @@ func (h *httpContext) fillWorkloadLabels() {
 	// name.ns.svc.<domain>, else the host and the destination namespace.
 	svc := l[lDestinationService]
 	name, ns := svc, dst.namespace
-	if parts := strings.SplitN(svc, ".", 3); len(parts) == 3 && strings.HasPrefix(parts[2], "svc.") {
-		name, ns = parts[0], parts[1]
+	if i := strings.IndexByte(svc, '.'); i >= 0 {
+		if j := strings.IndexByte(svc[i+1:], '.'); j >= 0 && strings.HasPrefix(svc[i+1+j+1:], "svc.") {
+			name, ns = svc[:i], svc[i+1:i+1+j]
+		}
 	}
 	l[lDestinationServiceName] = name
 	l[lDestinationServiceNamespace] = ns

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/rand/v2"
+	"unsafe"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 
@@ -72,53 +73,120 @@ func (t *tracer) fill(b []byte) {
 	}
 }
 
+// traceText is the outbound context rendered once per request into one
+// buffer: the traceparent value, then the parent span id. The B3 values
+// and the filter-state values are slices of it (the trace id and span id
+// hex appear once), so a request costs one allocation for all of them.
+// The buffer is never written after it is built: hosts that keep what
+// they are given (proxytest) see stable values.
+type traceText struct {
+	b []byte
+}
+
+const (
+	ttTraceID   = 3  // 32 hex
+	ttSpanID    = 36 // 16 hex
+	ttParent    = 55 // 16 hex, when the context has a parent
+	ttLenParent = 71
+)
+
+func newTraceText(c *tracecontext.Context) traceText {
+	b := make([]byte, 0, ttLenParent)
+	b = append(b, '0', '0', '-')
+	b = appendHexBytes(b, c.TraceID[:])
+	b = append(b, '-')
+	b = appendHexBytes(b, c.SpanID[:])
+	b = append(b, '-')
+	// Only the sampled and random flags are propagated (see
+	// tracecontext.FormatTraceparent).
+	flags := c.TraceFlags & 0x02
+	if c.Sampling.Sampled() {
+		flags |= 0x01
+	}
+	b = append(b, hexDigits[flags>>4], hexDigits[flags&0xf])
+	if c.ParentSpanID.IsValid() {
+		b = appendHexBytes(b, c.ParentSpanID[:])
+	}
+	return traceText{b: b}
+}
+
+func (t traceText) str(i, j int) string       { return unsafe.String(&t.b[i], j-i) }
+func (t traceText) traceparent() string       { return t.str(0, ttParent) }
+func (t traceText) traceIDHex() []byte        { return t.b[ttTraceID : ttTraceID+32] }
+func (t traceText) spanIDHex() []byte         { return t.b[ttSpanID : ttSpanID+16] }
+func (t traceText) parentHex() []byte         { return t.b[ttParent:len(t.b)] }
+func (t traceText) hasParent() bool           { return len(t.b) == ttLenParent }
+func (t traceText) traceIDString() string     { return t.str(ttTraceID, ttTraceID+32) }
+func (t traceText) spanIDString() string      { return t.str(ttSpanID, ttSpanID+16) }
+func (t traceText) parentSpanIDString() string {
+	if !t.hasParent() {
+		return ""
+	}
+	return t.str(ttParent, ttLenParent)
+}
+
 // inject writes the outbound context in the configured formats. Formats
 // not configured are left as they came.
-func (t *tracer) inject(in headerList, c tracecontext.Context) error {
-	set := func(name, value string) error {
-		// Envoy's replace and remove act on every value of a header, some
-		// hosts (proxytest) only on the first: with repeated inbound
-		// values, remove each one first (further removes are no-ops).
-		n := len(in.values(name))
-		if value != "" && n <= 1 {
-			return proxywasm.ReplaceHttpRequestHeader(name, value)
-		}
-		for i := 0; i < n; i++ {
-			if err := proxywasm.RemoveHttpRequestHeader(name); err != nil {
-				return err
-			}
-		}
-		if value == "" {
-			return nil
-		}
-		return proxywasm.AddHttpRequestHeader(name, value)
-	}
+func (t *tracer) inject(in headerList, c *tracecontext.Context, txt traceText) error {
 	if t.s.writeW3C {
-		if err := set(tracecontext.HeaderTraceparent, tracecontext.FormatTraceparent(c)); err != nil {
+		if err := setRequestHeader(in, tracecontext.HeaderTraceparent, txt.traceparent()); err != nil {
 			return err
 		}
-		if err := set(tracecontext.HeaderTracestate, c.TraceState); err != nil {
+		if err := setRequestHeader(in, tracecontext.HeaderTracestate, c.TraceState); err != nil {
 			return err
 		}
 	}
 	if t.s.writeB3 {
-		if err := set(tracecontext.HeaderB3, tracecontext.FormatB3SingleHeader(c)); err != nil {
+		if err := setRequestHeader(in, tracecontext.HeaderB3, tracecontext.FormatB3SingleHeader(*c)); err != nil {
 			return err
 		}
 	}
 	if t.s.writeB3Multi {
-		m := tracecontext.FormatB3MultiHeaders(c)
-		for _, kv := range [...][2]string{
-			{tracecontext.HeaderB3TraceID, m.TraceID},
-			{tracecontext.HeaderB3SpanID, m.SpanID},
-			{tracecontext.HeaderB3ParentSpan, m.ParentSpanID},
-			{tracecontext.HeaderB3Sampled, m.Sampled},
-			{tracecontext.HeaderB3Flags, m.Flags},
-		} {
-			if err := set(kv[0], kv[1]); err != nil {
-				return err
-			}
+		// As tracecontext.FormatB3MultiHeaders, from the rendered ids.
+		sampled, flags := "", ""
+		switch c.Sampling {
+		case tracecontext.SamplingAccept:
+			sampled = "1"
+		case tracecontext.SamplingDeny:
+			sampled = "0"
+		case tracecontext.SamplingDebug:
+			flags = "1"
+		}
+		if err := setRequestHeader(in, tracecontext.HeaderB3TraceID, txt.traceIDString()); err != nil {
+			return err
+		}
+		if err := setRequestHeader(in, tracecontext.HeaderB3SpanID, txt.spanIDString()); err != nil {
+			return err
+		}
+		if err := setRequestHeader(in, tracecontext.HeaderB3ParentSpan, txt.parentSpanIDString()); err != nil {
+			return err
+		}
+		if err := setRequestHeader(in, tracecontext.HeaderB3Sampled, sampled); err != nil {
+			return err
+		}
+		if err := setRequestHeader(in, tracecontext.HeaderB3Flags, flags); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// setRequestHeader makes value the only value of name ("" removes it).
+// Envoy's replace and remove act on every value of a header, some hosts
+// (proxytest) only on the first: with repeated inbound values, remove each
+// one first (further removes are no-ops).
+func setRequestHeader(in headerList, name, value string) error {
+	n := in.count(name)
+	if value != "" && n <= 1 {
+		return replaceRequestHeader(name, value)
+	}
+	for i := 0; i < n; i++ {
+		if err := proxywasm.RemoveHttpRequestHeader(name); err != nil {
+			return err
+		}
+	}
+	if value == "" {
+		return nil
+	}
+	return proxywasm.AddHttpRequestHeader(name, value)
 }
