@@ -321,8 +321,8 @@ func upsertDimension(d []dimension, nd dimension) []dimension {
 
 // valueExpr is where a custom dimension's value comes from.
 type valueExpr struct {
-	requestHeader  string   // request.headers['x']
-	responseHeader string   // response.headers['x']
+	requestHeader  string    // request.headers['x']
+	responseHeader string    // response.headers['x']
 	path           *propPath // an Envoy attribute
 }
 

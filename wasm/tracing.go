@@ -110,14 +110,14 @@ func newTraceText(c *tracecontext.Context) traceText {
 	return traceText{b: b}
 }
 
-func (t traceText) str(i, j int) string       { return unsafe.String(&t.b[i], j-i) }
-func (t traceText) traceparent() string       { return t.str(0, ttParent) }
-func (t traceText) traceIDHex() []byte        { return t.b[ttTraceID : ttTraceID+32] }
-func (t traceText) spanIDHex() []byte         { return t.b[ttSpanID : ttSpanID+16] }
-func (t traceText) parentHex() []byte         { return t.b[ttParent:len(t.b)] }
-func (t traceText) hasParent() bool           { return len(t.b) == ttLenParent }
-func (t traceText) traceIDString() string     { return t.str(ttTraceID, ttTraceID+32) }
-func (t traceText) spanIDString() string      { return t.str(ttSpanID, ttSpanID+16) }
+func (t traceText) str(i, j int) string   { return unsafe.String(&t.b[i], j-i) }
+func (t traceText) traceparent() string   { return t.str(0, ttParent) }
+func (t traceText) traceIDHex() []byte    { return t.b[ttTraceID : ttTraceID+32] }
+func (t traceText) spanIDHex() []byte     { return t.b[ttSpanID : ttSpanID+16] }
+func (t traceText) parentHex() []byte     { return t.b[ttParent:len(t.b)] }
+func (t traceText) hasParent() bool       { return len(t.b) == ttLenParent }
+func (t traceText) traceIDString() string { return t.str(ttTraceID, ttTraceID+32) }
+func (t traceText) spanIDString() string  { return t.str(ttSpanID, ttSpanID+16) }
 func (t traceText) parentSpanIDString() string {
 	if !t.hasParent() {
 		return ""
