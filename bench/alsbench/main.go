@@ -26,6 +26,7 @@ type target struct {
 	name    string
 	start   func(dir, grpcAddr, metricsAddr string) *exec.Cmd
 	counter func(metrics string) float64 // records fully processed
+	report  func(metrics string) string  // optional per-run detail
 }
 
 func main() {
@@ -38,6 +39,7 @@ func main() {
 	soak := flag.Duration("soak", 0, "instead of comparing, run meshtrail this long at -rate and sample RSS")
 	rate := flag.Int("rate", 10000, "entries/s during -soak")
 	mtConfig := flag.String("config", "", "meshtrail YAML config for its runs (e.g. a sinks: section); --listen, --metrics-listen and --out still come from the bench")
+	waitSinks := flag.Bool("wait-sinks", false, "measure meshtrail alone (no peer does the same fan-out) and stop the clock only when every configured sink's meshtrail_sink_records_sent_total has reached the entry count, not only the NDJSON writer")
 	flag.Parse()
 
 	mt := target{
@@ -50,6 +52,12 @@ func main() {
 			return exec.Command(*meshtrail, args...)
 		},
 		counter: func(text string) float64 { return metric(text, "meshtrail_ndjson_records_written_total") },
+	}
+	if *waitSinks {
+		ndjson := mt.counter
+		mt.name = "meshtrail+sinks"
+		mt.counter = func(text string) float64 { return min(ndjson(text), minSinkSent(text)) }
+		mt.report = sinkReport
 	}
 	oc := target{
 		name: "otelcol-envoyals",
@@ -86,6 +94,10 @@ service:
 		runSoak(mt, *loadgen, *soak, *rate, *streams)
 		return
 	}
+	if *waitSinks {
+		runAlone(mt, *loadgen, *runs, *entries, *streams)
+		return
+	}
 	fmt.Printf("load: %d entries per run over %d streams, ~16 KiB messages, %d runs each, alternating\n\n", *entries, *streams, *runs)
 	var rateA, rateB, rssA, rssB, ratios []float64
 	for i := 0; i < *runs; i++ {
@@ -101,7 +113,80 @@ service:
 		mt.name, median(rateA), median(rssA), oc.name, median(rateB), median(rssB), median(ratios), minOf(ratios), maxOf(ratios))
 }
 
-type result struct{ perCPU, rssMiB float64 }
+type result struct {
+	perCPU, rssMiB, cpu, wall float64
+	detail                    string
+}
+
+// runAlone measures t alone (-wait-sinks: meshtrail fanning out to real
+// backends, which no peer in this bench does).
+func runAlone(t target, loadgen string, runs, entries, streams int) {
+	fmt.Printf("load: %d entries per run over %d streams, ~16 KiB messages, %d runs of %s; the clock stops when every sink has sent every entry\n\n", entries, streams, runs, t.name)
+	var rate, rss, cpu, wall []float64
+	for i := 0; i < runs; i++ {
+		r := measure(t, loadgen, entries, streams)
+		fmt.Printf("run %d: %-16s %9.0f entries/CPU-s  CPU %6.2f s  wall %6.2f s  peak RSS %5.0f MiB  %s\n", i+1, t.name, r.perCPU, r.cpu, r.wall, r.rssMiB, r.detail)
+		rate, rss, cpu, wall = append(rate, r.perCPU), append(rss, r.rssMiB), append(cpu, r.cpu), append(wall, r.wall)
+	}
+	fmt.Printf("\nmedian: %s %.0f entries/CPU-s (min %.0f, max %.0f), CPU %.2f s, wall %.2f s, peak RSS %.0f MiB\n",
+		t.name, median(rate), minOf(rate), maxOf(rate), median(cpu), median(wall), median(rss))
+}
+
+// sinkSent returns meshtrail_sink_records_sent_total per sink label.
+func sinkSent(text string) map[string]float64 {
+	return perSink(text, "meshtrail_sink_records_sent_total")
+}
+
+func perSink(text, name string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		i := strings.Index(line, `sink="`)
+		if i < 0 {
+			continue
+		}
+		rest := line[i+len(`sink="`):]
+		sink := rest[:strings.IndexByte(rest, '"')]
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			out[sink] += v
+		}
+	}
+	return out
+}
+
+// minSinkSent is the least any configured sink has sent (0 if none is
+// configured, so a -wait-sinks run without sinks never ends quietly).
+func minSinkSent(text string) float64 {
+	sent := sinkSent(text)
+	if len(sent) == 0 {
+		return 0
+	}
+	m := -1.0
+	for _, v := range sent {
+		if m < 0 || v < m {
+			m = v
+		}
+	}
+	return m
+}
+
+func sinkReport(text string) string {
+	sent, retried := sinkSent(text), perSink(text, "meshtrail_sink_records_retried_total")
+	dropped := perSink(text, "meshtrail_sink_dropped_total")
+	names := make([]string, 0, len(sent))
+	for n := range sent {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "[%s sent %.0f retried %.0f dropped %.0f] ", n, sent[n], retried[n], dropped[n])
+	}
+	return strings.TrimSpace(b.String())
+}
 
 func measure(t target, loadgen string, entries, streams int) result {
 	dir, err := os.MkdirTemp("", "alsbench-")
@@ -121,7 +206,7 @@ func measure(t target, loadgen string, entries, streams int) result {
 		}
 		return err == nil
 	}, 30*time.Second, t.name+" gRPC port")
-	cpu0 := cpuSeconds(cmd.Process.Pid)
+	cpu0, t0 := cpuSeconds(cmd.Process.Pid), time.Now()
 	lg := exec.Command(loadgen, "-addr", g, "-entries", strconv.Itoa(entries), "-streams", strconv.Itoa(streams))
 	lg.Stderr = os.Stderr
 	out, err := lg.Output()
@@ -130,10 +215,14 @@ func measure(t target, loadgen string, entries, streams int) result {
 		fail(fmt.Errorf("loadgen against %s: %v: %s", t.name, err, out))
 	}
 	sent := sentEntries(string(out))
-	waitFor(func() bool { return t.counter(get("http://"+m+"/metrics")) >= sent }, 300*time.Second,
+	waitFor(func() bool { return t.counter(get("http://"+m+"/metrics")) >= sent }, 900*time.Second,
 		fmt.Sprintf("%s to process all %.0f entries", t.name, sent))
 	cpu := cpuSeconds(cmd.Process.Pid) - cpu0
-	return result{perCPU: sent / cpu, rssMiB: float64(hwmKiB(cmd.Process.Pid)) / 1024}
+	r := result{perCPU: sent / cpu, rssMiB: float64(hwmKiB(cmd.Process.Pid)) / 1024, cpu: cpu, wall: time.Since(t0).Seconds()}
+	if t.report != nil {
+		r.detail = t.report(get("http://" + m + "/metrics"))
+	}
+	return r
 }
 
 func runSoak(t target, loadgen string, d time.Duration, rate, streams int) {
