@@ -35,3 +35,7 @@ func getResponseHeader(key string) (string, error) {
 func replaceRequestHeader(key, value string) error {
 	return proxywasm.ReplaceHttpRequestHeader(key, value)
 }
+
+func getRequestHeaders(headerList) (headerList, error) {
+	return proxywasm.GetHttpRequestHeaders()
+}

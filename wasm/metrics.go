@@ -1,6 +1,8 @@
 package main
 
 import (
+	"unsafe"
+
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 )
 
@@ -102,6 +104,12 @@ type seriesCache struct {
 	// names keeps every stat name passed to the host alive: a host may
 	// keep the pointer rather than copy it (proxytest does).
 	names []string
+	// last is the previous request's series: consecutive requests mostly
+	// share one, and comparing the values is cheaper than building and
+	// hashing the key.
+	lastLabels labelValues
+	lastCustom []string
+	lastIDs    *[numMetrics]uint32
 }
 
 func newSeriesCache(max int) *seriesCache {
@@ -165,6 +173,41 @@ type requestMetrics struct {
 // lookup returns the metric ids for r's labels, defining the four stats on
 // first use; nil when the cap on label combinations is reached.
 func (c *seriesCache) lookup(s *settings, r *requestMetrics) *[numMetrics]uint32 {
+	if c.lastIDs != nil && sameValues(r.labels[:], c.lastLabels[:]) && sameValues(r.custom, c.lastCustom) {
+		return c.lastIDs
+	}
+	ids := c.lookupKey(s, r)
+	if ids != nil {
+		c.lastLabels = r.labels
+		c.lastCustom = append(c.lastCustom[:0], r.custom...)
+		c.lastIDs = ids
+	}
+	return ids
+}
+
+// sameValues compares label values, most of which are the very strings of
+// the previous request (the local workload's, constants): same pointer and
+// length is equal without reading the bytes.
+func sameValues(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i, v := range a {
+		w := b[i]
+		if len(v) != len(w) {
+			return false
+		}
+		if len(v) == 0 || unsafe.StringData(v) == unsafe.StringData(w) {
+			continue
+		}
+		if v != w {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *seriesCache) lookupKey(s *settings, r *requestMetrics) *[numMetrics]uint32 {
 	k := c.key[:0]
 	for _, v := range r.labels {
 		k = append(k, v...)

@@ -45,6 +45,9 @@ type pluginContext struct {
 	errors proxywasm.MetricCounter
 	// invalidHeaders counts inbound trace headers ignored, by reason.
 	invalidHeaders [len(invalidReasons)]proxywasm.MetricCounter
+	// reqHeaders is the storage request headers are decoded into, reused
+	// by every request (only read during OnHttpRequestHeaders).
+	reqHeaders headerList
 	// statNames keeps the names passed to the host alive: a host may keep
 	// the pointer it was given rather than copy (proxytest does).
 	statNames []string
@@ -167,12 +170,12 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 	if h.p.clockDuration {
 		h.start = time.Now()
 	}
-	hdrs, err := proxywasm.GetHttpRequestHeaders()
+	list, err := getRequestHeaders(h.p.reqHeaders)
 	if err != nil {
 		h.fail()
 		return types.ActionContinue
 	}
-	list := headerList(hdrs)
+	h.p.reqHeaders = list
 	s := h.p.s
 
 	if s.tracing {
