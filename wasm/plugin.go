@@ -45,6 +45,8 @@ type pluginContext struct {
 	errors proxywasm.MetricCounter
 	// invalidHeaders counts inbound trace headers ignored, by reason.
 	invalidHeaders [len(invalidReasons)]proxywasm.MetricCounter
+	// free holds request contexts whose request has ended (see recycle).
+	free []*httpContext
 	// reqHeaders is the storage request headers are decoded into, reused
 	// by every request (only read during OnHttpRequestHeaders).
 	reqHeaders headerList
@@ -123,7 +125,28 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 }
 
 func (p *pluginContext) NewHttpContext(uint32) types.HttpContext {
+	if n := len(p.free); n > 0 {
+		h := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		*h = httpContext{p: p}
+		return h
+	}
 	return &httpContext{p: p}
+}
+
+// maxFree bounds the recycled request contexts kept per plugin: about the
+// number of requests a worker has between their log and delete callbacks.
+const maxFree = 16
+
+// recycle keeps h for a later request once its last callback has run
+// (proxy_on_log: afterwards Envoy only deletes the context, which the SDK
+// does without calling it). A request context is the filter's largest
+// allocation; reusing it keeps the guest's GC out of the request path.
+func (p *pluginContext) recycle(h *httpContext) {
+	if len(p.free) < maxFree {
+		p.free = append(p.free, h)
+	}
 }
 
 // httpContext is one request.
@@ -397,6 +420,7 @@ func (h *httpContext) resolvePrincipals() {
 }
 
 func (h *httpContext) OnHttpStreamDone() {
+	defer h.p.recycle(h) // runs last, after guard
 	defer h.guard()
 	if h.failed {
 		return
