@@ -3,13 +3,13 @@
 # wazero (test/envoystandin, compilation cache on), against the SDK no-op
 # plugin (bench/wasmnoop) in the same run; medians of COUNT runs; then one
 # run of a million requests for guest memory growth. Writes the raw output
-# to bench/wasm-raw.txt and prints the medians.
+# to bench/results/wasm-raw.txt and prints the medians.
 #   bash bench/wasm.sh [COUNT] [BENCHTIME]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-5}
 benchtime=${2:-100000x}
-raw=bench/wasm-raw.txt
+raw=bench/results/wasm-raw.txt
 CGO_ENABLED=0 go test -run XXX -bench 'BenchmarkFilterPerRequest' -benchtime "$benchtime" -count "$count" ./test/envoystandin | tee "$raw"
 CGO_ENABLED=0 go test -run XXX -bench 'BenchmarkFilterPerRequest/meshtrail' -benchtime 1000000x -count 1 ./test/envoystandin | tee -a "$raw"
 ls -l dist/meshtrail.wasm 2>/dev/null || true

@@ -21,6 +21,10 @@ func BenchmarkFilterPerRequest(b *testing.B) {
 		config string
 	}{
 		{"noop", noop, ""},
+		// Reference only (the target is against the no-op): the same
+		// plugin reading both header maps, the least a filter that looks
+		// at headers pays.
+		{"noop-readheaders", noop, "read-headers"},
 		{"meshtrail", filterModule(b), `{"tracing":{"sampling_percentage":1},"access_log":{"headers":["x-request-id"]}}`},
 	} {
 		b.Run(c.name, func(b *testing.B) {
