@@ -15,11 +15,26 @@ import (
 // cluster) is kept as the raw name only.
 func parseCluster(name string, u *record.Upstream) {
 	u.Cluster = name
-	parts := strings.Split(name, "|")
-	if len(parts) != 4 || (parts[0] != "inbound" && parts[0] != "outbound") {
+	var parts [4]string
+	rest := name
+	for i := 0; i < 3; i++ {
+		var ok bool
+		if parts[i], rest, ok = strings.Cut(rest, "|"); !ok {
+			return
+		}
+	}
+	if strings.IndexByte(rest, '|') >= 0 {
 		return
 	}
-	u.Direction = parts[0]
+	parts[3] = rest
+	switch parts[0] {
+	case "inbound":
+		u.Direction = "inbound"
+	case "outbound":
+		u.Direction = "outbound"
+	default:
+		return
+	}
 	if p, err := strconv.ParseUint(parts[1], 10, 32); err == nil {
 		u.Port = uint32(p)
 	}

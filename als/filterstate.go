@@ -2,7 +2,6 @@ package als
 
 import (
 	"github.com/meshtrail/meshtrail/record"
-	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -34,9 +33,10 @@ const (
 
 // decodedState is what the receiver takes from one entry's filter state.
 type decodedState struct {
-	values         map[string]string
-	upstreamPeer   *record.Workload
-	downstreamPeer *record.Workload
+	values                   map[string]string
+	upstreamPeer             record.Workload
+	downstreamPeer           record.Workload
+	hasUpstream, hasDownPeer bool
 }
 
 // add decodes one filter state object into ds. Wasm filter state
@@ -61,9 +61,9 @@ func (ds *decodedState) add(key, typeURL string, value []byte, str func([]byte) 
 				return false
 			}
 			if key == fsUpstreamPeer || key == "wasm.upstream_peer" {
-				ds.upstreamPeer = &w
+				ds.upstreamPeer, ds.hasUpstream = w, true
 			} else {
-				ds.downstreamPeer = &w
+				ds.downstreamPeer, ds.hasDownPeer = w, true
 			}
 			return true
 		}
@@ -114,5 +114,5 @@ func wrapperValue(b []byte) (string, bool) {
 		}
 		b = b[m:]
 	}
-	return strings.Clone(string(v)), true
+	return string(v), true // string() copies: nothing aliases the message buffer
 }

@@ -123,11 +123,11 @@ func (c *converter) refCommon(p *proxy, cp *accesslogv3.AccessLogCommon, r *reco
 		}
 	}
 	r.FilterState = ds.values
-	if ds.upstreamPeer != nil {
-		r.Destination = *ds.upstreamPeer
+	if ds.hasUpstream {
+		r.Destination = ds.upstreamPeer
 	}
-	if ds.downstreamPeer != nil {
-		r.Source = *ds.downstreamPeer
+	if ds.hasDownPeer {
+		r.Source = ds.downstreamPeer
 	}
 }
 

@@ -409,11 +409,11 @@ func (d *wireDecoder) common(p *proxy, b []byte, r *record.Record, notes *entryN
 	}
 	r.ResponseFlags = flags.String()
 	r.FilterState = ds.values
-	if ds.upstreamPeer != nil {
-		r.Destination = *ds.upstreamPeer
+	if ds.hasUpstream {
+		r.Destination = ds.upstreamPeer
 	}
-	if ds.downstreamPeer != nil {
-		r.Source = *ds.downstreamPeer
+	if ds.hasDownPeer {
+		r.Source = ds.downstreamPeer
 	}
 	return nil
 }
