@@ -64,7 +64,7 @@ type headerList [][2]string
 // single value is returned as a slice of the list itself (no allocation).
 func (h headerList) values(name string) []string {
 	for i := range h {
-		if h[i][0] != name {
+		if !nameIs(h[i][0], name) {
 			continue
 		}
 		if h.count(name) == 1 {
@@ -72,7 +72,7 @@ func (h headerList) values(name string) []string {
 		}
 		var out []string
 		for _, kv := range h[i:] {
-			if kv[0] == name {
+			if nameIs(kv[0], name) {
 				out = append(out, kv[1])
 			}
 		}
@@ -85,7 +85,7 @@ func (h headerList) values(name string) []string {
 func (h headerList) count(name string) int {
 	n := 0
 	for i := range h {
-		if h[i][0] == name {
+		if nameIs(h[i][0], name) {
 			n++
 		}
 	}
@@ -94,10 +94,24 @@ func (h headerList) count(name string) int {
 
 // first returns the first value of name, "" when absent.
 func (h headerList) first(name string) string {
-	for _, kv := range h {
-		if kv[0] == name {
-			return kv[1]
+	for i := range h {
+		if nameIs(h[i][0], name) {
+			return h[i][1]
 		}
 	}
 	return ""
+}
+
+// nameIs is k == name, checking the first, last and middle bytes before the
+// bytes in between: a string comparison is a runtime call in Go's Wasm,
+// and most header names of the same length differ at an end.
+func nameIs(k, name string) bool {
+	if len(k) != len(name) {
+		return false
+	}
+	if len(k) == 0 {
+		return true
+	}
+	n := len(k)
+	return k[0] == name[0] && k[n-1] == name[n-1] && k[n/2] == name[n/2] && k == name
 }
