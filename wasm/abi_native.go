@@ -39,3 +39,7 @@ func replaceRequestHeader(key, value string) error {
 func getRequestHeaders(headerList) (headerList, error) {
 	return proxywasm.GetHttpRequestHeaders()
 }
+
+func incrementCounter(id uint32, n int64) { proxywasm.MetricCounter(id).Increment(uint64(n)) }
+
+func recordHistogram(id uint32, v uint64) { proxywasm.MetricHistogram(id).Record(v) }

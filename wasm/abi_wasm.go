@@ -22,6 +22,12 @@ func hostSetProperty(pathData *byte, pathSize int32, valueData *byte, valueSize 
 //go:wasmimport env proxy_get_header_map_value
 func hostGetHeaderMapValue(mapType uint32, keyData *byte, keySize int32, returnValueData unsafe.Pointer, returnValueSize *int32) uint32
 
+//go:wasmimport env proxy_increment_metric
+func hostIncrementMetric(metricID uint32, offset int64) uint32
+
+//go:wasmimport env proxy_record_metric
+func hostRecordMetric(metricID uint32, value uint64) uint32
+
 //go:wasmimport env proxy_get_header_map_pairs
 func hostGetHeaderMapPairs(mapType uint32, returnValueData unsafe.Pointer, returnValueSize *int32) uint32
 
@@ -136,3 +142,17 @@ func replaceRequestHeader(key, value string) error {
 }
 
 const statusNotFound = 1
+
+// incrementCounter and recordHistogram panic when the host refuses, as
+// the SDK's do; the callback's guard counts it.
+func incrementCounter(id uint32, n int64) {
+	if hostIncrementMetric(id, n) != statusOK {
+		panic(errHostStatus)
+	}
+}
+
+func recordHistogram(id uint32, v uint64) {
+	if hostRecordMetric(id, v) != statusOK {
+		panic(errHostStatus)
+	}
+}

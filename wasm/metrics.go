@@ -246,10 +246,10 @@ func (c *seriesCache) record(s *settings, r *requestMetrics) {
 	if ids == nil {
 		return
 	}
-	proxywasm.MetricCounter(ids[metricRequests]).Increment(1)
-	proxywasm.MetricHistogram(ids[metricDuration]).Record(r.durationMs)
-	proxywasm.MetricHistogram(ids[metricRequestBytes]).Record(r.requestBytes)
-	proxywasm.MetricHistogram(ids[metricResponseBytes]).Record(r.responseBytes)
+	incrementCounter(ids[metricRequests], 1)
+	recordHistogram(ids[metricDuration], r.durationMs)
+	recordHistogram(ids[metricRequestBytes], r.requestBytes)
+	recordHistogram(ids[metricResponseBytes], r.responseBytes)
 }
 
 // responseFlagNames are Envoy's short response flag strings by bit, as
