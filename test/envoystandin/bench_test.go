@@ -15,18 +15,29 @@ import (
 // baseline to subtract. See bench/results/wasm.md for figures.
 func BenchmarkFilterPerRequest(b *testing.B) {
 	noop := buildNoop(b)
-	for _, c := range []struct {
+	type variant struct {
 		name   string
 		module []byte
 		config string
-	}{
+	}
+	// MESHTRAIL_WASM_BASELINE names another build of the filter (say,
+	// from an earlier commit) to measure in the same run: before/after.
+	var extra []variant
+	if f := os.Getenv("MESHTRAIL_WASM_BASELINE"); f != "" {
+		m, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		extra = append(extra, variant{"meshtrail-baseline", m, filterConfig})
+	}
+	for _, c := range append([]variant{
 		{"noop", noop, ""},
 		// Reference only (the target is against the no-op): the same
 		// plugin reading both header maps, the least a filter that looks
 		// at headers pays.
 		{"noop-readheaders", noop, "read-headers"},
-		{"meshtrail", filterModule(b), `{"tracing":{"sampling_percentage":1},"access_log":{"headers":["x-request-id"]}}`},
-	} {
+		{"meshtrail", filterModule(b), filterConfig},
+	}, extra...) {
 		b.Run(c.name, func(b *testing.B) {
 			h := benchHost(b, c.module, c.config)
 			// Warm up: series defined, caches filled, and the guest's Go
@@ -53,6 +64,9 @@ func BenchmarkFilterPerRequest(b *testing.B) {
 		})
 	}
 }
+
+// filterConfig is the filter's configuration in the benchmark.
+const filterConfig = `{"tracing":{"sampling_percentage":1},"access_log":{"headers":["x-request-id"]}}`
 
 // warmUp is how many requests run before anything is measured.
 const warmUp = 50000
