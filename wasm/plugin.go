@@ -144,9 +144,12 @@ const maxFree = 16
 // does without calling it). A request context is the filter's largest
 // allocation; reusing it keeps the guest's GC out of the request path.
 func (p *pluginContext) recycle(h *httpContext) {
-	if len(p.free) < maxFree {
-		p.free = append(p.free, h)
+	// A second proxy_on_log for the context must not hand it out twice.
+	if h.recycled || len(p.free) >= maxFree {
+		return
 	}
+	h.recycled = true
+	p.free = append(p.free, h)
 }
 
 // httpContext is one request.
@@ -167,6 +170,7 @@ type httpContext struct {
 	attrsDone  bool
 	statusSeen bool
 	grpc       bool // the request's content-type is application/grpc*
+	recycled   bool // in the plugin's free list
 }
 
 // guard turns a panic in a callback (a failed host call, a bug) into a
