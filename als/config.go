@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshtrail/meshtrail/config"
 	"github.com/meshtrail/meshtrail/fanout/route"
+	"github.com/meshtrail/meshtrail/record"
 	sinkconfig "github.com/meshtrail/meshtrail/sink/config"
 )
 
@@ -183,8 +184,21 @@ func (c *Config) Validate() error {
 			return config.Errorf("metrics.max_series", "must be >= 0 (0 = default), got %d", c.Metrics.MaxSeries)
 		}
 	}
-	if _, err := c.sinks(); err != nil {
+	sc, err := c.sinks()
+	if err != nil {
 		return err
+	}
+	if c.Routing != nil {
+		if sc == nil || len(sc.Enabled()) == 0 {
+			return config.Errorf("routing", "routes records between sinks: enable at least one in the sinks: section")
+		}
+		known := map[string]record.Consumer{}
+		for _, name := range sc.Enabled() {
+			known[name] = nil
+		}
+		if err := c.Routing.Validate(known); err != nil {
+			return err
+		}
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "", "debug", "info", "warn", "error":

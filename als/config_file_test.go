@@ -57,3 +57,30 @@ func TestSinksSectionIsValidatedAtStart(t *testing.T) {
 		}
 	}
 }
+
+func TestRoutingIsValidatedAgainstTheEnabledSinks(t *testing.T) {
+	sinks := "sinks:\n  loki:\n    enabled: true\n    url: http://127.0.0.1:3100/loki/api/v1/push\n  otlp:\n    enabled: true\n    endpoint: 127.0.0.1:4317\n"
+	cases := map[string]string{
+		"routing:\n  default_sinks: [loki]\n":                                                                         "routing: routes records between sinks",
+		sinks + "routing:\n  routes:\n  - namespaces: [payments]\n    sinks: [jaeger]\n":                              `routing.routes[0].sinks: unknown sink "jaeger"`,
+		sinks + "routing:\n  tenant: {from: label}\n":                                                                 "routing.tenant.from",
+		sinks + "routing:\n  routes:\n  - namespaces: [payments]\n    sinks: [otlp, loki]\n  default_sinks: [loki]\n": "",
+	}
+	for doc, want := range cases {
+		p := filepath.Join(t.TempDir(), "als.yaml")
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg := DefaultConfig()
+		err := config.Load(p, &cfg)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q: %v, want it valid (sinks are named after their sections)", doc, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: got %v, want an error containing %q", doc, err, want)
+		}
+	}
+}

@@ -58,8 +58,10 @@ func (b *builder) build(c *Config) error {
 		if err != nil {
 			return err
 		}
+		// Sinks are named after their section, so routing rules, logs and
+		// the sink="..." metric label all use the word the user wrote.
 		exp, err := otlp.New(context.Background(), otlp.Options{
-			Protocol: otlp.Protocol(s.Protocol), Endpoint: s.Endpoint, URLPath: s.URLPath,
+			Name: "otlp", Protocol: otlp.Protocol(s.Protocol), Endpoint: s.Endpoint, URLPath: s.URLPath,
 			TLS: tlsCfg, Headers: headers, Gzip: s.Gzip, Timeout: s.Timeout.D(),
 		})
 		if err != nil {
@@ -140,7 +142,7 @@ func (b *builder) build(c *Config) error {
 		if err != nil {
 			return err
 		}
-		exp, err := promremote.New(promremote.Options{URL: s.URL, Client: client, Headers: headers})
+		exp, err := promremote.New(promremote.Options{Name: "prometheus_remote_write", URL: s.URL, Client: client, Headers: headers})
 		if err != nil {
 			return err
 		}

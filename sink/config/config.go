@@ -307,3 +307,25 @@ func validLabel(s string) bool {
 	}
 	return true
 }
+
+// Enabled returns the names of the enabled sinks, which are their section
+// names (what routing rules refer to), in the order Build creates them.
+func (c *Config) Enabled() []string {
+	var names []string
+	for _, s := range []struct {
+		name string
+		on   bool
+	}{
+		{"otlp", c.OTLP != nil && c.OTLP.Enabled},
+		{"zipkin", c.Zipkin != nil && c.Zipkin.Enabled},
+		{"loki", c.Loki != nil && c.Loki.Enabled},
+		{"elasticsearch", c.Elasticsearch != nil && c.Elasticsearch.Enabled},
+		{"fluentd", c.Fluentd != nil && c.Fluentd.Enabled},
+		{"prometheus_remote_write", c.RemoteWrite != nil && c.RemoteWrite.Enabled},
+	} {
+		if s.on {
+			names = append(names, s.name)
+		}
+	}
+	return names
+}

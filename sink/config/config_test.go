@@ -117,7 +117,7 @@ func TestBuildWrapsEachExporterInAQueue(t *testing.T) {
 	for _, s := range sinks {
 		names = append(names, s.Name())
 	}
-	if got := strings.Join(names, ","); got != "otlp-grpc,zipkin,loki,elasticsearch,fluentd,prometheus-remote-write" {
+	if got := strings.Join(names, ","); got != "otlp,zipkin,loki,elasticsearch,fluentd,prometheus_remote_write" {
 		t.Errorf("sinks %s", got)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
