@@ -228,3 +228,40 @@ func mustMarshal(t *testing.T, m proto.Message) []byte {
 	}
 	return b
 }
+
+// The wire decoder and the reference converter agree on TCP entries too,
+// including which entries are intermediate (logged before the connection
+// ended), whether Envoy says so with the deprecated flag or the newer
+// access_log_type.
+func TestWireMatchesReferenceForTCP(t *testing.T) {
+	cases := []*accesslogv3.TCPAccessLogEntry{
+		{CommonProperties: &accesslogv3.AccessLogCommon{UpstreamCluster: "outbound|5432||pg.db.svc.cluster.local",
+			ResponseFlags: &accesslogv3.ResponseFlags{UpstreamConnectionTermination: true}, AccessLogType: accesslogv3.AccessLogType_TcpConnectionEnd},
+			ConnectionProperties: &accesslogv3.ConnectionProperties{ReceivedBytes: 10, SentBytes: 20}},
+		{CommonProperties: &accesslogv3.AccessLogCommon{AccessLogType: accesslogv3.AccessLogType_TcpPeriodic},
+			ConnectionProperties: &accesslogv3.ConnectionProperties{ReceivedBytes: 5}},
+		{CommonProperties: &accesslogv3.AccessLogCommon{IntermediateLogEntry: true}},
+	}
+	conv := newConverter(nil, nil, 1024)
+	for i, e := range cases {
+		b, err := proto.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		px := parseNode(&corev3.Node{Id: "sidecar~1.2.3.4~p.ns~ns.svc.cluster.local"}, "tcp")
+		got, err := newWireDecoder(conv).tcp(&px, b, time.Unix(0, 0), &entryNotes{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := conv.refTCP(&px, e, time.Unix(0, 0), &entryNotes{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := string(record.AppendJSON(nil, got)), string(record.AppendJSON(nil, want)); g != w {
+			t.Errorf("case %d:\nwire %s\nref  %s", i, g, w)
+		}
+		if wantIntermediate := i > 0; got.Intermediate != wantIntermediate {
+			t.Errorf("case %d: intermediate = %v, want %v", i, got.Intermediate, wantIntermediate)
+		}
+	}
+}

@@ -113,7 +113,8 @@ func (c *converter) refCommon(p *proxy, cp *accesslogv3.AccessLogCommon, r *reco
 	r.RouteName = cp.GetRouteName()
 	r.ConnectionTerminationDetails = cp.GetConnectionTerminationDetails()
 	r.StreamID = cp.GetStreamId()
-	r.Intermediate = cp.GetIntermediateLogEntry()
+	//lint:ignore SA1019 older Envoys still send the deprecated flag
+	r.Intermediate = cp.GetIntermediateLogEntry() || intermediateType(uint64(cp.GetAccessLogType()))
 	r.SampleRate = cp.GetSampleRate()
 	r.Tags = nonEmpty(cp.GetCustomTags())
 	var ds decodedState

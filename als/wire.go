@@ -389,8 +389,10 @@ func (d *wireDecoder) common(p *proxy, b []byte, r *record.Record, notes *entryN
 			r.ConnectionTerminationDetails = d.str(v)
 		case 26:
 			r.StreamID = d.fresh(v)
-		case 27:
-			r.Intermediate = u != 0
+		case 27: // intermediate_log_entry: deprecated, older Envoys still send it
+			r.Intermediate = r.Intermediate || u != 0
+		case 33:
+			r.Intermediate = r.Intermediate || intermediateType(u)
 		case 28:
 			r.Downstream.TransportFailure = d.str(v)
 		case 29:
@@ -416,6 +418,20 @@ func (d *wireDecoder) common(p *proxy, b []byte, r *record.Record, notes *entryN
 		r.Source = ds.downstreamPeer
 	}
 	return nil
+}
+
+// intermediateType reports whether an AccessLogType (Envoy >= 1.27) marks
+// an entry logged before the stream or connection ended: at its start or
+// periodically. Only the final entry describes the whole request.
+func intermediateType(t uint64) bool {
+	switch t {
+	case 1, 2, // TcpUpstreamConnected, TcpPeriodic
+		4, 5, // DownstreamStart, DownstreamPeriodic
+		7, 8, // UpstreamPoolReady, UpstreamPeriodic
+		10, 11, 12: // DownstreamTunnelSuccessfullyEstablished, UdpTunnelUpstreamConnected, UdpPeriodic
+		return true
+	}
+	return false
 }
 
 // filterState decodes one map entry of filter_state_objects: key (1) and

@@ -137,8 +137,6 @@ type Request struct {
 	Failed bool
 }
 
-type span struct{ traceID, spanID, parentID [16]byte }
-
 // Request simulates one GET /productpage through the mesh starting at now.
 func (m *Mesh) Request(now time.Time) Request {
 	var tid [16]byte
