@@ -215,6 +215,14 @@ func (r *relay) start(t *testing.T) {
 				continue
 			}
 			r.mu.Lock()
+			if r.ln != ln {
+				// stop ran while this connection was being set up: it must
+				// not outlive the outage it would otherwise bridge.
+				r.mu.Unlock()
+				in.Close()
+				out.Close()
+				return
+			}
 			r.conns = append(r.conns, in, out)
 			r.mu.Unlock()
 			go func() { io.Copy(out, in); out.Close() }()
@@ -228,6 +236,7 @@ func (r *relay) stop() {
 	defer r.mu.Unlock()
 	if r.ln != nil {
 		r.ln.Close()
+		r.ln = nil
 	}
 	for _, c := range r.conns {
 		c.Close()
