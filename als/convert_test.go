@@ -89,19 +89,6 @@ func TestParseCluster(t *testing.T) {
 	}
 }
 
-func TestPeerWorkloadBothShapes(t *testing.T) {
-	own, _ := structpb.NewStruct(map[string]any{"namespace": "ns1", "workload": "w1", "service": "svc1", "revision": "r1", "identity": "spiffe://td/ns/ns1/sa/s"})
-	w, ok := decodePeerStruct(mustMarshal(t, own), func(b []byte) string { return string(b) })
-	if !ok || w.Name != "w1" || w.Namespace != "ns1" || w.CanonicalService != "svc1" || w.CanonicalRevision != "r1" || w.Principal != "spiffe://td/ns/ns1/sa/s" {
-		t.Errorf("peer object shape: %+v", w)
-	}
-	node, _ := structpb.NewStruct(map[string]any{"NAMESPACE": "ns2", "WORKLOAD_NAME": "w2", "LABELS": map[string]any{"app": "a2", "service.istio.io/canonical-name": "c2"}})
-	w, ok = decodePeerStruct(mustMarshal(t, node), func(b []byte) string { return string(b) })
-	if !ok || w.Name != "w2" || w.Namespace != "ns2" || w.App != "a2" || w.CanonicalService != "c2" {
-		t.Errorf("node metadata shape: %+v", w)
-	}
-}
-
 func TestConfigValidationNamesTheField(t *testing.T) {
 	cases := map[string]func(*Config){
 		"listen":                      func(c *Config) { c.Listen = "" },
@@ -218,15 +205,6 @@ func repeatedMessageField(b []byte) bool {
 		b = b[m:]
 	}
 	return false
-}
-
-func mustMarshal(t *testing.T, m proto.Message) []byte {
-	t.Helper()
-	b, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // The wire decoder and the reference converter agree on TCP entries too,

@@ -1,6 +1,7 @@
 package als
 
 import (
+	"github.com/meshtrail/meshtrail/peermeta"
 	"github.com/meshtrail/meshtrail/record"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -56,9 +57,14 @@ func (ds *decodedState) add(key, typeURL string, value []byte, str func([]byte) 
 	case typeStruct:
 		switch key {
 		case fsUpstreamPeer, fsDownstreamPeer, "wasm.upstream_peer", "wasm.downstream_peer":
-			w, ok := decodePeerStruct(value, str)
+			pw, ok := peermeta.Decode(value, str)
 			if !ok {
 				return false
+			}
+			w := record.Workload{
+				Name: pw.Name, Namespace: pw.Namespace, CanonicalService: pw.CanonicalService,
+				CanonicalRevision: pw.CanonicalRevision, App: pw.App, Version: pw.Version,
+				Cluster: pw.Cluster, Principal: pw.Principal, Pod: pw.Pod,
 			}
 			if key == fsUpstreamPeer || key == "wasm.upstream_peer" {
 				ds.upstreamPeer, ds.hasUpstream = w, true

@@ -5,13 +5,14 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/meshtrail/meshtrail/peermeta"
 	"github.com/meshtrail/meshtrail/record"
 )
 
 // Istio's canonical service labels.
 const (
-	labelCanonicalName     = "service.istio.io/canonical-name"
-	labelCanonicalRevision = "service.istio.io/canonical-revision"
+	labelCanonicalName     = peermeta.LabelCanonicalName
+	labelCanonicalRevision = peermeta.LabelCanonicalRevision
 )
 
 // proxy is what the receiver knows of the Envoy at the other end of a

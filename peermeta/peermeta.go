@@ -1,0 +1,194 @@
+// Package peermeta decodes the peer metadata Istio's proxies exchange about
+// each other: a serialized google.protobuf.Struct, carried in the
+// x-envoy-peer-metadata header (the Wasm filter reads it) and logged as the
+// upstream_peer / downstream_peer filter state (the ALS receiver reads
+// it). Istio writes it in one of two shapes: the node-metadata form
+// (WORKLOAD_NAME, NAMESPACE, CLUSTER_ID, NAME, LABELS{app, version,
+// service.istio.io/canonical-*}) or the peer object's own keys (workload,
+// namespace, service, revision, app, version, cluster, identity, name).
+//
+// It has no dependencies: the protobuf runtime would double the size of
+// the .wasm.
+package peermeta
+
+// Workload is one peer as Istio's telemetry labels describe it. Empty
+// fields were not in the metadata.
+type Workload struct {
+	Name, Namespace                     string
+	CanonicalService, CanonicalRevision string
+	App, Version                        string
+	Cluster, Principal, Pod             string
+}
+
+// Istio's pod labels for the canonical service and revision.
+const (
+	LabelCanonicalName     = "service.istio.io/canonical-name"
+	LabelCanonicalRevision = "service.istio.io/canonical-revision"
+)
+
+// Decode reads a serialized Struct in either shape. str turns bytes into
+// strings (an interning function, or one that just copies). It reports
+// false for bytes that are not a well-formed Struct or hold no field.
+func Decode(b []byte, str func([]byte) string) (Workload, bool) {
+	var w Workload
+	any := false
+	ok := Walk(b, func(key, val, sub []byte) bool {
+		any = true
+		if sub != nil && string(key) == "LABELS" {
+			return Walk(sub, func(k, s, _ []byte) bool {
+				if s == nil {
+					return true
+				}
+				switch string(k) {
+				case LabelCanonicalName:
+					w.CanonicalService = str(s)
+				case LabelCanonicalRevision:
+					w.CanonicalRevision = str(s)
+				case "app":
+					w.App = str(s)
+				case "version":
+					w.Version = str(s)
+				}
+				return true
+			})
+		}
+		if val == nil {
+			return true
+		}
+		switch string(key) {
+		case "workload", "WORKLOAD_NAME":
+			w.Name = str(val)
+		case "namespace", "NAMESPACE":
+			w.Namespace = str(val)
+		case "service":
+			w.CanonicalService = str(val)
+		case "revision":
+			w.CanonicalRevision = str(val)
+		case "app":
+			w.App = str(val)
+		case "version":
+			w.Version = str(val)
+		case "cluster", "CLUSTER_ID":
+			w.Cluster = str(val)
+		case "identity":
+			w.Principal = str(val)
+		case "name", "NAME":
+			w.Pod = str(val)
+		}
+		return true
+	})
+	return w, ok && any
+}
+
+// Walk calls fn for each entry of a serialized Struct (field 1,
+// map<string, Value>) with the Value's string_value (field 3, non-nil even
+// when empty) or its struct_value (field 5). fn returns false to stop.
+// Walk reports false for malformed bytes.
+func Walk(b []byte, fn func(key, str, sub []byte) bool) bool {
+	for len(b) > 0 {
+		num, typ, entry, rest, ok := field(b)
+		if !ok {
+			return false
+		}
+		b = rest
+		if num != 1 || typ != wireBytes {
+			continue
+		}
+		var key, str, sub []byte
+		for len(entry) > 0 {
+			en, et, v, erest, ok := field(entry)
+			if !ok {
+				return false
+			}
+			entry = erest
+			if et != wireBytes {
+				continue
+			}
+			switch en {
+			case 1:
+				key = v
+			case 2: // Value
+				for len(v) > 0 {
+					vn, vt, val, vrest, ok := field(v)
+					if !ok {
+						return false
+					}
+					v = vrest
+					if vt != wireBytes {
+						continue
+					}
+					switch vn {
+					case 3:
+						str = val
+						if str == nil {
+							str = []byte{}
+						}
+					case 5:
+						sub = val
+					}
+				}
+			}
+		}
+		if !fn(key, str, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+const (
+	wireVarint  = 0
+	wireFixed64 = 1
+	wireBytes   = 2
+	wireFixed32 = 5
+)
+
+// field reads one protobuf field: its number and wire type, its bytes when
+// length-delimited, and what follows it.
+func field(b []byte) (num uint64, typ int, val, rest []byte, ok bool) {
+	tag, n := uvarint(b)
+	if n <= 0 {
+		return 0, 0, nil, nil, false
+	}
+	b = b[n:]
+	num, typ = tag>>3, int(tag&7)
+	switch typ {
+	case wireVarint:
+		_, n = uvarint(b)
+		if n <= 0 {
+			return 0, 0, nil, nil, false
+		}
+		return num, typ, nil, b[n:], true
+	case wireFixed64:
+		if len(b) < 8 {
+			return 0, 0, nil, nil, false
+		}
+		return num, typ, nil, b[8:], true
+	case wireFixed32:
+		if len(b) < 4 {
+			return 0, 0, nil, nil, false
+		}
+		return num, typ, nil, b[4:], true
+	case wireBytes:
+		l, n := uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return 0, 0, nil, nil, false
+		}
+		b = b[n:]
+		return num, typ, b[:l:l], b[l:], true
+	}
+	return 0, 0, nil, nil, false // groups are not used by Struct
+}
+
+// uvarint decodes a protobuf varint (at most 10 bytes).
+func uvarint(b []byte) (uint64, int) {
+	var x uint64
+	for i := 0; i < len(b) && i < 10; i++ {
+		c := b[i]
+		x |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return x, i + 1
+		}
+	}
+	return 0, 0
+}
