@@ -77,12 +77,8 @@ func parseNode(n *corev3.Node, logName string) proxy {
 		Pod:               p.node.Pod,
 		IP:                p.node.IP,
 	}
-	if w.CanonicalService == "" {
-		w.CanonicalService = firstNonEmpty(w.App, lbl("app.kubernetes.io/name"), w.Name)
-	}
-	if w.CanonicalRevision == "" {
-		w.CanonicalRevision = firstNonEmpty(w.Version, lbl("app.kubernetes.io/version"), "latest")
-	}
+	w.CanonicalService = peermeta.CanonicalService(w.CanonicalService, lbl("app.kubernetes.io/name"), w.App, w.Name)
+	w.CanonicalRevision = peermeta.CanonicalRevision(w.CanonicalRevision, lbl("app.kubernetes.io/version"), w.Version)
 	if sa := str("SERVICE_ACCOUNT"); sa != "" && w.Namespace != "" {
 		td := firstNonEmpty(str("TRUST_DOMAIN"), "cluster.local")
 		w.Principal = "spiffe://" + td + "/ns/" + w.Namespace + "/sa/" + sa

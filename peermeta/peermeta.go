@@ -15,9 +15,41 @@ package peermeta
 // fields were not in the metadata.
 type Workload struct {
 	Name, Namespace                     string
-	CanonicalService, CanonicalRevision string
+	CanonicalService, CanonicalRevision string // the service.istio.io/canonical-* labels as sent
 	App, Version                        string
 	Cluster, Principal, Pod             string
+
+	// app.kubernetes.io/name and /version, for Canonical's fallbacks.
+	k8sName, k8sVersion string
+}
+
+// Canonical returns the canonical service and revision the way Istio
+// derives them when the labels are missing: the canonical label, else
+// app.kubernetes.io/name (version), else app (version), else the workload
+// name (and "latest").
+func (w Workload) Canonical() (service, revision string) {
+	return CanonicalService(w.CanonicalService, w.k8sName, w.App, w.Name), CanonicalRevision(w.CanonicalRevision, w.k8sVersion, w.Version)
+}
+
+// CanonicalService is Istio's canonical service of a workload from its
+// labels: the first non-empty of its arguments.
+func CanonicalService(canonicalLabel, k8sName, app, workload string) string {
+	return firstNonEmpty(canonicalLabel, k8sName, app, workload)
+}
+
+// CanonicalRevision is Istio's canonical revision: the first non-empty of
+// its arguments, else "latest".
+func CanonicalRevision(canonicalLabel, k8sVersion, version string) string {
+	return firstNonEmpty(canonicalLabel, k8sVersion, version, "latest")
+}
+
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 // Istio's pod labels for the canonical service and revision.
@@ -48,6 +80,10 @@ func Decode(b []byte, str func([]byte) string) (Workload, bool) {
 					w.App = str(s)
 				case "version":
 					w.Version = str(s)
+				case "app.kubernetes.io/name":
+					w.k8sName = str(s)
+				case "app.kubernetes.io/version":
+					w.k8sVersion = str(s)
 				}
 				return true
 			})

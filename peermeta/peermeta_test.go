@@ -40,6 +40,24 @@ func TestDecodeBothShapes(t *testing.T) {
 	}
 }
 
+func TestCanonicalFallsBackAsIstioDoes(t *testing.T) {
+	for _, c := range []struct {
+		labels        map[string]any
+		svc, revision string
+	}{
+		{map[string]any{LabelCanonicalName: "c", LabelCanonicalRevision: "r", "app": "a", "version": "v"}, "c", "r"},
+		{map[string]any{"app.kubernetes.io/name": "k", "app.kubernetes.io/version": "kv", "app": "a", "version": "v"}, "k", "kv"},
+		{map[string]any{"app": "a", "version": "v"}, "a", "v"},
+		{map[string]any{}, "w", "latest"},
+	} {
+		w, ok := Decode(marshal(t, map[string]any{"WORKLOAD_NAME": "w", "LABELS": c.labels}), copyString)
+		svc, rev := w.Canonical()
+		if !ok || svc != c.svc || rev != c.revision {
+			t.Errorf("labels %v: canonical %q/%q, want %q/%q", c.labels, svc, rev, c.svc, c.revision)
+		}
+	}
+}
+
 func TestDecodeRejectsGarbage(t *testing.T) {
 	for _, b := range [][]byte{nil, {0x0a}, {0x0a, 0x05, 0x01}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}} {
 		if _, ok := Decode(b, copyString); ok {
