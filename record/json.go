@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // AppendJSON appends r as one JSON object (no trailing newline) to dst.
@@ -272,6 +273,25 @@ var plainASCII = func() (t [256]bool) {
 	return
 }()
 
+const (
+	lanes01 = 0x0101010101010101
+	lanes80 = 0x8080808080808080
+)
+
+// needsEscape8 reports whether any of s[i:i+8] is a control character,
+// '"', '\\' or a non-ASCII byte. It may say yes for eight plain bytes (the
+// caller then goes byte by byte), never no for one that needs escaping.
+func needsEscape8(s string, i int) bool {
+	// One unaligned load; the caller checked i+8 <= len(s).
+	x := *(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.StringData(s)), i))
+	below20 := (x - lanes01*0x20) & ^x & lanes80
+	q := x ^ (lanes01 * '"')
+	quote := (q - lanes01) & ^q & lanes80
+	bs := x ^ (lanes01 * '\\')
+	backslash := (bs - lanes01) & ^bs & lanes80
+	return (below20 | quote | backslash | x&lanes80) != 0
+}
+
 // AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes
 // U+FFFD, as encoding/json does, so the output is always valid JSON.
 func AppendJSONString(dst []byte, s string) []byte {
@@ -279,6 +299,14 @@ func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while none needs escaping (most of a
+		// record's text): this loop was a sixth of the receiver's work.
+		for i+8 <= len(s) && !needsEscape8(s, i) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if plainASCII[c] {
 			i++

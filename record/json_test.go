@@ -97,3 +97,20 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = AppendJSON(buf[:0], r)
 	}
 }
+
+// Every byte value in every lane of the eight-byte fast path: it must
+// never call a byte plain that needs escaping.
+func TestNeedsEscape8FindsEveryByteThatNeedsEscaping(t *testing.T) {
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			b := []byte("abcdefgh")
+			b[pos] = byte(c)
+			needs := c < 0x20 || c == '"' || c == '\\' || c >= 0x80
+			if got := needsEscape8(string(b), 0); needs && !got {
+				t.Fatalf("byte %#x at %d: fast path says plain", c, pos)
+			} else if !needs && got {
+				t.Errorf("byte %#x at %d: needless slow path", c, pos)
+			}
+		}
+	}
+}
