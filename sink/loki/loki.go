@@ -106,17 +106,9 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	switch {
-	case resp.StatusCode/100 == 2:
-		return nil
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return fmt.Errorf("loki: status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
-	default:
-		// 400 (too old, line too long, invalid labels) and friends: this
-		// batch as is will never be accepted; the queue splits it to find
-		// the bad record.
-		return fanout.Permanent(fmt.Errorf("loki: status %d: %s", resp.StatusCode, bytes.TrimSpace(msg)))
-	}
+	// 400 (too old, line too long, invalid labels) is permanent: the queue
+	// splits the batch to find the bad record.
+	return fanout.HTTPStatusError("loki", resp.StatusCode, msg)
 }
 
 // Labels returns the stream selector of r: {namespace, workload, source,

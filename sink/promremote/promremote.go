@@ -142,12 +142,8 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	switch {
-	case resp.StatusCode/100 == 2:
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return fmt.Errorf("promremote: status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
-	default:
-		return fanout.Permanent(fmt.Errorf("promremote: status %d: %s", resp.StatusCode, bytes.TrimSpace(msg)))
+	if err := fanout.HTTPStatusError("promremote", resp.StatusCode, msg); err != nil {
+		return err
 	}
 	for k, t := range next {
 		t := t

@@ -90,14 +90,7 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	switch {
-	case resp.StatusCode/100 == 2:
-		return nil
-	case resp.StatusCode == http.StatusBadRequest:
-		return fanout.Permanent(fmt.Errorf("zipkin: status %d: %s", resp.StatusCode, msg))
-	default:
-		return fmt.Errorf("zipkin: status %d: %s", resp.StatusCode, msg)
-	}
+	return fanout.HTTPStatusError("zipkin", resp.StatusCode, msg)
 }
 
 // Encode returns the JSON body for batch, or nil when no record is a span.
