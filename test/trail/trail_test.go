@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,14 +25,7 @@ func TestFailedRequestTrailAcrossBackends(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: starts Jaeger, Loki and Prometheus (run by make test)")
 	}
-	root := harness.RepoRoot(t)
-	bin := filepath.Join(t.TempDir(), "meshtrail")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/meshtrail")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build meshtrail: %v\n%s", err, out)
-	}
+	bin := buildMeshtrail(t)
 
 	jaeger := harness.StartJaeger(t)
 	loki := harness.StartLoki(t)
