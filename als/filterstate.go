@@ -46,7 +46,11 @@ type decodedState struct {
 // the record's Source or Destination instead of text. An object of another
 // type is kept as its type URL so the user sees it was there. It reports
 // false when the object could not be decoded.
-func (ds *decodedState) add(key, typeURL string, value []byte, str func([]byte) string) bool {
+//
+// peer decodes Istio peer metadata (a serialized Struct); the wire decoder
+// passes its cache (peerCache), since one Envoy logs the same few peers
+// over and over.
+func (ds *decodedState) add(key, typeURL string, value []byte, peer func([]byte) (record.Workload, bool)) bool {
 	switch typeURL {
 	case typeBytesValue, typeStringValue:
 		v, ok := wrapperValue(value)
@@ -57,14 +61,9 @@ func (ds *decodedState) add(key, typeURL string, value []byte, str func([]byte) 
 	case typeStruct:
 		switch key {
 		case fsUpstreamPeer, fsDownstreamPeer, "wasm.upstream_peer", "wasm.downstream_peer":
-			pw, ok := peermeta.Decode(value, str)
+			w, ok := peer(value)
 			if !ok {
 				return false
-			}
-			w := record.Workload{
-				Name: pw.Name, Namespace: pw.Namespace, CanonicalService: pw.CanonicalService,
-				CanonicalRevision: pw.CanonicalRevision, App: pw.App, Version: pw.Version,
-				Cluster: pw.Cluster, Principal: pw.Principal, Pod: pw.Pod,
 			}
 			if key == fsUpstreamPeer || key == "wasm.upstream_peer" {
 				ds.upstreamPeer, ds.hasUpstream = w, true
@@ -86,6 +85,20 @@ func (ds *decodedState) add(key, typeURL string, value []byte, str func([]byte) 
 		ds.set(key, "@type="+typeURL)
 	}
 	return true
+}
+
+// decodePeer turns serialized Istio peer metadata into a Workload, and
+// says whether the result is independent of the Struct's entry order.
+func decodePeer(value []byte, str func([]byte) string) (w record.Workload, ok, orderFree bool) {
+	pw, ok, orderFree := peermeta.DecodeOrderFree(value, str)
+	if !ok {
+		return record.Workload{}, false, false
+	}
+	return record.Workload{
+		Name: pw.Name, Namespace: pw.Namespace, CanonicalService: pw.CanonicalService,
+		CanonicalRevision: pw.CanonicalRevision, App: pw.App, Version: pw.Version,
+		Cluster: pw.Cluster, Principal: pw.Principal, Pod: pw.Pod,
+	}, true, orderFree
 }
 
 func (ds *decodedState) set(k, v string) {

@@ -119,7 +119,10 @@ func (c *converter) refCommon(p *proxy, cp *accesslogv3.AccessLogCommon, r *reco
 	r.Tags = nonEmpty(cp.GetCustomTags())
 	var ds decodedState
 	for k, a := range cp.GetFilterStateObjects() {
-		if !ds.add(k, a.GetTypeUrl(), a.GetValue(), func(b []byte) string { return string(b) }) {
+		if !ds.add(k, a.GetTypeUrl(), a.GetValue(), func(b []byte) (record.Workload, bool) {
+			w, ok, _ := decodePeer(b, func(b []byte) string { return string(b) })
+			return w, ok
+		}) {
 			notes.badFilterState = append(notes.badFilterState, k)
 		}
 	}

@@ -29,6 +29,8 @@ type wireDecoder struct {
 	conv *converter
 	// intern holds recently seen short strings (see str).
 	intern *[internSlots]string
+	// peers remembers decoded peer metadata (see peerCache).
+	peers peerCache
 	// repaired counts strings that held invalid UTF-8 (Envoy does not
 	// validate it), replaced by U+FFFD rather than failing the message.
 	repaired int
@@ -459,10 +461,23 @@ func (d *wireDecoder) filterState(p *proxy, b []byte, ds *decodedState, notes *e
 	if err != nil {
 		return err
 	}
-	if !ds.add(key, typeURL, value, d.str) {
+	if !ds.add(key, typeURL, value, d.peer) {
 		notes.badFilterState = append(notes.badFilterState, key)
 	}
 	return nil
+}
+
+// peer decodes Istio peer metadata (upstream_peer, downstream_peer)
+// through the stream's cache.
+func (d *wireDecoder) peer(b []byte) (record.Workload, bool) {
+	if w, ok := d.peers.lookup(b); ok {
+		return w, true
+	}
+	w, ok, orderFree := decodePeer(b, d.str)
+	if ok && orderFree {
+		d.peers.add(b, w)
+	}
+	return w, ok
 }
 
 // mapEntry decodes a map<string,string> entry into m. Keys (header names,

@@ -62,28 +62,65 @@ const (
 // strings (an interning function, or one that just copies). It reports
 // false for bytes that are not a well-formed Struct or hold no field.
 func Decode(b []byte, str func([]byte) string) (Workload, bool) {
-	var w Workload
+	w, ok, _ := DecodeOrderFree(b, str)
+	return w, ok
+}
+
+// DecodeOrderFree is Decode, and also reports whether the result is the
+// same whatever order the Struct's entries come in: no field of the
+// Workload was set twice (a repeated key, or both "service" and the
+// canonical-name label). Envoy serializes a Struct's map in hash order,
+// which varies from one log entry to the next, so a caller that caches
+// decoded peers by their set of entries may cache only such results.
+func DecodeOrderFree(b []byte, str func([]byte) string) (w Workload, ok, orderFree bool) {
 	any := false
-	ok := Walk(b, func(key, val, sub []byte) bool {
+	var set uint16
+	orderFree = true
+	put := func(dst *string, bit uint16, v []byte) {
+		if set&bit != 0 {
+			orderFree = false
+		}
+		set |= bit
+		*dst = str(v)
+	}
+	const (
+		bName = 1 << iota
+		bNamespace
+		bService
+		bRevision
+		bApp
+		bVersion
+		bCluster
+		bPrincipal
+		bPod
+		bK8sName
+		bK8sVersion
+		bLabels
+	)
+	ok = Walk(b, func(key, val, sub []byte) bool {
 		any = true
 		if sub != nil && string(key) == "LABELS" {
+			if set&bLabels != 0 {
+				orderFree = false
+			}
+			set |= bLabels
 			return Walk(sub, func(k, s, _ []byte) bool {
 				if s == nil {
 					return true
 				}
 				switch string(k) {
 				case LabelCanonicalName:
-					w.CanonicalService = str(s)
+					put(&w.CanonicalService, bService, s)
 				case LabelCanonicalRevision:
-					w.CanonicalRevision = str(s)
+					put(&w.CanonicalRevision, bRevision, s)
 				case "app":
-					w.App = str(s)
+					put(&w.App, bApp, s)
 				case "version":
-					w.Version = str(s)
+					put(&w.Version, bVersion, s)
 				case "app.kubernetes.io/name":
-					w.k8sName = str(s)
+					put(&w.k8sName, bK8sName, s)
 				case "app.kubernetes.io/version":
-					w.k8sVersion = str(s)
+					put(&w.k8sVersion, bK8sVersion, s)
 				}
 				return true
 			})
@@ -93,27 +130,28 @@ func Decode(b []byte, str func([]byte) string) (Workload, bool) {
 		}
 		switch string(key) {
 		case "workload", "WORKLOAD_NAME":
-			w.Name = str(val)
+			put(&w.Name, bName, val)
 		case "namespace", "NAMESPACE":
-			w.Namespace = str(val)
+			put(&w.Namespace, bNamespace, val)
 		case "service":
-			w.CanonicalService = str(val)
+			put(&w.CanonicalService, bService, val)
 		case "revision":
-			w.CanonicalRevision = str(val)
+			put(&w.CanonicalRevision, bRevision, val)
 		case "app":
-			w.App = str(val)
+			put(&w.App, bApp, val)
 		case "version":
-			w.Version = str(val)
+			put(&w.Version, bVersion, val)
 		case "cluster", "CLUSTER_ID":
-			w.Cluster = str(val)
+			put(&w.Cluster, bCluster, val)
 		case "identity":
-			w.Principal = str(val)
+			put(&w.Principal, bPrincipal, val)
 		case "name", "NAME":
-			w.Pod = str(val)
+			put(&w.Pod, bPod, val)
 		}
 		return true
 	})
-	return w, ok && any
+	ok = ok && any
+	return w, ok, orderFree && ok
 }
 
 // Walk calls fn for each entry of a serialized Struct (field 1,
