@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
+	"strings"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -17,57 +18,81 @@ import (
 // dst. Keys are stable; empty values are omitted. Durations are
 // milliseconds with microsecond precision, times RFC 3339 with nanoseconds.
 //
-// Every member is written with a leading comma; "kind" always comes first
-// and carries none, and nested objects drop their first comma when closed.
+// An Encoder writes the same bytes faster when it renders many records of
+// one stream; AppendJSON keeps no state between calls.
 func AppendJSON(b []byte, r *Record) []byte {
-	b = append(b, `{"kind":"`...)
-	b = append(b, r.Kind.String()...)
-	b = append(b, '"')
-	b = jTime(b, `,"start_time":`, r.StartTime)
-	b = jTime(b, `,"received_at":`, r.ReceivedAt)
-	b = jStr(b, `,"trace_id":`, r.Trace.TraceID)
-	b = jStr(b, `,"span_id":`, r.Trace.SpanID)
-	b = jStr(b, `,"parent_span_id":`, r.Trace.ParentSpanID)
-	if r.Trace.Sampled != nil {
-		b = append(b, `,"sampled":`...)
-		b = strconv.AppendBool(b, *r.Trace.Sampled)
+	return appendRecord(b, r, nil)
+}
+
+// appendRecord is AppendJSON, with e's caches when e is not nil.
+//
+// Every member is written with a leading comma; "kind" always comes first
+// and carries none, and a nested object's opening brace overwrites the
+// leading comma of its first member (see jOpen). String members' keys end
+// with the value's opening quote.
+func appendRecord(b []byte, r *Record, e *Encoder) []byte {
+	var day *dayCache
+	var maps *[numMaps]mapKeys
+	if e != nil {
+		day, maps = &e.day, &e.maps
+	} else {
+		day = new(dayCache) // does not escape
 	}
-	b = jStr(b, `,"trace_source":`, r.Trace.Source)
-	b = jStr(b, `,"reporter":`, r.Reporter)
+	b = append(b, kindPrefix(r.Kind)...)
+	b = jTime(b, `,"start_time":"`, r.StartTime, day)
+	b = jTime(b, `,"received_at":"`, r.ReceivedAt, day)
+	b = jStr(b, `,"trace_id":"`, r.Trace.TraceID)
+	b = jStr(b, `,"span_id":"`, r.Trace.SpanID)
+	b = jStr(b, `,"parent_span_id":"`, r.Trace.ParentSpanID)
+	if r.Trace.Sampled != nil {
+		if *r.Trace.Sampled {
+			b = append(b, `,"sampled":true`...)
+		} else {
+			b = append(b, `,"sampled":false`...)
+		}
+	}
+	b = jStr(b, `,"trace_source":"`, r.Trace.Source)
+	b = jStr(b, `,"reporter":"`, r.Reporter)
 
 	if r.Node != (Node{}) {
-		n := &r.Node
-		var o int
-		b, o = jOpen(b, `,"node":`)
-		b = jStr(b, `,"id":`, n.ID)
-		b = jStr(b, `,"cluster":`, n.Cluster)
-		b = jStr(b, `,"type":`, n.Type)
-		b = jStr(b, `,"ip":`, n.IP)
-		b = jStr(b, `,"pod":`, n.Pod)
-		b = jStr(b, `,"namespace":`, n.Namespace)
-		b = jStr(b, `,"workload":`, n.Workload)
-		b = jStr(b, `,"mesh":`, n.Mesh)
-		b = jStr(b, `,"network":`, n.Network)
-		b = jStr(b, `,"log_name":`, n.LogName)
-		b = jClose(b, o)
+		b = append(b, `,"node":`...)
+		if e != nil {
+			b = e.node(b, &r.Node)
+		} else {
+			b = appendNode(b, &r.Node)
+		}
 	}
-	b = jWorkload(b, `,"source":`, &r.Source)
-	b = jWorkload(b, `,"destination":`, &r.Destination)
+	if r.Source != (Workload{}) {
+		b = append(b, `,"source":`...)
+		if e != nil {
+			b = e.workload(b, &r.Source)
+		} else {
+			b = appendWorkload(b, &r.Source)
+		}
+	}
+	if r.Destination != (Workload{}) {
+		b = append(b, `,"destination":`...)
+		if e != nil {
+			b = e.workload(b, &r.Destination)
+		} else {
+			b = appendWorkload(b, &r.Destination)
+		}
+	}
 
 	h := &r.HTTP
-	b = jStr(b, `,"method":`, h.Method)
-	b = jStr(b, `,"scheme":`, h.Scheme)
-	b = jStr(b, `,"authority":`, h.Authority)
-	b = jStr(b, `,"path":`, h.Path)
-	b = jStr(b, `,"original_path":`, h.OriginalPath)
-	b = jStr(b, `,"protocol":`, h.Protocol)
+	b = jStr(b, `,"method":"`, h.Method)
+	b = jStr(b, `,"scheme":"`, h.Scheme)
+	b = jStr(b, `,"authority":"`, h.Authority)
+	b = jStr(b, `,"path":"`, h.Path)
+	b = jStr(b, `,"original_path":"`, h.OriginalPath)
+	b = jStr(b, `,"protocol":"`, h.Protocol)
 	b = jUint(b, `,"response_code":`, uint64(h.ResponseCode))
-	b = jStr(b, `,"response_code_details":`, h.ResponseCodeDetails)
-	b = jStr(b, `,"grpc_status":`, h.GRPCStatus)
-	b = jStr(b, `,"request_id":`, h.RequestID)
-	b = jStr(b, `,"user_agent":`, h.UserAgent)
-	b = jStr(b, `,"referer":`, h.Referer)
-	b = jStr(b, `,"forwarded_for":`, h.ForwardedFor)
+	b = jStr(b, `,"response_code_details":"`, h.ResponseCodeDetails)
+	b = jStr(b, `,"grpc_status":"`, h.GRPCStatus)
+	b = jStr(b, `,"request_id":"`, h.RequestID)
+	b = jStr(b, `,"user_agent":"`, h.UserAgent)
+	b = jStr(b, `,"referer":"`, h.Referer)
+	b = jStr(b, `,"forwarded_for":"`, h.ForwardedFor)
 	b = jUint(b, `,"request_header_bytes":`, h.RequestHeaderBytes)
 	b = jUint(b, `,"request_body_bytes":`, h.RequestBodyBytes)
 	b = jUint(b, `,"response_header_bytes":`, h.ResponseHeaderBytes)
@@ -90,11 +115,11 @@ func AppendJSON(b []byte, r *Record) []byte {
 		b = jClose(b, o)
 	}
 
-	b = jStr(b, `,"response_flags":`, r.ResponseFlags)
-	b = jStr(b, `,"route_name":`, r.RouteName)
-	b = jStr(b, `,"connection_termination_details":`, r.ConnectionTerminationDetails)
-	b = jStr(b, `,"connection_security_policy":`, r.ConnectionSecurityPolicy)
-	b = jStr(b, `,"stream_id":`, r.StreamID)
+	b = jStr(b, `,"response_flags":"`, r.ResponseFlags)
+	b = jStr(b, `,"route_name":"`, r.RouteName)
+	b = jStr(b, `,"connection_termination_details":"`, r.ConnectionTerminationDetails)
+	b = jStr(b, `,"connection_security_policy":"`, r.ConnectionSecurityPolicy)
+	b = jStr(b, `,"stream_id":"`, r.StreamID)
 	if r.Intermediate {
 		b = append(b, `,"intermediate":true`...)
 	}
@@ -106,16 +131,14 @@ func AppendJSON(b []byte, r *Record) []byte {
 	if u := &r.Upstream; *u != (Upstream{}) {
 		var o int
 		b, o = jOpen(b, `,"upstream":`)
-		b = jStr(b, `,"cluster":`, u.Cluster)
-		b = jStr(b, `,"direction":`, u.Direction)
-		b = jUint(b, `,"port":`, uint64(u.Port))
-		b = jStr(b, `,"subset":`, u.Subset)
-		b = jStr(b, `,"service":`, u.Service)
-		b = jStr(b, `,"service_name":`, u.ServiceName)
-		b = jStr(b, `,"service_namespace":`, u.ServiceNamespace)
-		b = jStr(b, `,"host":`, u.Host)
-		b = jStr(b, `,"local_address":`, u.LocalAddress)
-		b = jStr(b, `,"transport_failure_reason":`, u.TransportFailure)
+		if e != nil {
+			b = e.upstreamHead(b, u)
+		} else {
+			b = appendUpstreamHead(b, u)
+		}
+		b = jStr(b, `,"host":"`, u.Host)
+		b = jStr(b, `,"local_address":"`, u.LocalAddress)
+		b = jStr(b, `,"transport_failure_reason":"`, u.TransportFailure)
 		b = jUint(b, `,"request_attempt_count":`, uint64(u.RequestAttemptCount))
 		b = jUint(b, `,"wire_bytes_sent":`, u.WireBytesSent)
 		b = jUint(b, `,"wire_bytes_received":`, u.WireBytesReceived)
@@ -124,61 +147,137 @@ func AppendJSON(b []byte, r *Record) []byte {
 	if d := &r.Downstream; *d != (Downstream{}) {
 		var o int
 		b, o = jOpen(b, `,"downstream":`)
-		b = jStr(b, `,"remote_address":`, d.RemoteAddress)
-		b = jStr(b, `,"local_address":`, d.LocalAddress)
-		b = jStr(b, `,"direct_remote_address":`, d.DirectRemoteAddress)
-		b = jStr(b, `,"transport_failure_reason":`, d.TransportFailure)
+		b = jStr(b, `,"remote_address":"`, d.RemoteAddress)
+		b = jStr(b, `,"local_address":"`, d.LocalAddress)
+		b = jStr(b, `,"direct_remote_address":"`, d.DirectRemoteAddress)
+		b = jStr(b, `,"transport_failure_reason":"`, d.TransportFailure)
 		b = jUint(b, `,"wire_bytes_sent":`, d.WireBytesSent)
 		b = jUint(b, `,"wire_bytes_received":`, d.WireBytesReceived)
 		b = jClose(b, o)
 	}
-	if s := &r.TLS; *s != (TLS{}) {
-		var o int
-		b, o = jOpen(b, `,"tls":`)
-		b = jStr(b, `,"version":`, s.Version)
-		b = jUint(b, `,"cipher_suite":`, uint64(s.CipherSuite))
-		b = jStr(b, `,"sni":`, s.SNI)
-		b = jStr(b, `,"peer_uri_san":`, s.PeerURISAN)
-		b = jStr(b, `,"peer_subject":`, s.PeerSubject)
-		b = jStr(b, `,"local_uri_san":`, s.LocalURISAN)
-		b = jStr(b, `,"local_subject":`, s.LocalSubject)
-		b = jStr(b, `,"session_id":`, s.SessionID)
-		b = jClose(b, o)
+	if r.TLS != (TLS{}) {
+		b = append(b, `,"tls":`...)
+		if e != nil {
+			b = e.tls(b, &r.TLS)
+		} else {
+			b = appendTLS(b, &r.TLS)
+		}
 	}
-	b = jMap(b, `,"request_headers":`, r.RequestHeaders)
-	b = jMap(b, `,"response_headers":`, r.ResponseHeaders)
-	b = jMap(b, `,"response_trailers":`, r.ResponseTrailers)
-	b = jMap(b, `,"tags":`, r.Tags)
-	b = jMap(b, `,"filter_state":`, r.FilterState)
+	if maps != nil {
+		b = jMap(b, `,"request_headers":`, r.RequestHeaders, &maps[0])
+		b = jMap(b, `,"response_headers":`, r.ResponseHeaders, &maps[1])
+		b = jMap(b, `,"response_trailers":`, r.ResponseTrailers, &maps[2])
+		b = jMap(b, `,"tags":`, r.Tags, &maps[3])
+		b = jMap(b, `,"filter_state":`, r.FilterState, &maps[4])
+	} else {
+		b = jMap(b, `,"request_headers":`, r.RequestHeaders, nil)
+		b = jMap(b, `,"response_headers":`, r.ResponseHeaders, nil)
+		b = jMap(b, `,"response_trailers":`, r.ResponseTrailers, nil)
+		b = jMap(b, `,"tags":`, r.Tags, nil)
+		b = jMap(b, `,"filter_state":`, r.FilterState, nil)
+	}
 
-	b = jStr(b, `,"message":`, r.Message)
-	b = jStr(b, `,"level":`, r.Level)
-	b = jStr(b, `,"stream":`, r.Stream)
-	b = jMap(b, `,"fields":`, r.Fields)
+	b = jStr(b, `,"message":"`, r.Message)
+	b = jStr(b, `,"level":"`, r.Level)
+	b = jStr(b, `,"stream":"`, r.Stream)
+	if maps != nil {
+		b = jMap(b, `,"fields":`, r.Fields, &maps[5])
+	} else {
+		b = jMap(b, `,"fields":`, r.Fields, nil)
+	}
 	return append(b, '}')
 }
 
-// jOpen starts a nested object; jClose ends it, dropping the leading comma
-// of its first member.
+func kindPrefix(k Kind) string {
+	switch k {
+	case KindHTTP:
+		return `{"kind":"http"`
+	case KindTCP:
+		return `{"kind":"tcp"`
+	case KindLog:
+		return `{"kind":"log"`
+	}
+	return `{"kind":"unknown"`
+}
+
+func appendNode(b []byte, n *Node) []byte {
+	o := len(b)
+	b = jStr(b, `,"id":"`, n.ID)
+	b = jStr(b, `,"cluster":"`, n.Cluster)
+	b = jStr(b, `,"type":"`, n.Type)
+	b = jStr(b, `,"ip":"`, n.IP)
+	b = jStr(b, `,"pod":"`, n.Pod)
+	b = jStr(b, `,"namespace":"`, n.Namespace)
+	b = jStr(b, `,"workload":"`, n.Workload)
+	b = jStr(b, `,"mesh":"`, n.Mesh)
+	b = jStr(b, `,"network":"`, n.Network)
+	b = jStr(b, `,"log_name":"`, n.LogName)
+	return jClose(b, o)
+}
+
+func appendWorkload(b []byte, w *Workload) []byte {
+	o := len(b)
+	b = jStr(b, `,"workload":"`, w.Name)
+	b = jStr(b, `,"namespace":"`, w.Namespace)
+	b = jStr(b, `,"canonical_service":"`, w.CanonicalService)
+	b = jStr(b, `,"canonical_revision":"`, w.CanonicalRevision)
+	b = jStr(b, `,"app":"`, w.App)
+	b = jStr(b, `,"version":"`, w.Version)
+	b = jStr(b, `,"principal":"`, w.Principal)
+	b = jStr(b, `,"cluster":"`, w.Cluster)
+	b = jStr(b, `,"pod":"`, w.Pod)
+	b = jStr(b, `,"ip":"`, w.IP)
+	return jClose(b, o)
+}
+
+func appendTLS(b []byte, s *TLS) []byte {
+	o := len(b)
+	b = jStr(b, `,"version":"`, s.Version)
+	b = jUint(b, `,"cipher_suite":`, uint64(s.CipherSuite))
+	b = jStr(b, `,"sni":"`, s.SNI)
+	b = jStr(b, `,"peer_uri_san":"`, s.PeerURISAN)
+	b = jStr(b, `,"peer_subject":"`, s.PeerSubject)
+	b = jStr(b, `,"local_uri_san":"`, s.LocalURISAN)
+	b = jStr(b, `,"local_subject":"`, s.LocalSubject)
+	b = jStr(b, `,"session_id":"`, s.SessionID)
+	return jClose(b, o)
+}
+
+// appendUpstreamHead writes the upstream members that name the cluster
+// (the same for every request to one service), leading commas included.
+func appendUpstreamHead(b []byte, u *Upstream) []byte {
+	b = jStr(b, `,"cluster":"`, u.Cluster)
+	b = jStr(b, `,"direction":"`, u.Direction)
+	b = jUint(b, `,"port":`, uint64(u.Port))
+	b = jStr(b, `,"subset":"`, u.Subset)
+	b = jStr(b, `,"service":"`, u.Service)
+	b = jStr(b, `,"service_name":"`, u.ServiceName)
+	return jStr(b, `,"service_namespace":"`, u.ServiceNamespace)
+}
+
+// jOpen starts a nested object: it writes only the key, and returns where
+// the members begin. jClose turns the first member's leading comma into
+// the opening brace (or writes "{}" when there was none).
 func jOpen(b []byte, key string) ([]byte, int) {
 	b = append(b, key...)
-	return append(b, '{'), len(b)
+	return b, len(b)
 }
 
 func jClose(b []byte, open int) []byte {
-	if len(b) > open+1 && b[open+1] == ',' {
-		copy(b[open+1:], b[open+2:])
-		b = b[:len(b)-1]
+	if len(b) == open {
+		return append(b, '{', '}')
 	}
+	b[open] = '{'
 	return append(b, '}')
 }
 
+// jStr writes a string member; key ends with the value's opening quote.
 func jStr(b []byte, key, v string) []byte {
 	if v == "" {
 		return b
 	}
 	b = append(b, key...)
-	return AppendJSONString(b, v)
+	return appendStringBody(b, v)
 }
 
 func jUint(b []byte, key string, v uint64) []byte {
@@ -189,14 +288,75 @@ func jUint(b []byte, key string, v uint64) []byte {
 	return strconv.AppendUint(b, v, 10)
 }
 
-func jTime(b []byte, key string, t time.Time) []byte {
+// dayCache holds the date part of the last time written, so that times
+// of the same UTC day cost a copy and a few divisions.
+type dayCache struct {
+	start int64    // Unix time of the day's first second
+	date  [11]byte // "2006-01-02T"
+	ok    bool
+}
+
+// set makes t's UTC day the cached one; false if t's year is outside
+// 0000-9999, which the fixed layout cannot write.
+func (d *dayCache) set(t time.Time) bool {
+	y, m, day := t.UTC().Date()
+	if y < 0 || y > 9999 {
+		return false
+	}
+	sec := t.Unix()
+	sod := sec % 86400
+	if sod < 0 {
+		sod += 86400
+	}
+	d.start = sec - sod
+	d.date = [11]byte{
+		byte('0' + y/1000), byte('0' + y/100%10), byte('0' + y/10%10), byte('0' + y%10), '-',
+		byte('0' + int(m)/10), byte('0' + int(m)%10), '-',
+		byte('0' + day/10), byte('0' + day%10), 'T',
+	}
+	d.ok = true
+	return true
+}
+
+// jTime writes t in UTC exactly as t.UTC().AppendFormat(b,
+// time.RFC3339Nano) would (trailing zeros of the fraction dropped, no
+// fraction for whole seconds); key ends with the opening quote.
+func jTime(b []byte, key string, t time.Time, day *dayCache) []byte {
 	if t.IsZero() {
 		return b
 	}
 	b = append(b, key...)
-	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"')
+	sec := t.Unix()
+	if !day.ok || sec < day.start || sec-day.start >= 86400 {
+		if !day.set(t) {
+			b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+			return append(b, '"')
+		}
+	}
+	sod := int(sec - day.start)
+	var buf [31]byte // date, "15:04:05", ".999999999", 'Z', '"'
+	copy(buf[:11], day.date[:])
+	h, m, s := sod/3600, sod/60%60, sod%60
+	buf[11], buf[12] = byte('0'+h/10), byte('0'+h%10)
+	buf[13] = ':'
+	buf[14], buf[15] = byte('0'+m/10), byte('0'+m%10)
+	buf[16] = ':'
+	buf[17], buf[18] = byte('0'+s/10), byte('0'+s%10)
+	n := 19
+	if ns := t.Nanosecond(); ns != 0 {
+		buf[19] = '.'
+		for i := 28; i > 19; i-- {
+			buf[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n = 29
+		for buf[n-1] == '0' {
+			n--
+		}
+	}
+	buf[n] = 'Z'
+	buf[n+1] = '"'
+	return append(b, buf[:n+2]...)
 }
 
 // jMillis writes d as milliseconds with up to microsecond precision.
@@ -223,44 +383,41 @@ func jMillis(b []byte, key string, d time.Duration) []byte {
 	return b
 }
 
-func jWorkload(b []byte, key string, w *Workload) []byte {
-	if *w == (Workload{}) {
-		return b
-	}
-	b, o := jOpen(b, key)
-	b = jStr(b, `,"workload":`, w.Name)
-	b = jStr(b, `,"namespace":`, w.Namespace)
-	b = jStr(b, `,"canonical_service":`, w.CanonicalService)
-	b = jStr(b, `,"canonical_revision":`, w.CanonicalRevision)
-	b = jStr(b, `,"app":`, w.App)
-	b = jStr(b, `,"version":`, w.Version)
-	b = jStr(b, `,"principal":`, w.Principal)
-	b = jStr(b, `,"cluster":`, w.Cluster)
-	b = jStr(b, `,"pod":`, w.Pod)
-	b = jStr(b, `,"ip":`, w.IP)
-	return jClose(b, o)
-}
+type kv struct{ k, v string }
 
-// jMap writes m with sorted keys so that output is deterministic.
-func jMap(b []byte, key string, m map[string]string) []byte {
+// jMap writes m with sorted keys so that output is deterministic. With
+// keys, the sorted keys of the last map written there (the same header
+// names record after record) spare the sort.
+func jMap(b []byte, key string, m map[string]string, keys *mapKeys) []byte {
 	if len(m) == 0 {
 		return b
 	}
-	b = append(b, key...)
-	var stack [16]string
-	keys := stack[:0]
-	for mk := range m {
-		keys = append(keys, mk)
+	if keys != nil {
+		var ok bool
+		if b, ok = keys.append(b, m); ok {
+			return b
+		}
 	}
-	sort.Strings(keys)
+	var stack [16]kv
+	kvs := stack[:0]
+	for k, v := range m {
+		kvs = append(kvs, kv{k, v})
+	}
+	if len(kvs) > 1 {
+		slices.SortFunc(kvs, func(x, y kv) int { return strings.Compare(x.k, y.k) })
+	}
+	b = append(b, key...)
 	b = append(b, '{')
-	for i, mk := range keys {
+	for i, p := range kvs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendJSONString(b, mk)
+		b = AppendJSONString(b, p.k)
 		b = append(b, ':')
-		b = AppendJSONString(b, m[mk])
+		b = AppendJSONString(b, p.v)
+	}
+	if keys != nil {
+		keys.remember(key, kvs)
 	}
 	return append(b, '}')
 }
@@ -283,7 +440,11 @@ const (
 // caller then goes byte by byte), never no for one that needs escaping.
 func needsEscape8(s string, i int) bool {
 	// One unaligned load; the caller checked i+8 <= len(s).
-	x := *(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.StringData(s)), i))
+	return needsEscape64(*(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.StringData(s)), i)))
+}
+
+// needsEscape64 is needsEscape8 for eight bytes already loaded.
+func needsEscape64(x uint64) bool {
 	below20 := (x - lanes01*0x20) & ^x & lanes80
 	q := x ^ (lanes01 * '"')
 	quote := (q - lanes01) & ^q & lanes80
@@ -292,15 +453,53 @@ func needsEscape8(s string, i int) bool {
 	return (below20 | quote | backslash | x&lanes80) != 0
 }
 
+// plain reports whether s can be written as it is between quotes (it may
+// say no for a string that can: the escaping path then copies it).
+func plain(s string) bool {
+	n := len(s)
+	if n >= 8 {
+		for i := 0; i < n-8; i += 8 {
+			if needsEscape8(s, i) {
+				return false
+			}
+		}
+		return !needsEscape8(s, n-8) // the last eight, overlapping
+	}
+	if n >= 4 {
+		p := unsafe.Pointer(unsafe.StringData(s))
+		lo := *(*uint32)(p)
+		hi := *(*uint32)(unsafe.Add(p, n-4))
+		return !needsEscape64(uint64(lo) | uint64(hi)<<32)
+	}
+	for i := 0; i < n; i++ {
+		if !plainASCII[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
 // AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes
 // U+FFFD, as encoding/json does, so the output is always valid JSON.
 func AppendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
+	return appendStringBody(dst, s)
+}
+
+// appendStringBody appends s escaped and the closing quote.
+func appendStringBody(dst []byte, s string) []byte {
+	if plain(s) {
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
+	return appendEscaped(dst, s)
+}
+
+func appendEscaped(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
 	start := 0
 	for i := 0; i < len(s); {
-		// Eight bytes at a time while none needs escaping (most of a
-		// record's text): this loop was a sixth of the receiver's work.
+		// Eight bytes at a time while none needs escaping.
 		for i+8 <= len(s) && !needsEscape8(s, i) {
 			i += 8
 		}
