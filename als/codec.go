@@ -35,7 +35,15 @@ func (wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return fmt.Errorf("als codec: cannot unmarshal into %T", v)
 	}
-	*p = data.Materialize()
+	// Copied into the stream's own buffer, reused from message to message:
+	// no record aliases it (every string the decoder keeps is a copy or
+	// interned), so a 16 KiB message costs no allocation.
+	n := data.Len()
+	if cap(*p) < n {
+		*p = make([]byte, n)
+	}
+	*p = (*p)[:n]
+	data.CopyTo(*p)
 	return nil
 }
 

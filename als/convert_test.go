@@ -1,6 +1,7 @@
 package als
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -139,7 +140,17 @@ func FuzzConvertHTTP(f *testing.F) {
 		pxWire := pxRef
 		dec := newWireDecoder(conv)
 		var notes entryNotes
-		got, err := dec.http(&pxWire, b, time.Unix(0, 0), &notes)
+		buf := append([]byte(nil), b...) // the receiver reuses its buffer: nothing may alias it
+		got, err := dec.http(&pxWire, buf, time.Unix(0, 0), &notes)
+		if err == nil {
+			before := record.AppendJSON(nil, got)
+			for i := range buf {
+				buf[i] = 0xff
+			}
+			if after := record.AppendJSON(nil, got); !bytes.Equal(before, after) {
+				t.Fatalf("the record changed when the message buffer was overwritten:\n%s\n%s", before, after)
+			}
+		}
 		var e accesslogv3.HTTPAccessLogEntry
 		if proto.Unmarshal(b, &e) != nil {
 			return // the generated code rejects it too (or wire accepted a superset; both fine)

@@ -61,6 +61,10 @@ func NewReceiver(consumer record.Consumer, opts ReceiverOptions, reg prometheus.
 
 // serveStream serves one Envoy's stream until it ends. Envoy never
 // expects a response message.
+// maxKeptMessageBuffer is the largest receive buffer a stream keeps
+// between messages (Envoy flushes at 16 KiB by default).
+const maxKeptMessageBuffer = 256 << 10
+
 func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 	if n := r.streams.Add(1); r.maxStreams > 0 && n > r.maxStreams {
 		r.streams.Add(-1)
@@ -173,6 +177,9 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 			}
 		}
 		r.metrics.processing.Observe(time.Since(start).Seconds())
+		if cap(raw) > maxKeptMessageBuffer {
+			raw = nil // a rare large message does not stay allocated for the stream's life
+		}
 	}
 }
 

@@ -156,8 +156,14 @@ var (
 // ones). Fields whose wire type does not match sh are skipped.
 func fields(b []byte, sh shape, fn func(num protowire.Number, typ protowire.Type, u uint64, v []byte) error) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+		var num protowire.Number
+		var typ protowire.Type
+		n := 1
+		// One-byte tags and lengths (fields 1-15, values under 128 bytes)
+		// are most of an entry: read them inline.
+		if c := b[0]; c >= 8 && c < 0x80 {
+			num, typ = protowire.Number(c>>3), protowire.Type(c&7)
+		} else if num, typ, n = protowire.ConsumeTag(b); n < 0 {
 			return errTruncated
 		}
 		b = b[n:]
@@ -165,7 +171,11 @@ func fields(b []byte, sh shape, fn func(num protowire.Number, typ protowire.Type
 		var v []byte
 		switch typ {
 		case protowire.VarintType:
-			u, n = protowire.ConsumeVarint(b)
+			if len(b) > 0 && b[0] < 0x80 {
+				u, n = uint64(b[0]), 1
+			} else {
+				u, n = protowire.ConsumeVarint(b)
+			}
 		case protowire.Fixed64Type:
 			u, n = protowire.ConsumeFixed64(b)
 		case protowire.Fixed32Type:
@@ -173,7 +183,12 @@ func fields(b []byte, sh shape, fn func(num protowire.Number, typ protowire.Type
 			u32, n = protowire.ConsumeFixed32(b)
 			u = uint64(u32)
 		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
+			if len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) {
+				l := int(b[0])
+				v, n = b[1:1+l:1+l], 1+l
+			} else {
+				v, n = protowire.ConsumeBytes(b)
+			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
