@@ -33,10 +33,11 @@ func BenchmarkMessagePath(b *testing.B) {
 	reg := prometheus.NewRegistry()
 	red, _ := istiometrics.New(istiometrics.Options{Prefix: "meshtrail_"}, reg)
 	buf := make([]byte, 0, 1<<20)
+	var je record.Encoder // as the NDJSON sink encodes
 	enc := record.ConsumerFunc(func(_ context.Context, recs []*record.Record) error {
 		buf = buf[:0]
 		for _, r := range recs {
-			buf = record.AppendJSON(buf, r)
+			buf = je.Append(buf, r)
 			buf = append(buf, '\n')
 		}
 		_, err := io.Discard.Write(buf)
