@@ -31,6 +31,8 @@ type wireDecoder struct {
 	intern *[internSlots]string
 	// peers remembers decoded peer metadata (see peerCache).
 	peers peerCache
+	// addrs remembers rendered stable addresses (see address).
+	addrs [addrCacheSize]addrCacheEntry
 	// repaired counts strings that held invalid UTF-8 (Envoy does not
 	// validate it), replaced by U+FFFD rather than failing the message.
 	repaired int
@@ -464,7 +466,7 @@ func (d *wireDecoder) filterState(p *proxy, b []byte, ds *decodedState, notes *e
 			return fields(v, shapeAny, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
 				switch num {
 				case 1:
-					typeURL = d.str(v)
+					typeURL = d.typeURL(v)
 				case 2:
 					value = v
 				}
@@ -639,6 +641,39 @@ func (d *wireDecoder) certificate(b []byte) (uri, subject string, err error) {
 // unix:PATH or envoy://LISTENER. Addresses with ephemeral ports are not
 // interned (they rarely repeat). Four per entry: it walks the bytes itself.
 func (d *wireDecoder) address(b []byte, stable bool) (string, error) {
+	if !stable {
+		return d.parseAddress(b, false)
+	}
+	// A proxy's own addresses and its upstream hosts repeat: remember how
+	// their bytes render.
+	slot := &d.addrs[internSlot(b)%addrCacheSize]
+	if slot.raw == string(b) && slot.raw != "" {
+		return slot.text, nil
+	}
+	s, err := d.parseAddress(b, true)
+	if err == nil && len(b) <= 128 {
+		*slot = addrCacheEntry{raw: string(b), text: s}
+	}
+	return s, err
+}
+
+// typeURL names a filter state object's type: one of the few Envoy
+// sends, compared without hashing, else interned.
+func (d *wireDecoder) typeURL(v []byte) string {
+	for _, t := range [...]string{typeBytesValue, typeStruct, typeStringValue} {
+		if string(v) == t {
+			return t
+		}
+	}
+	return d.str(v)
+}
+
+// addrCacheSize bounds the stable addresses a stream remembers.
+const addrCacheSize = 64
+
+type addrCacheEntry struct{ raw, text string }
+
+func (d *wireDecoder) parseAddress(b []byte, stable bool) (string, error) {
 	var out string
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
