@@ -149,8 +149,8 @@ func (e *Encoder) upstreamHead(b []byte, u *Upstream) []byte {
 
 // mapKeys remembers the sorted keys of the last map written for one
 // member, and their rendering: prefix[:ends[0]] is the member's key, '{'
-// and the first key with its colon; prefix[ends[i-1]:ends[i]] is ',' and
-// key i with its colon.
+// and the first key with its colon and the value's opening quote;
+// prefix[ends[i-1]:ends[i]] is ',' and key i with its colon and quote.
 type mapKeys struct {
 	keys   []string
 	prefix []byte
@@ -172,7 +172,7 @@ func (c *mapKeys) append(b []byte, m map[string]string) ([]byte, bool) {
 		end := int(c.ends[i])
 		b = append(b, c.prefix[prev:end]...)
 		prev = end
-		b = AppendJSONString(b, v)
+		b = appendStringBody(b, v)
 	}
 	return append(b, '}'), true
 }
@@ -194,7 +194,7 @@ func (c *mapKeys) remember(key string, kvs []kv) {
 			c.prefix = append(c.prefix, ',')
 		}
 		c.prefix = AppendJSONString(c.prefix, p.k)
-		c.prefix = append(c.prefix, ':')
+		c.prefix = append(c.prefix, ':', '"')
 		c.ends = append(c.ends, int32(len(c.prefix)))
 		c.keys = append(c.keys, p.k)
 	}

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 )
 
 // Strings the generator draws from: plain, empty, needing escapes,
@@ -300,8 +303,63 @@ func TestPlainAgreesWithTheEscaper(t *testing.T) {
 		if got, want := AppendJSONString(nil, s), refAppendJSONString(nil, s); !bytes.Equal(got, want) {
 			t.Fatalf("%q: got %s want %s", s, got, want)
 		}
-		if plain(s) && string(refAppendJSONString(nil, s)) != `"`+s+`"` {
-			t.Fatalf("%q called plain", s)
+		buf := make([]byte, len(s))
+		plain := copyScan(unsafe.Pointer(unsafe.SliceData(buf)), s)
+		if string(buf) != s {
+			t.Fatalf("%q copied as %q", s, buf)
+		}
+		same := string(refAppendJSONString(nil, s)) == `"`+s+`"`
+		if plain && !same || !plain && same && !strings.ContainsFunc(s, func(r rune) bool { return r >= utf8.RuneSelf }) {
+			t.Fatalf("%q: copyScan says plain=%v", s, plain)
+		}
+	}
+}
+
+// escapeBits is exact, lane by lane, whatever the other lanes hold.
+func TestEscapeBitsIsExactPerLane(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for round := range 200 {
+		for pos := range 8 {
+			for c := range 256 {
+				x := rng.Uint64()
+				if round == 0 {
+					x = 0x6867666564636261 // "abcdefgh"
+				}
+				x = x&^(0xff<<(8*pos)) | uint64(c)<<(8*pos)
+				bits := escapeBits(x)
+				for lane := range 8 {
+					v := byte(x >> (8 * lane))
+					needs := v < 0x20 || v == '"' || v == '\\' || v >= 0x80
+					if got := bits>>(8*lane)&0xff == 0x80; got != needs {
+						t.Fatalf("x=%#x lane %d (%#x): escapeBits says %v", x, lane, v, got)
+					}
+				}
+				if bits&^lanes80 != 0 {
+					t.Fatalf("x=%#x: bits outside the lanes' high bits: %#x", x, bits)
+				}
+			}
+		}
+	}
+}
+
+func TestAppendUintMatchesStrconv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	vals := []uint64{0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 9999, 10000, math.MaxUint32, math.MaxUint64, math.MaxUint64 - 1}
+	for p := uint64(1); p < math.MaxUint64/10; p *= 10 {
+		vals = append(vals, p-1, p, p+1)
+	}
+	for range 100000 {
+		vals = append(vals, rng.Uint64()>>rng.IntN(64))
+	}
+	for _, v := range vals {
+		if got, want := string(appendUint([]byte("x"), v)), "x"+strconv.FormatUint(v, 10); got != want {
+			t.Fatalf("%d: got %s want %s", v, got, want)
+		}
+	}
+	for _, d := range []time.Duration{1, 999, 1000, 1001, 1500, 10000, 123456789, -1500, -1000, math.MaxInt64, math.MinInt64, -999} {
+		ref := refJMillis(nil, "", d)
+		if got := jMillis(nil, "", d); string(got) != string(ref) {
+			t.Fatalf("%v: got %s want %s", d, got, ref)
 		}
 	}
 }

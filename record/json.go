@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -276,8 +276,19 @@ func jStr(b []byte, key, v string) []byte {
 	if v == "" {
 		return b
 	}
-	b = append(b, key...)
-	return appendStringBody(b, v)
+	n := len(b)
+	if need := len(key) + len(v) + 1; cap(b)-n < need {
+		b = slices.Grow(b, need)
+	}
+	d := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), n)
+	copyString(d, key)
+	d = unsafe.Add(d, len(key))
+	if !copyScan(d, v) {
+		b = append(b[:n], key...)
+		return appendEscaped(b, v)
+	}
+	*(*byte)(unsafe.Add(d, len(v))) = '"'
+	return b[:n+len(key)+len(v)+1]
 }
 
 func jUint(b []byte, key string, v uint64) []byte {
@@ -285,7 +296,32 @@ func jUint(b []byte, key string, v uint64) []byte {
 		return b
 	}
 	b = append(b, key...)
-	return strconv.AppendUint(b, v, 10)
+	return appendUint(b, v)
+}
+
+// digitPairs holds "00" to "99".
+const digitPairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
+
+// appendUint is strconv.AppendUint(b, v, 10), two digits a step.
+func appendUint(b []byte, v uint64) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for v >= 100 {
+		d := v % 100 * 2
+		v /= 100
+		i -= 2
+		buf[i], buf[i+1] = digitPairs[d], digitPairs[d+1]
+	}
+	if v >= 10 {
+		i -= 2
+		buf[i], buf[i+1] = digitPairs[v*2], digitPairs[v*2+1]
+	} else {
+		i--
+		buf[i] = byte('0' + v)
+	}
+	return append(b, buf[i:]...)
 }
 
 // dayCache holds the date part of the last time written, so that times
@@ -345,9 +381,11 @@ func jTime(b []byte, key string, t time.Time, day *dayCache) []byte {
 	n := 19
 	if ns := t.Nanosecond(); ns != 0 {
 		buf[19] = '.'
-		for i := 28; i > 19; i-- {
-			buf[i] = byte('0' + ns%10)
-			ns /= 10
+		buf[20] = byte('0' + ns/1e8)
+		for i := 27; i > 20; i -= 2 {
+			d := ns % 100 * 2
+			ns /= 100
+			buf[i], buf[i+1] = digitPairs[d], digitPairs[d+1]
 		}
 		n = 29
 		for buf[n-1] == '0' {
@@ -370,12 +408,12 @@ func jMillis(b []byte, key string, d time.Duration) []byte {
 		b = append(b, '-')
 		us = -us
 	}
-	b = strconv.AppendInt(b, us/1000, 10)
-	if frac := us % 1000; frac != 0 {
-		b = append(b, '.')
-		digits := [3]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
-		n := 3
-		for n > 0 && digits[n-1] == '0' {
+	b = appendUint(b, uint64(us)/1000)
+	if frac := uint64(us) % 1000; frac != 0 {
+		// ".ddd" without trailing zeros, in one append.
+		digits := [4]byte{'.', byte('0' + frac/100), digitPairs[frac%100*2], digitPairs[frac%100*2+1]}
+		n := 4
+		for digits[n-1] == '0' {
 			n--
 		}
 		b = append(b, digits[:n]...)
@@ -453,30 +491,91 @@ func needsEscape64(x uint64) bool {
 	return (below20 | quote | backslash | x&lanes80) != 0
 }
 
-// plain reports whether s can be written as it is between quotes (it may
-// say no for a string that can: the escaping path then copies it).
-func plain(s string) bool {
+// escapeBits has the high bit set in each lane of x that holds a control
+// character, '"', '\\' or a non-ASCII byte, and only there: the low
+// seven bits are tested apart from the high one, so no lane carries into
+// the next.
+func escapeBits(x uint64) uint64 {
+	const lanes7f, lanes60 = 0x7f7f7f7f7f7f7f7f, 0x6060606060606060
+	y := x & lanes7f
+	ctl := y + lanes60                         // high bit clear iff y < 0x20
+	quote := (y ^ (lanes01 * '"')) + lanes7f   // clear iff y == '"'
+	bslash := (y ^ (lanes01 * '\\')) + lanes7f // clear iff y == '\\'
+	return (^(ctl & quote & bslash) | x) & lanes80
+}
+
+func load64(p unsafe.Pointer, i int) uint64 { return *(*uint64)(unsafe.Add(p, i)) }
+
+func load32(p unsafe.Pointer, i int) uint32 { return *(*uint32)(unsafe.Add(p, i)) }
+
+func store64(p unsafe.Pointer, i int, x uint64) { *(*uint64)(unsafe.Add(p, i)) = x }
+
+func store32(p unsafe.Pointer, i int, x uint32) { *(*uint32)(unsafe.Add(p, i)) = x }
+
+// escMasks are escapeBits' constants in a variable: loaded once into
+// registers rather than rebuilt in every round of copyScan's loop.
+var escMasks = [4]uint64{0x7f7f7f7f7f7f7f7f, 0x6060606060606060, lanes01 * '"', lanes01 * '\\'}
+
+// copyScan copies s to d, which has room for len(s) bytes, and reports
+// whether s can be written as it is between quotes (false means it needs
+// escaping, or holds non-ASCII bytes). It moves eight bytes at a time,
+// the last eight overlapping, so short strings cost no call to memmove.
+// It is escapeBits with the final masking taken out of the loop: each
+// word's "plain" bits are ANDed, its raw bytes ORed (for the high bits).
+func copyScan(d unsafe.Pointer, s string) bool {
 	n := len(s)
-	if n >= 8 {
-		for i := 0; i < n-8; i += 8 {
-			if needsEscape8(s, i) {
-				return false
-			}
+	p := unsafe.Pointer(unsafe.StringData(s))
+	switch {
+	case n >= 8:
+		m7f, m60, mq, mbs := escMasks[0], escMasks[1], escMasks[2], escMasks[3]
+		ok, raw := ^uint64(0), uint64(0)
+		for i, last := 0, n-8; i < last; i += 8 {
+			x := load64(p, i)
+			store64(d, i, x)
+			y := x & m7f
+			ok &= (y + m60) & ((y ^ mq) + m7f) & ((y ^ mbs) + m7f)
+			raw |= x
 		}
-		return !needsEscape8(s, n-8) // the last eight, overlapping
+		x := load64(p, n-8)
+		store64(d, n-8, x)
+		y := x & m7f
+		ok &= (y + m60) & ((y ^ mq) + m7f) & ((y ^ mbs) + m7f)
+		raw |= x
+		return (^ok|raw)&lanes80 == 0
+	case n >= 4:
+		lo, hi := load32(p, 0), load32(p, n-4)
+		store32(d, 0, lo)
+		store32(d, n-4, hi)
+		return escapeBits(uint64(lo)|uint64(hi)<<32) == 0
 	}
-	if n >= 4 {
-		p := unsafe.Pointer(unsafe.StringData(s))
-		lo := *(*uint32)(p)
-		hi := *(*uint32)(unsafe.Add(p, n-4))
-		return !needsEscape64(uint64(lo) | uint64(hi)<<32)
-	}
+	plain := true
 	for i := 0; i < n; i++ {
-		if !plainASCII[s[i]] {
-			return false
+		c := s[i]
+		*(*byte)(unsafe.Add(d, i)) = c
+		plain = plain && plainASCII[c]
+	}
+	return plain
+}
+
+// copyString copies s to d, which has room for len(s) bytes, as copyScan
+// does but without looking at the bytes.
+func copyString(d unsafe.Pointer, s string) {
+	n := len(s)
+	p := unsafe.Pointer(unsafe.StringData(s))
+	switch {
+	case n >= 8:
+		for i := 0; i < n-8; i += 8 {
+			store64(d, i, load64(p, i))
+		}
+		store64(d, n-8, load64(p, n-8))
+	case n >= 4:
+		store32(d, 0, load32(p, 0))
+		store32(d, n-4, load32(p, n-4))
+	default:
+		for i := 0; i < n; i++ {
+			*(*byte)(unsafe.Add(d, i)) = s[i]
 		}
 	}
-	return true
 }
 
 // AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes
@@ -488,11 +587,16 @@ func AppendJSONString(dst []byte, s string) []byte {
 
 // appendStringBody appends s escaped and the closing quote.
 func appendStringBody(dst []byte, s string) []byte {
-	if plain(s) {
-		dst = append(dst, s...)
-		return append(dst, '"')
+	n := len(dst)
+	if cap(dst)-n < len(s)+1 {
+		dst = slices.Grow(dst, len(s)+1)
 	}
-	return appendEscaped(dst, s)
+	d := unsafe.Add(unsafe.Pointer(unsafe.SliceData(dst)), n)
+	if !copyScan(d, s) {
+		return appendEscaped(dst, s)
+	}
+	*(*byte)(unsafe.Add(d, len(s))) = '"'
+	return dst[:n+len(s)+1]
 }
 
 func appendEscaped(dst []byte, s string) []byte {
