@@ -17,6 +17,7 @@ type deadLetter struct {
 	mu   sync.Mutex
 	f    *os.File
 	buf  []byte
+	enc  record.Encoder
 	seen int
 }
 
@@ -36,7 +37,7 @@ func (d *deadLetter) write(recs []*record.Record) (int, error) {
 	}
 	d.buf = d.buf[:0]
 	for _, r := range recs {
-		d.buf = append(record.AppendJSON(d.buf, r), '\n')
+		d.buf = append(d.enc.Append(d.buf, r), '\n')
 	}
 	if _, err := d.f.Write(d.buf); err != nil {
 		return 0, fmt.Errorf("dead letter: %w", err)

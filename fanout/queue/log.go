@@ -44,8 +44,13 @@ var ErrLogFull = errors.New("queue: log full")
 const msgHeader = 8
 
 func appendMessage(dst []byte, it *item) []byte {
+	return appendMessageWith(dst, it, nil)
+}
+
+// appendMessageWith is appendMessage rendering with enc (nil: no caching).
+func appendMessageWith(dst []byte, it *item, enc *record.Encoder) []byte {
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(it.at))
-	return record.AppendJSON(dst, it.rec)
+	return enc.Append(dst, it.rec)
 }
 
 func parseMessage(msg []byte) (item, error) {

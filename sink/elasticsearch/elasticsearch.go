@@ -66,6 +66,7 @@ type Exporter struct {
 	deadMu   sync.Mutex
 	deadLets prometheus.Counter
 	logger   *slog.Logger
+	encs     sync.Pool // of *record.Encoder, for Encode
 }
 
 var _ fanout.Exporter = (*Exporter)(nil)
@@ -256,6 +257,11 @@ func (e *Exporter) deadLetter(r *record.Record, index string, status int, reason
 // with index and stable id, then the document (the record's NDJSON form
 // with an @timestamp field first, as Elasticsearch tooling expects).
 func (e *Exporter) Encode(dst []byte, recs []*record.Record) []byte {
+	enc, _ := e.encs.Get().(*record.Encoder)
+	if enc == nil {
+		enc = new(record.Encoder)
+	}
+	defer e.encs.Put(enc)
 	var id [32]byte
 	for _, r := range recs {
 		dst = append(dst, `{"create":{"_index":`...)
@@ -268,8 +274,8 @@ func (e *Exporter) Encode(dst []byte, recs []*record.Record) []byte {
 		dst = timestamp(r).UTC().AppendFormat(dst, time.RFC3339Nano)
 		dst = append(dst, '"')
 		n := len(dst)
-		dst = record.AppendJSON(dst, r)
-		// AppendJSON wrote "{...}": replace its "{" by "," to continue our object.
+		dst = enc.Append(dst, r)
+		// Append wrote "{...}": replace its "{" by "," to continue our object.
 		if len(dst)-n > 2 {
 			dst[n] = ','
 		} else {

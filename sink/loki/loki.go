@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang/snappy"
@@ -48,7 +49,8 @@ type Options struct {
 // Exporter pushes records to Loki.
 type Exporter struct {
 	o     Options
-	extra string // pre-rendered extra labels, sorted
+	extra string    // pre-rendered extra labels, sorted
+	encs  sync.Pool // of *record.Encoder, for Encode
 }
 
 var _ fanout.Exporter = (*Exporter)(nil)
@@ -181,6 +183,11 @@ func (e *Exporter) Encode(dst []byte, batch []*record.Record) []byte {
 		}
 		streams[i].recs = append(streams[i].recs, r)
 	}
+	enc, _ := e.encs.Get().(*record.Encoder)
+	if enc == nil {
+		enc = new(record.Encoder)
+	}
+	defer e.encs.Put(enc)
 	var line, entry, st []byte
 	for _, s := range streams {
 		sort.SliceStable(s.recs, func(a, b int) bool { return Timestamp(s.recs[a]).Before(Timestamp(s.recs[b])) })
@@ -188,7 +195,7 @@ func (e *Exporter) Encode(dst []byte, batch []*record.Record) []byte {
 		st = protowire.AppendTag(st, 1, protowire.BytesType) // StreamAdapter.labels
 		st = protowire.AppendString(st, s.labels)
 		for _, r := range s.recs {
-			line = record.AppendJSON(line[:0], r)
+			line = enc.Append(line[:0], r)
 			entry = appendEntry(entry[:0], r, line)
 			st = protowire.AppendTag(st, 2, protowire.BytesType) // StreamAdapter.entries
 			st = protowire.AppendBytes(st, entry)

@@ -1,5 +1,5 @@
 // Package ndjson is the embedded default sink: one JSON object per line
-// (record.AppendJSON), to stdout or to a size-rotated file.
+// (record.AppendJSON, written by a record.Encoder), to stdout or to a size-rotated file.
 package ndjson
 
 import (
@@ -32,7 +32,7 @@ type Sink struct {
 	w      *bufio.Writer
 	out    io.Writer
 	closer io.Closer
-	bufs   sync.Pool
+	bufs   sync.Pool // of *encodeBuf
 	stop   chan struct{}
 	done   chan struct{}
 
@@ -61,7 +61,7 @@ func New(path string, rot Rotation, reg prometheus.Registerer) (*Sink, error) {
 		s.out, s.closer = lj, lj
 	}
 	s.w = bufio.NewWriterSize(s.out, 256<<10)
-	s.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	s.bufs.New = func() any { return &encodeBuf{b: make([]byte, 0, 64<<10)} }
 	s.records = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_records_written_total", Help: "Records written to the NDJSON output."})
 	s.bytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_bytes_written_total", Help: "Bytes written to the NDJSON output."})
 	s.errors = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_write_errors_total", Help: "Writes to the NDJSON output that failed."})
@@ -82,12 +82,20 @@ func New(path string, rot Rotation, reg prometheus.Registerer) (*Sink, error) {
 // Name implements fanout.Sink.
 func (s *Sink) Name() string { return "ndjson" }
 
+// encodeBuf is what ConsumeRecords renders with: a buffer and an Encoder,
+// which remembers the JSON of the parts the records of a stream share
+// (ConsumeRecords runs on many goroutines at once, hence the pool).
+type encodeBuf struct {
+	b   []byte
+	enc record.Encoder
+}
+
 // ConsumeRecords encodes recs outside the lock, then writes them at once.
 func (s *Sink) ConsumeRecords(_ context.Context, recs []*record.Record) error {
-	bp := s.bufs.Get().(*[]byte)
-	buf := (*bp)[:0]
+	eb := s.bufs.Get().(*encodeBuf)
+	buf := eb.b[:0]
 	for _, r := range recs {
-		buf = record.AppendJSON(buf, r)
+		buf = eb.enc.Append(buf, r)
 		buf = append(buf, '\n')
 	}
 	s.mu.Lock()
@@ -95,8 +103,8 @@ func (s *Sink) ConsumeRecords(_ context.Context, recs []*record.Record) error {
 	s.mu.Unlock()
 	n := len(buf)
 	if cap(buf) <= 1<<20 { // do not pin huge buffers in the pool
-		*bp = buf
-		s.bufs.Put(bp)
+		eb.b = buf
+		s.bufs.Put(eb)
 	}
 	if err != nil {
 		s.errors.Inc()
