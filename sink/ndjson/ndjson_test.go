@@ -29,9 +29,9 @@ func TestConcurrentBatchesWriteAppendJSONLines(t *testing.T) {
 		for i := range 50 {
 			r := &record.Record{
 				Kind: record.KindHTTP, StartTime: time.Unix(1763719200+int64(i), int64(g*i)),
-				Node:   node,
-				Source: record.Workload{Name: fmt.Sprint("w", i%3), Namespace: "ns\"q"},
-				HTTP:   record.HTTP{Path: fmt.Sprintf("/p/%d/%d\n", g, i), ResponseCode: 200},
+				Node:           node,
+				Source:         record.Workload{Name: fmt.Sprint("w", i%3), Namespace: "ns\"q"},
+				HTTP:           record.HTTP{Path: fmt.Sprintf("/p/%d/%d\n", g, i), ResponseCode: 200},
 				RequestHeaders: map[string]string{"x-request-id": fmt.Sprint(g, "-", i), "x-b3-sampled": "1"},
 			}
 			batches[g] = append(batches[g], r)
