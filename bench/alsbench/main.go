@@ -39,6 +39,7 @@ func main() {
 	soak := flag.Duration("soak", 0, "instead of comparing, run meshtrail this long at -rate and sample RSS")
 	rate := flag.Int("rate", 10000, "entries/s during -soak")
 	mtConfig := flag.String("config", "", "meshtrail YAML config for its runs (e.g. a sinks: section); --listen, --metrics-listen and --out still come from the bench")
+	rotate := flag.Bool("rotate", false, "keep meshtrail's default NDJSON rotation (100 MB files, 5 kept); by default a run writes one file, as the peer's file exporter does, so both do the same work")
 	waitSinks := flag.Bool("wait-sinks", false, "measure meshtrail alone (no peer does the same fan-out) and stop the clock only when every configured sink's meshtrail_sink_records_sent_total has reached the entry count, not only the NDJSON writer")
 	flag.Parse()
 
@@ -48,6 +49,12 @@ func main() {
 			args := []string{"als", "--listen", g, "--metrics-listen", m, "--out", filepath.Join(dir, "records.ndjson"), "--log-level", "warn"}
 			if *mtConfig != "" {
 				args = append(args, "--config", *mtConfig)
+			} else if !*rotate {
+				// The peer writes one file and never rotates; rotating
+				// (closing and deleting 100 MB files) is work it does not do.
+				p := filepath.Join(dir, "meshtrail.yaml")
+				must(os.WriteFile(p, []byte("out_rotation: {max_size_mb: 65536, max_backups: 1}\n"), 0o644))
+				args = append(args, "--config", p)
 			}
 			return exec.Command(*meshtrail, args...)
 		},
