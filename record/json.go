@@ -306,6 +306,18 @@ const digitPairs = "000102030405060708091011121314151617181920212223242526272829
 
 // appendUint is strconv.AppendUint(b, v, 10), two digits a step.
 func appendUint(b []byte, v uint64) []byte {
+	switch {
+	case v < 10:
+		return append(b, byte('0'+v))
+	case v < 100:
+		return append(b, digitPairs[v*2], digitPairs[v*2+1])
+	case v < 1000:
+		lo := v % 100 * 2
+		return append(b, byte('0'+v/100), digitPairs[lo], digitPairs[lo+1])
+	case v < 10000:
+		hi, lo := v/100*2, v%100*2
+		return append(b, digitPairs[hi], digitPairs[hi+1], digitPairs[lo], digitPairs[lo+1])
+	}
 	var buf [20]byte
 	i := len(buf)
 	for v >= 100 {
