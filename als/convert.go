@@ -173,7 +173,7 @@ func (c *converter) headers(m map[string]string, notes *entryNotes) map[string]s
 			continue
 		}
 		if c.maxHeaderBytes > 0 && len(v) > c.maxHeaderBytes {
-			m[k] = v[:c.maxHeaderBytes]
+			m[k] = strings.Clone(v[:c.maxHeaderBytes]) // a slice would keep the whole value alive
 			notes.truncated++
 		}
 	}

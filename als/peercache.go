@@ -1,6 +1,8 @@
 package als
 
 import (
+	"encoding/binary"
+
 	"github.com/meshtrail/meshtrail/record"
 )
 
@@ -22,7 +24,8 @@ type peerCache struct {
 
 type peerEntry struct {
 	b    []byte
-	hash uint64
+	off  int // where b starts in the Struct
+	hash uint32
 }
 
 // peerCacheSize bounds a stream's cache: one Envoy logs its own workload
@@ -30,14 +33,21 @@ type peerEntry struct {
 const peerCacheSize = 8
 
 // maxCachedEntries bounds the entries of a cacheable Struct (Istio's
-// peer metadata has about ten); larger ones are decoded every time.
-const maxCachedEntries = 32
+// peer metadata has about ten), maxCachedBytes its size; larger ones are
+// decoded every time.
+const (
+	maxCachedEntries = 24
+	maxCachedBytes   = 4096
+)
 
+// cachedPeer keeps a peer's Struct in one string, its entries located by
+// offset: one allocation, and a lookup reads contiguous memory.
 type cachedPeer struct {
 	fingerprint uint64
-	size        int
-	entries     []string // the Struct's top-level entries (field 1), distinct
-	hashes      []uint64 // entryHash of each
+	raw         string // the serialized Struct as first seen
+	n           int    // entries
+	off, end    [maxCachedEntries]uint16
+	hashes      [maxCachedEntries]uint32 // entryHash of each
 	w           record.Workload
 }
 
@@ -46,6 +56,7 @@ type cachedPeer struct {
 // bytes hold anything else, more than maxCachedEntries entries, or the same
 // entry twice: such values are never cached.
 func structEntries(b []byte, out []peerEntry) (_ []peerEntry, fingerprint uint64, ok bool) {
+	pos := 0
 	for len(b) > 0 {
 		if b[0] != 0x0a { // field 1, length-delimited, one-byte tag
 			return out, 0, false
@@ -73,17 +84,30 @@ func structEntries(b []byte, out []peerEntry) (_ []peerEntry, fingerprint uint64
 		e := b[1+m : 1+m+int(l)]
 		b = b[1+m+int(l):]
 		h := entryHash(e)
-		fingerprint += h
-		out = append(out, peerEntry{e, h})
+		fingerprint += uint64(h) * 0x9e3779b97f4a7c15
+		out = append(out, peerEntry{e, pos + 1 + m, h})
+		pos += 1 + m + int(l)
 	}
 	return out, fingerprint, len(out) > 0
 }
 
 // entryHash mixes an entry's length and its first and last eight bytes:
 // cheap, and enough to tell Istio's entries apart (they differ in their
-// keys, which come first). Equal fingerprints are always verified.
-func entryHash(e []byte) uint64 {
-	return uint64(internSlot(e))*0x9e3779b97f4a7c15 ^ uint64(len(e))
+// keys, which come first). Equal hashes are always verified.
+func entryHash(e []byte) uint32 {
+	h := uint64(len(e)) * 0x9e3779b97f4a7c15
+	var head, tail uint64
+	if len(e) >= 8 {
+		head = binary.LittleEndian.Uint64(e)
+		tail = binary.LittleEndian.Uint64(e[len(e)-8:])
+	} else {
+		for i, c := range e {
+			head |= uint64(c) << (8 * i)
+		}
+	}
+	h ^= head * 0xff51afd7ed558ccd
+	h ^= tail * 0xc4ceb9fe1a85ec53
+	return uint32(h ^ h>>32)
 }
 
 func (c *peerCache) lookup(b []byte) (record.Workload, bool) {
@@ -94,7 +118,7 @@ func (c *peerCache) lookup(b []byte) (record.Workload, bool) {
 	}
 	for i := range c.slots {
 		p := &c.slots[i]
-		if p.fingerprint != fp || p.size != len(b) || len(p.entries) != len(entries) {
+		if p.fingerprint != fp || len(p.raw) != len(b) || p.n != len(entries) {
 			continue
 		}
 		if sameEntries(entries, p) {
@@ -107,11 +131,11 @@ func (c *peerCache) lookup(b []byte) (record.Workload, bool) {
 // sameEntries reports whether got is a permutation of want's entries
 // (which are distinct): each entry of got matches a different one of want.
 func sameEntries(got []peerEntry, want *cachedPeer) bool {
-	var used uint64
+	var used uint32
 	for _, e := range got {
 		found := false
-		for j, h := range want.hashes {
-			if h == e.hash && used&(1<<j) == 0 && want.entries[j] == string(e.b) {
+		for j, h := range want.hashes[:want.n] {
+			if h == e.hash && used&(1<<j) == 0 && want.raw[want.off[j]:want.end[j]] == string(e.b) {
 				used |= 1 << j
 				found = true
 				break
@@ -125,19 +149,22 @@ func sameEntries(got []peerEntry, want *cachedPeer) bool {
 }
 
 func (c *peerCache) add(b []byte, w record.Workload) {
+	if len(b) > maxCachedBytes {
+		return
+	}
 	entries, fp, ok := structEntries(b, c.scratch[:0])
 	c.scratch = entries
 	if !ok {
 		return
 	}
-	p := cachedPeer{fingerprint: fp, size: len(b), entries: make([]string, len(entries)), hashes: make([]uint64, len(entries)), w: w}
+	p := cachedPeer{fingerprint: fp, raw: string(b), n: len(entries), w: w}
 	for i, e := range entries {
-		for _, prev := range p.entries[:i] {
-			if prev == string(e.b) {
+		for _, prev := range entries[:i] {
+			if string(prev.b) == string(e.b) {
 				return // the same entry twice: never cached
 			}
 		}
-		p.entries[i], p.hashes[i] = string(e.b), e.hash
+		p.off[i], p.end[i], p.hashes[i] = uint16(e.off), uint16(e.off+len(e.b)), e.hash
 	}
 	c.slots[c.next] = p
 	c.next = (c.next + 1) % peerCacheSize
