@@ -157,47 +157,70 @@ var (
 // varint/fixed value (for scalar types) and the bytes (for length-delimited
 // ones). Fields whose wire type does not match sh are skipped.
 func fields(b []byte, sh shape, fn func(num protowire.Number, typ protowire.Type, u uint64, v []byte) error) error {
-	for len(b) > 0 {
+	// Walked by index, one-byte tags (fields 1-15), varints and lengths
+	// (values under 128 bytes) read inline: this loop runs for every field
+	// of every entry.
+	for i := 0; i < len(b); {
 		var num protowire.Number
 		var typ protowire.Type
-		n := 1
-		// One-byte tags and lengths (fields 1-15, values under 128 bytes)
-		// are most of an entry: read them inline.
-		if c := b[0]; c >= 8 && c < 0x80 {
+		if c := b[i]; c >= 8 && c < 0x80 {
 			num, typ = protowire.Number(c>>3), protowire.Type(c&7)
-		} else if num, typ, n = protowire.ConsumeTag(b); n < 0 {
-			return errTruncated
+			i++
+		} else if c >= 0x80 && i+1 < len(b) && b[i+1] < 0x80 && b[i+1] != 0 { // fields 16-2047
+			tag := uint64(c&0x7f) | uint64(b[i+1])<<7
+			num, typ = protowire.Number(tag>>3), protowire.Type(tag&7)
+			i += 2
+		} else {
+			var n int
+			if num, typ, n = protowire.ConsumeTag(b[i:]); n < 0 {
+				return errTruncated
+			}
+			i += n
 		}
-		b = b[n:]
 		var u uint64
 		var v []byte
 		switch typ {
-		case protowire.VarintType:
-			if len(b) > 0 && b[0] < 0x80 {
-				u, n = uint64(b[0]), 1
-			} else {
-				u, n = protowire.ConsumeVarint(b)
-			}
-		case protowire.Fixed64Type:
-			u, n = protowire.ConsumeFixed64(b)
-		case protowire.Fixed32Type:
-			var u32 uint32
-			u32, n = protowire.ConsumeFixed32(b)
-			u = uint64(u32)
 		case protowire.BytesType:
-			if len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) {
-				l := int(b[0])
-				v, n = b[1:1+l:1+l], 1+l
-			} else {
-				v, n = protowire.ConsumeBytes(b)
+			if i < len(b) && b[i] < 0x80 {
+				if end := i + 1 + int(b[i]); end <= len(b) {
+					v, i = b[i+1:end:end], end
+					break
+				}
+				return errTruncated
 			}
+			var n int
+			if v, n = protowire.ConsumeBytes(b[i:]); n < 0 {
+				return errTruncated
+			}
+			i += n
+		case protowire.VarintType:
+			if i < len(b) && b[i] < 0x80 {
+				u = uint64(b[i])
+				i++
+				break
+			}
+			var n int
+			if u, n = protowire.ConsumeVarint(b[i:]); n < 0 {
+				return errTruncated
+			}
+			i += n
 		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			var n int
+			switch typ {
+			case protowire.Fixed64Type:
+				u, n = protowire.ConsumeFixed64(b[i:])
+			case protowire.Fixed32Type:
+				var u32 uint32
+				u32, n = protowire.ConsumeFixed32(b[i:])
+				u = uint64(u32)
+			default:
+				n = protowire.ConsumeFieldValue(num, typ, b[i:])
+			}
+			if n < 0 {
+				return errTruncated
+			}
+			i += n
 		}
-		if n < 0 {
-			return errTruncated
-		}
-		b = b[n:]
 		want := protowire.VarintType
 		if num < 64 {
 			switch {
