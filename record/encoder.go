@@ -19,7 +19,7 @@ package record
 // use; a nil *Encoder renders without caching, like AppendJSON.
 type Encoder struct {
 	nodes     [2]nodeFragment
-	workloads [4]workloadFragment
+	workloads [8]workloadFragment
 	tlss      [2]tlsFragment
 	upstreams [4]upstreamFragment
 	maps      [numMaps]mapKeys
