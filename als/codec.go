@@ -2,6 +2,7 @@ package als
 
 import (
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -12,7 +13,11 @@ import (
 // wireCodec hands the receiver each StreamAccessLogsMessage as its bytes,
 // for wire.go to decode. It marshals ordinary messages for anything else
 // the server sends (the ALS server never sends a response).
-type wireCodec struct{}
+type wireCodec struct {
+	// bufs holds receive buffers (*[]byte) the streams hand back after
+	// each message, so an idle stream holds none.
+	bufs *sync.Pool
+}
 
 var _ encoding.CodecV2 = wireCodec{}
 
@@ -30,15 +35,20 @@ func (wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 }
 
-func (wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	p, ok := v.(*[]byte)
 	if !ok {
 		return fmt.Errorf("als codec: cannot unmarshal into %T", v)
 	}
-	// Copied into the stream's own buffer, reused from message to message:
-	// no record aliases it (every string the decoder keeps is a copy or
+	// Copied into a pooled buffer, reused from message to message: no
+	// record aliases it (every string the decoder keeps is a copy or
 	// interned), so a 16 KiB message costs no allocation.
 	n := data.Len()
+	if cap(*p) < n && c.bufs != nil {
+		if bp, _ := c.bufs.Get().(*[]byte); bp != nil && cap(*bp) >= n {
+			*p = *bp
+		}
+	}
 	if cap(*p) < n {
 		*p = make([]byte, n)
 	}

@@ -30,6 +30,9 @@ type Receiver struct {
 	maxStreams int64
 	streams    atomic.Int64
 	now        func() time.Time
+	// bufs holds the receive buffers of streams between messages (see
+	// wireCodec).
+	bufs sync.Pool
 }
 
 // ReceiverOptions configure a Receiver.
@@ -61,8 +64,8 @@ func NewReceiver(consumer record.Consumer, opts ReceiverOptions, reg prometheus.
 
 // serveStream serves one Envoy's stream until it ends. Envoy never
 // expects a response message.
-// maxKeptMessageBuffer is the largest receive buffer a stream keeps
-// between messages (Envoy flushes at 16 KiB by default).
+// maxKeptMessageBuffer is the largest receive buffer pooled between
+// messages (Envoy flushes at 16 KiB by default).
 const maxKeptMessageBuffer = 256 << 10
 
 func (r *Receiver) serveStream(stream grpc.ServerStream) error {
@@ -177,9 +180,14 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 			}
 		}
 		r.metrics.processing.Observe(time.Since(start).Seconds())
-		if cap(raw) > maxKeptMessageBuffer {
-			raw = nil // a rare large message does not stay allocated for the stream's life
+		// The buffer goes back to the pool (an idle stream, the common
+		// case among thousands of Envoys, holds none); a rare large one is
+		// dropped rather than kept.
+		if cap(raw) <= maxKeptMessageBuffer {
+			b := raw[:0]
+			r.bufs.Put(&b)
 		}
+		raw = nil
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 // and TLS of cfg.
 func NewGRPCServer(r *Receiver, cfg GRPCConfig, tlsCfg TLSConfig) (*grpc.Server, error) {
 	opts := []grpc.ServerOption{
-		grpc.ForceServerCodecV2(wireCodec{}),
+		grpc.ForceServerCodecV2(wireCodec{bufs: &r.bufs}),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMessageBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.InitialWindowSize(cfg.WindowBytes),
