@@ -128,10 +128,11 @@ func (m *Metrics) Name() string { return "istio-metrics" }
 
 // ConsumeRecords counts each record. Log records are ignored.
 func (m *Metrics) ConsumeRecords(_ context.Context, recs []*record.Record) error {
+	var recent recentSeries
 	for _, r := range recs {
 		switch r.Kind {
 		case record.KindHTTP:
-			m.observeHTTP(r)
+			m.observeHTTP(r, &recent)
 		case record.KindTCP:
 			m.observeTCP(r)
 		}
@@ -139,14 +140,44 @@ func (m *Metrics) ConsumeRecords(_ context.Context, recs []*record.Record) error
 	return nil
 }
 
-func (m *Metrics) observeHTTP(r *record.Record) {
+// recentSeries remembers the last few series of one batch. A batch is one
+// Envoy's message, whose entries fall into a handful of series; a key
+// found here costs a comparison (its strings are the decoder's interned
+// ones, equal by pointer) instead of hashing 29 labels and taking the
+// shared lock every stream contends on.
+type recentSeries struct {
+	keys   [4]httpKey
+	series [4]*httpSeries
+	next   int
+}
+
+func (rs *recentSeries) find(k *httpKey) *httpSeries {
+	for i, s := range rs.series {
+		if s != nil && rs.keys[i] == *k {
+			return s
+		}
+	}
+	return nil
+}
+
+func (rs *recentSeries) add(k *httpKey, s *httpSeries) {
+	rs.keys[rs.next], rs.series[rs.next] = *k, s
+	rs.next = (rs.next + 1) % len(rs.series)
+}
+
+func (m *Metrics) observeHTTP(r *record.Record, recent *recentSeries) {
 	var k httpKey
 	fillPeer((*[nPeer]string)(k[:nPeer]), r)
 	k[nPeer] = responseCode(r.HTTP.ResponseCode)
 	k[nPeer+1] = orUnknown(r.HTTP.GRPCStatus)
 	k[nPeer+2] = orDash(r.ResponseFlags)
 	k[nPeer+3] = orUnknown(r.ConnectionSecurityPolicy)
-	s := m.httpSeriesFor(&k)
+	s := recent.find(&k)
+	if s == nil {
+		if s = m.httpSeriesFor(&k); s != nil {
+			recent.add(&k, s)
+		}
+	}
 	if s == nil {
 		m.dropped.Inc()
 		return
