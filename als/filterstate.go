@@ -47,13 +47,13 @@ type decodedState struct {
 // type is kept as its type URL so the user sees it was there. It reports
 // false when the object could not be decoded.
 //
-// peer decodes Istio peer metadata (a serialized Struct); the wire decoder
-// passes its cache (peerCache), since one Envoy logs the same few peers
-// over and over.
-func (ds *decodedState) add(key, typeURL string, value []byte, peer func([]byte) (record.Workload, bool)) bool {
+// dec decodes Istio peer metadata (a serialized Struct; the wire decoder
+// keeps a cache, since one Envoy logs the same few peers over and over)
+// and stores text.
+func (ds *decodedState) add(key, typeURL string, value []byte, dec objectDecoder) bool {
 	switch typeURL {
 	case typeBytesValue, typeStringValue:
-		v, ok := wrapperValue(value)
+		v, ok := wrapperValue(value, dec.text)
 		if !ok {
 			return false
 		}
@@ -61,7 +61,7 @@ func (ds *decodedState) add(key, typeURL string, value []byte, peer func([]byte)
 	case typeStruct:
 		switch key {
 		case fsUpstreamPeer, fsDownstreamPeer, "wasm.upstream_peer", "wasm.downstream_peer":
-			w, ok := peer(value)
+			w, ok := dec.peer(value)
 			if !ok {
 				return false
 			}
@@ -87,6 +87,12 @@ func (ds *decodedState) add(key, typeURL string, value []byte, peer func([]byte)
 	return true
 }
 
+// objectDecoder is what decodedState needs from the wire decoder.
+type objectDecoder interface {
+	peer(b []byte) (record.Workload, bool)
+	text(b []byte) string // the bytes as a string (not validated: the JSON writer repairs)
+}
+
 // decodePeer turns serialized Istio peer metadata into a Workload, and
 // says whether the result is independent of the Struct's entry order.
 func decodePeer(value []byte, str func([]byte) string) (w record.Workload, ok, orderFree bool) {
@@ -110,7 +116,7 @@ func (ds *decodedState) set(k, v string) {
 
 // wrapperValue reads field 1 of a BytesValue or StringValue without
 // reflection (this runs for every entry that carries filter state).
-func wrapperValue(b []byte) (string, bool) {
+func wrapperValue(b []byte, text func([]byte) string) (string, bool) {
 	var v []byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -133,5 +139,5 @@ func wrapperValue(b []byte) (string, bool) {
 		}
 		b = b[m:]
 	}
-	return string(v), true // string() copies: nothing aliases the message buffer
+	return text(v), true // a copy: nothing aliases the message buffer
 }

@@ -119,10 +119,7 @@ func (c *converter) refCommon(p *proxy, cp *accesslogv3.AccessLogCommon, r *reco
 	r.Tags = nonEmpty(cp.GetCustomTags())
 	var ds decodedState
 	for k, a := range cp.GetFilterStateObjects() {
-		if !ds.add(k, a.GetTypeUrl(), a.GetValue(), func(b []byte) (record.Workload, bool) {
-			w, ok, _ := decodePeer(b, func(b []byte) string { return string(b) })
-			return w, ok
-		}) {
+		if !ds.add(k, a.GetTypeUrl(), a.GetValue(), copyingDecoder{}) {
 			notes.badFilterState = append(notes.badFilterState, k)
 		}
 	}
@@ -169,3 +166,13 @@ func refCertIdentity(c *accesslogv3.TLSProperties_CertificateProperties) (uriSAN
 	}
 	return uriSAN, c.GetSubject()
 }
+
+// copyingDecoder decodes filter state objects with plain copies, no cache.
+type copyingDecoder struct{}
+
+func (copyingDecoder) peer(b []byte) (record.Workload, bool) {
+	w, ok, _ := decodePeer(b, func(b []byte) string { return string(b) })
+	return w, ok
+}
+
+func (copyingDecoder) text(b []byte) string { return string(b) }

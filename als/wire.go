@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -31,6 +32,11 @@ type wireDecoder struct {
 	intern *[internSlots]string
 	// peers remembers decoded peer metadata (see peerCache).
 	peers peerCache
+	// arena holds the current entry's unique strings (see text);
+	// arenaHint sizes the next one, arenaMissed counts what did not fit.
+	arena       []byte
+	arenaHint   int
+	arenaMissed int
 	// addrs remembers rendered stable addresses (see address).
 	addrs [addrCacheSize]addrCacheEntry
 	// repaired counts strings that held invalid UTF-8 (Envoy does not
@@ -41,7 +47,7 @@ type wireDecoder struct {
 var errTruncated = errors.New("truncated or malformed protobuf")
 
 func newWireDecoder(conv *converter) *wireDecoder {
-	return &wireDecoder{conv: conv, intern: new([internSlots]string)}
+	return &wireDecoder{conv: conv, intern: new([internSlots]string), arenaHint: 512}
 }
 
 // wireMessage is one StreamAccessLogsMessage split into its parts.
@@ -254,7 +260,7 @@ func (d *wireDecoder) str(b []byte) string {
 	if *slot == string(b) { // compared without allocating
 		return *slot
 	}
-	s := d.fresh(b)
+	s := d.valid(b) // its own allocation: the table outlives the entry
 	*slot = s
 	return s
 }
@@ -284,9 +290,8 @@ func internSlot(b []byte) uint32 {
 	return uint32(h) & (internSlots - 1)
 }
 
-// fresh returns b as a new valid UTF-8 string (for values that rarely
-// repeat: ids, paths, header values).
-func (d *wireDecoder) fresh(b []byte) string {
+// valid returns b as a new valid UTF-8 string.
+func (d *wireDecoder) valid(b []byte) string {
 	if !utf8.Valid(b) {
 		d.repaired++
 		return strings.ToValidUTF8(string(b), "\uFFFD")
@@ -294,8 +299,55 @@ func (d *wireDecoder) fresh(b []byte) string {
 	return string(b)
 }
 
+// fresh returns b as a valid UTF-8 string for a value that rarely repeats
+// (ids, paths, header values), stored in the entry's arena.
+func (d *wireDecoder) fresh(b []byte) string {
+	if !utf8.Valid(b) {
+		d.repaired++
+		return strings.ToValidUTF8(string(b), "\uFFFD")
+	}
+	return d.text(b)
+}
+
+// text returns b as a string stored in the current entry's arena: one
+// allocation holds an entry's unique strings (a dozen: ids, paths, header
+// values, ephemeral addresses) instead of one each. Only strings of this
+// entry's record go there, so an arena lives exactly as long as its
+// record; interned strings never do (they outlive it).
+func (d *wireDecoder) text(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if d.arena == nil {
+		d.arena = make([]byte, 0, d.arenaHint)
+	}
+	if len(d.arena)+len(b) > cap(d.arena) {
+		d.arenaMissed += len(b)
+		return string(b)
+	}
+	start := len(d.arena)
+	d.arena = append(d.arena, b...)
+	return unsafe.String(&d.arena[start], len(b))
+}
+
+// Arena sizes, adapted per stream to what its entries need.
+const (
+	minArena = 128
+	maxArena = 4 << 10
+)
+
+// endEntry closes the entry's arena (nothing is appended to it again) and
+// sizes the next one from what this entry used.
+func (d *wireDecoder) endEntry() {
+	if need := len(d.arena) + d.arenaMissed; need > 0 {
+		d.arenaHint = min(max((d.arenaHint*3+need+need/4)/4, minArena), maxArena)
+	}
+	d.arena, d.arenaMissed = nil, 0
+}
+
 // http decodes one HTTPAccessLogEntry.
 func (d *wireDecoder) http(p *proxy, b []byte, now time.Time, notes *entryNotes) (*record.Record, error) {
+	defer d.endEntry()
 	r := &record.Record{Kind: record.KindHTTP, ReceivedAt: now, Node: p.node}
 	var haveCommon, haveReq, haveResp bool
 	var reqHeaders map[string]string
@@ -331,6 +383,7 @@ func (d *wireDecoder) http(p *proxy, b []byte, now time.Time, notes *entryNotes)
 
 // tcp decodes one TCPAccessLogEntry.
 func (d *wireDecoder) tcp(p *proxy, b []byte, now time.Time, notes *entryNotes) (*record.Record, error) {
+	defer d.endEntry()
 	r := &record.Record{Kind: record.KindTCP, ReceivedAt: now, Node: p.node}
 	haveCommon := false
 	err := fields(b, shapeTCPEntry, func(num protowire.Number, typ protowire.Type, u uint64, v []byte) error {
@@ -501,7 +554,7 @@ func (d *wireDecoder) filterState(p *proxy, b []byte, ds *decodedState, notes *e
 	if err != nil {
 		return err
 	}
-	if !ds.add(key, typeURL, value, d.peer) {
+	if !ds.add(key, typeURL, value, d) {
 		notes.badFilterState = append(notes.badFilterState, key)
 	}
 	return nil
