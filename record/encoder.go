@@ -18,10 +18,10 @@ package record
 // The zero value is ready to use. An Encoder is not safe for concurrent
 // use; a nil *Encoder renders without caching, like AppendJSON.
 type Encoder struct {
-	nodes     [2]nodeFragment
-	workloads [8]workloadFragment
-	tlss      [2]tlsFragment
-	upstreams [4]upstreamFragment
+	nodes     [2]fragment[Node]
+	workloads [8]fragment[Workload]
+	tlss      [2]fragment[TLS]
+	upstreams [4]fragment[upstreamHead]
 	maps      [numMaps]mapKeys
 	day       dayCache
 
@@ -44,20 +44,9 @@ const (
 	numMaps = 6
 )
 
-type nodeFragment struct {
-	v    Node
-	json []byte
-	ok   bool
-}
-
-type workloadFragment struct {
-	v    Workload
-	json []byte
-	ok   bool
-}
-
-type tlsFragment struct {
-	v    TLS
+// fragment is the remembered JSON of one value.
+type fragment[T comparable] struct {
+	v    T
 	json []byte
 	ok   bool
 }
@@ -69,12 +58,6 @@ type upstreamHead struct {
 	subset, service, serviceName, namespace string
 }
 
-type upstreamFragment struct {
-	v    upstreamHead
-	json []byte
-	ok   bool
-}
-
 // keep copies the fragment out[from:] into frag, unless it is too large.
 func keep(frag, out []byte, from int) ([]byte, bool) {
 	if len(out)-from > maxFragment {
@@ -83,67 +66,77 @@ func keep(frag, out []byte, from int) ([]byte, bool) {
 	return append(frag[:0], out[from:]...), true
 }
 
-func (e *Encoder) node(b []byte, n *Node) []byte {
-	for i := range e.nodes {
-		if f := &e.nodes[i]; f.ok && f.v == *n {
-			return append(b, f.json...)
+// find returns the remembered JSON of v, if one of slots holds it.
+func find[T comparable](slots []fragment[T], v *T) ([]byte, bool) {
+	for i := range slots {
+		if f := &slots[i]; f.ok && f.v == *v {
+			return f.json, true
 		}
+	}
+	return nil, false
+}
+
+// remember keeps out[from:], v's JSON, in slots[*next] (round robin).
+func remember[T comparable](slots []fragment[T], next *uint8, v *T, out []byte, from int) {
+	f := &slots[int(*next)%len(slots)]
+	*next++
+	f.json, f.ok = keep(f.json, out, from)
+	f.v = *v
+}
+
+// node, workload, tls and upstreamHead append their value through e's
+// caches; a nil e renders without them (AppendJSON).
+
+func (e *Encoder) node(b []byte, n *Node) []byte {
+	if e == nil {
+		return appendNode(b, n)
+	}
+	if j, ok := find(e.nodes[:], n); ok {
+		return append(b, j...)
 	}
 	from := len(b)
 	b = appendNode(b, n)
-	f := &e.nodes[int(e.nextNode)%len(e.nodes)]
-	e.nextNode++
-	f.json, f.ok = keep(f.json, b, from)
-	f.v = *n
+	remember(e.nodes[:], &e.nextNode, n, b, from)
 	return b
 }
 
 func (e *Encoder) workload(b []byte, w *Workload) []byte {
-	for i := range e.workloads {
-		if f := &e.workloads[i]; f.ok && f.v == *w {
-			return append(b, f.json...)
-		}
+	if e == nil {
+		return appendWorkload(b, w)
+	}
+	if j, ok := find(e.workloads[:], w); ok {
+		return append(b, j...)
 	}
 	from := len(b)
 	b = appendWorkload(b, w)
-	f := &e.workloads[int(e.nextWorkload)%len(e.workloads)]
-	e.nextWorkload++
-	f.json, f.ok = keep(f.json, b, from)
-	f.v = *w
+	remember(e.workloads[:], &e.nextWorkload, w, b, from)
 	return b
 }
 
 func (e *Encoder) tls(b []byte, s *TLS) []byte {
-	for i := range e.tlss {
-		if f := &e.tlss[i]; f.ok && f.v == *s {
-			return append(b, f.json...)
-		}
+	if e == nil {
+		return appendTLS(b, s)
+	}
+	if j, ok := find(e.tlss[:], s); ok {
+		return append(b, j...)
 	}
 	from := len(b)
 	b = appendTLS(b, s)
-	f := &e.tlss[int(e.nextTLS)%len(e.tlss)]
-	e.nextTLS++
-	f.json, f.ok = keep(f.json, b, from)
-	f.v = *s
+	remember(e.tlss[:], &e.nextTLS, s, b, from)
 	return b
 }
 
 func (e *Encoder) upstreamHead(b []byte, u *Upstream) []byte {
 	h := upstreamHead{u.Cluster, u.Direction, u.Port, u.Subset, u.Service, u.ServiceName, u.ServiceNamespace}
-	if h == (upstreamHead{}) {
-		return b
+	if e == nil || h == (upstreamHead{}) {
+		return appendUpstreamHead(b, &h)
 	}
-	for i := range e.upstreams {
-		if f := &e.upstreams[i]; f.ok && f.v == h {
-			return append(b, f.json...)
-		}
+	if j, ok := find(e.upstreams[:], &h); ok {
+		return append(b, j...)
 	}
 	from := len(b)
-	b = appendUpstreamHead(b, u)
-	f := &e.upstreams[int(e.nextUpstream)%len(e.upstreams)]
-	e.nextUpstream++
-	f.json, f.ok = keep(f.json, b, from)
-	f.v = h
+	b = appendUpstreamHead(b, &h)
+	remember(e.upstreams[:], &e.nextUpstream, &h, b, from)
 	return b
 }
 

@@ -56,27 +56,15 @@ func appendRecord(b []byte, r *Record, e *Encoder) []byte {
 
 	if r.Node != (Node{}) {
 		b = append(b, `,"node":`...)
-		if e != nil {
-			b = e.node(b, &r.Node)
-		} else {
-			b = appendNode(b, &r.Node)
-		}
+		b = e.node(b, &r.Node)
 	}
 	if r.Source != (Workload{}) {
 		b = append(b, `,"source":`...)
-		if e != nil {
-			b = e.workload(b, &r.Source)
-		} else {
-			b = appendWorkload(b, &r.Source)
-		}
+		b = e.workload(b, &r.Source)
 	}
 	if r.Destination != (Workload{}) {
 		b = append(b, `,"destination":`...)
-		if e != nil {
-			b = e.workload(b, &r.Destination)
-		} else {
-			b = appendWorkload(b, &r.Destination)
-		}
+		b = e.workload(b, &r.Destination)
 	}
 
 	h := &r.HTTP
@@ -131,11 +119,7 @@ func appendRecord(b []byte, r *Record, e *Encoder) []byte {
 	if u := &r.Upstream; *u != (Upstream{}) {
 		var o int
 		b, o = jOpen(b, `,"upstream":`)
-		if e != nil {
-			b = e.upstreamHead(b, u)
-		} else {
-			b = appendUpstreamHead(b, u)
-		}
+		b = e.upstreamHead(b, u)
 		b = jStr(b, `,"host":"`, u.Host)
 		b = jStr(b, `,"local_address":"`, u.LocalAddress)
 		b = jStr(b, `,"transport_failure_reason":"`, u.TransportFailure)
@@ -157,35 +141,27 @@ func appendRecord(b []byte, r *Record, e *Encoder) []byte {
 	}
 	if r.TLS != (TLS{}) {
 		b = append(b, `,"tls":`...)
-		if e != nil {
-			b = e.tls(b, &r.TLS)
-		} else {
-			b = appendTLS(b, &r.TLS)
-		}
+		b = e.tls(b, &r.TLS)
 	}
-	if maps != nil {
-		b = jMap(b, `,"request_headers":`, r.RequestHeaders, &maps[0])
-		b = jMap(b, `,"response_headers":`, r.ResponseHeaders, &maps[1])
-		b = jMap(b, `,"response_trailers":`, r.ResponseTrailers, &maps[2])
-		b = jMap(b, `,"tags":`, r.Tags, &maps[3])
-		b = jMap(b, `,"filter_state":`, r.FilterState, &maps[4])
-	} else {
-		b = jMap(b, `,"request_headers":`, r.RequestHeaders, nil)
-		b = jMap(b, `,"response_headers":`, r.ResponseHeaders, nil)
-		b = jMap(b, `,"response_trailers":`, r.ResponseTrailers, nil)
-		b = jMap(b, `,"tags":`, r.Tags, nil)
-		b = jMap(b, `,"filter_state":`, r.FilterState, nil)
-	}
+	b = jMap(b, `,"request_headers":`, r.RequestHeaders, mapSlot(maps, 0))
+	b = jMap(b, `,"response_headers":`, r.ResponseHeaders, mapSlot(maps, 1))
+	b = jMap(b, `,"response_trailers":`, r.ResponseTrailers, mapSlot(maps, 2))
+	b = jMap(b, `,"tags":`, r.Tags, mapSlot(maps, 3))
+	b = jMap(b, `,"filter_state":`, r.FilterState, mapSlot(maps, 4))
 
 	b = jStr(b, `,"message":"`, r.Message)
 	b = jStr(b, `,"level":"`, r.Level)
 	b = jStr(b, `,"stream":"`, r.Stream)
-	if maps != nil {
-		b = jMap(b, `,"fields":`, r.Fields, &maps[5])
-	} else {
-		b = jMap(b, `,"fields":`, r.Fields, nil)
-	}
+	b = jMap(b, `,"fields":`, r.Fields, mapSlot(maps, 5))
 	return append(b, '}')
+}
+
+// mapSlot is maps[i], or nil (no caching) without an Encoder.
+func mapSlot(maps *[numMaps]mapKeys, i int) *mapKeys {
+	if maps == nil {
+		return nil
+	}
+	return &maps[i]
 }
 
 func kindPrefix(k Kind) string {
@@ -245,14 +221,14 @@ func appendTLS(b []byte, s *TLS) []byte {
 
 // appendUpstreamHead writes the upstream members that name the cluster
 // (the same for every request to one service), leading commas included.
-func appendUpstreamHead(b []byte, u *Upstream) []byte {
-	b = jStr(b, `,"cluster":"`, u.Cluster)
-	b = jStr(b, `,"direction":"`, u.Direction)
-	b = jUint(b, `,"port":`, uint64(u.Port))
-	b = jStr(b, `,"subset":"`, u.Subset)
-	b = jStr(b, `,"service":"`, u.Service)
-	b = jStr(b, `,"service_name":"`, u.ServiceName)
-	return jStr(b, `,"service_namespace":"`, u.ServiceNamespace)
+func appendUpstreamHead(b []byte, u *upstreamHead) []byte {
+	b = jStr(b, `,"cluster":"`, u.cluster)
+	b = jStr(b, `,"direction":"`, u.direction)
+	b = jUint(b, `,"port":`, uint64(u.port))
+	b = jStr(b, `,"subset":"`, u.subset)
+	b = jStr(b, `,"service":"`, u.service)
+	b = jStr(b, `,"service_name":"`, u.serviceName)
+	return jStr(b, `,"service_namespace":"`, u.namespace)
 }
 
 // jOpen starts a nested object: it writes only the key, and returns where
