@@ -14,9 +14,7 @@ import (
 // for wire.go to decode. It marshals ordinary messages for anything else
 // the server sends (the ALS server never sends a response).
 type wireCodec struct {
-	// bufs holds receive buffers (*[]byte) the streams hand back after
-	// each message, so an idle stream holds none.
-	bufs *sync.Pool
+	bufs *messageBuffers
 }
 
 var _ encoding.CodecV2 = wireCodec{}
@@ -40,21 +38,34 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return fmt.Errorf("als codec: cannot unmarshal into %T", v)
 	}
-	// Copied into a pooled buffer, reused from message to message: no
-	// record aliases it (every string the decoder keeps is a copy or
-	// interned), so a 16 KiB message costs no allocation.
-	n := data.Len()
-	if cap(*p) < n && c.bufs != nil {
-		if bp, _ := c.bufs.Get().(*[]byte); bp != nil && cap(*bp) >= n {
-			*p = *bp
-		}
-	}
-	if cap(*p) < n {
-		*p = make([]byte, n)
-	}
-	*p = (*p)[:n]
+	// Copied into a pooled buffer: no record aliases it (every string the
+	// decoder keeps is a copy or interned), so a 16 KiB message costs no
+	// allocation. The stream hands it back after decoding.
+	*p = c.bufs.get(data.Len())
 	data.CopyTo(*p)
 	return nil
+}
+
+// messageBuffers pools receive buffers between messages: an idle stream,
+// the common case among thousands of Envoys, holds none.
+type messageBuffers struct{ pool sync.Pool }
+
+// maxPooledBuffer is the largest buffer kept for reuse (Envoy flushes at
+// 16 KiB by default); a rare larger message gets its own.
+const maxPooledBuffer = 256 << 10
+
+func (m *messageBuffers) get(n int) []byte {
+	if bp, _ := m.pool.Get().(*[]byte); bp != nil && cap(*bp) >= n {
+		return (*bp)[:n]
+	}
+	return make([]byte, n)
+}
+
+func (m *messageBuffers) put(b []byte) {
+	if cap(b) <= maxPooledBuffer {
+		b = b[:0]
+		m.pool.Put(&b)
+	}
 }
 
 // streamServer is what the service description dispatches to.

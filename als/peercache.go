@@ -1,7 +1,7 @@
 package als
 
 import (
-	"encoding/binary"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/meshtrail/meshtrail/record"
 )
@@ -53,60 +53,38 @@ type cachedPeer struct {
 
 // structEntries splits a serialized Struct into its top-level map entries
 // and an order-independent fingerprint of them. It reports false when the
-// bytes hold anything else, more than maxCachedEntries entries, or the same
-// entry twice: such values are never cached.
+// bytes hold anything else or more than maxCachedEntries entries: such
+// values are never cached.
 func structEntries(b []byte, out []peerEntry) (_ []peerEntry, fingerprint uint64, ok bool) {
-	pos := 0
-	for len(b) > 0 {
-		if b[0] != 0x0a { // field 1, length-delimited, one-byte tag
+	for pos := 0; pos < len(b); {
+		if b[pos] != 0x0a || len(out) == maxCachedEntries { // field 1, length-delimited
 			return out, 0, false
 		}
-		l, m := uint64(0), 0
-		if len(b) > 1 && b[1] < 0x80 {
-			l, m = uint64(b[1]), 1
+		var e []byte
+		n := -1
+		if pos+1 < len(b) && b[pos+1] < 0x80 { // under 128 bytes: Istio's entries
+			if l := int(b[pos+1]); pos+2+l <= len(b) {
+				e, n = b[pos+2:pos+2+l], 1+l
+			}
 		} else {
-			var shift uint
-			for i := 1; i < len(b) && i < 6; i++ {
-				l |= uint64(b[i]&0x7f) << shift
-				shift += 7
-				if b[i] < 0x80 {
-					m = i
-					break
-				}
-			}
-			if m == 0 {
-				return out, 0, false
-			}
+			e, n = protowire.ConsumeBytes(b[pos+1:])
 		}
-		if l > uint64(len(b)-1-m) || len(out) == maxCachedEntries {
+		if n < 0 {
 			return out, 0, false
 		}
-		e := b[1+m : 1+m+int(l)]
-		b = b[1+m+int(l):]
 		h := entryHash(e)
 		fingerprint += uint64(h) * 0x9e3779b97f4a7c15
-		out = append(out, peerEntry{e, pos + 1 + m, h})
-		pos += 1 + m + int(l)
+		out = append(out, peerEntry{e, pos + 1 + n - len(e), h})
+		pos += 1 + n
 	}
 	return out, fingerprint, len(out) > 0
 }
 
-// entryHash mixes an entry's length and its first and last eight bytes:
-// cheap, and enough to tell Istio's entries apart (they differ in their
-// keys, which come first). Equal hashes are always verified.
+// entryHash is cheap, and enough to tell Istio's entries apart (they
+// differ in their keys, which come first). Equal hashes are always
+// verified.
 func entryHash(e []byte) uint32 {
-	h := uint64(len(e)) * 0x9e3779b97f4a7c15
-	var head, tail uint64
-	if len(e) >= 8 {
-		head = binary.LittleEndian.Uint64(e)
-		tail = binary.LittleEndian.Uint64(e[len(e)-8:])
-	} else {
-		for i, c := range e {
-			head |= uint64(c) << (8 * i)
-		}
-	}
-	h ^= head * 0xff51afd7ed558ccd
-	h ^= tail * 0xc4ceb9fe1a85ec53
+	h := headTailHash(e)
 	return uint32(h ^ h>>32)
 }
 

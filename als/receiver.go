@@ -30,9 +30,7 @@ type Receiver struct {
 	maxStreams int64
 	streams    atomic.Int64
 	now        func() time.Time
-	// bufs holds the receive buffers of streams between messages (see
-	// wireCodec).
-	bufs sync.Pool
+	bufs       messageBuffers // receive buffers, handed out by wireCodec
 }
 
 // ReceiverOptions configure a Receiver.
@@ -64,10 +62,6 @@ func NewReceiver(consumer record.Consumer, opts ReceiverOptions, reg prometheus.
 
 // serveStream serves one Envoy's stream until it ends. Envoy never
 // expects a response message.
-// maxKeptMessageBuffer is the largest receive buffer pooled between
-// messages (Envoy flushes at 16 KiB by default).
-const maxKeptMessageBuffer = 256 << 10
-
 func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 	if n := r.streams.Add(1); r.maxStreams > 0 && n > r.maxStreams {
 		r.streams.Add(-1)
@@ -180,13 +174,7 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 			}
 		}
 		r.metrics.processing.Observe(time.Since(start).Seconds())
-		// The buffer goes back to the pool (an idle stream, the common
-		// case among thousands of Envoys, holds none); a rare large one is
-		// dropped rather than kept.
-		if cap(raw) <= maxKeptMessageBuffer {
-			b := raw[:0]
-			r.bufs.Put(&b)
-		}
+		r.bufs.put(raw)
 		raw = nil
 	}
 }

@@ -274,6 +274,14 @@ const internSlots = 1024
 // than hashing the whole string, and different values of one field almost
 // always differ there. A collision only costs an allocation.
 func internSlot(b []byte) uint32 {
+	h := headTailHash(b)
+	h ^= h >> 29
+	return uint32(h) & (internSlots - 1)
+}
+
+// headTailHash mixes b's length and its first and last eight bytes (the
+// intern table's and the peer cache's hash; callers verify equality).
+func headTailHash(b []byte) uint64 {
 	h := uint64(len(b)) * 0x9e3779b97f4a7c15
 	var head, tail uint64
 	if len(b) >= 8 {
@@ -286,15 +294,13 @@ func internSlot(b []byte) uint32 {
 	}
 	h ^= head * 0xff51afd7ed558ccd
 	h ^= tail * 0xc4ceb9fe1a85ec53
-	h ^= h >> 29
-	return uint32(h) & (internSlots - 1)
+	return h
 }
 
 // valid returns b as a new valid UTF-8 string.
 func (d *wireDecoder) valid(b []byte) string {
 	if !utf8.Valid(b) {
-		d.repaired++
-		return strings.ToValidUTF8(string(b), "\uFFFD")
+		return d.repair(b)
 	}
 	return string(b)
 }
@@ -303,10 +309,15 @@ func (d *wireDecoder) valid(b []byte) string {
 // (ids, paths, header values), stored in the entry's arena.
 func (d *wireDecoder) fresh(b []byte) string {
 	if !utf8.Valid(b) {
-		d.repaired++
-		return strings.ToValidUTF8(string(b), "\uFFFD")
+		return d.repair(b)
 	}
 	return d.text(b)
+}
+
+// repair replaces b's invalid UTF-8 (Envoy does not validate it) by U+FFFD.
+func (d *wireDecoder) repair(b []byte) string {
+	d.repaired++
+	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 // text returns b as a string stored in the current entry's arena: one
