@@ -137,36 +137,18 @@ const benchBatch = 13
 
 // BenchmarkAppendJSONBatch renders one Envoy's batch with the function
 // (one record at a time, no state kept between them).
-func BenchmarkAppendJSONBatch(b *testing.B) {
-	recs := envoyBatch(benchBatch)
-	buf := make([]byte, 0, 64<<10)
-	n := 0
-	for _, r := range recs {
-		n += len(AppendJSON(nil, r))
-	}
-	b.SetBytes(int64(n))
-	b.ReportAllocs()
-	for b.Loop() {
-		buf = buf[:0]
-		for _, r := range recs {
-			buf = AppendJSON(buf, r)
-		}
-	}
-}
-
-func TestEnvoyBatchSize(t *testing.T) {
-	for _, r := range envoyBatch(benchBatch)[:3] {
-		b := AppendJSON(nil, r)
-		t.Logf("%d %s", len(b), b)
-	}
-}
+func BenchmarkAppendJSONBatch(b *testing.B) { benchmarkBatch(b, AppendJSON) }
 
 // BenchmarkEncoderBatch renders the same batch with one Encoder kept
 // across batches, as the NDJSON sink keeps one per pooled buffer.
 func BenchmarkEncoderBatch(b *testing.B) {
+	var e Encoder
+	benchmarkBatch(b, e.Append)
+}
+
+func benchmarkBatch(b *testing.B, render func([]byte, *Record) []byte) {
 	recs := envoyBatch(benchBatch)
 	buf := make([]byte, 0, 64<<10)
-	var e Encoder
 	n := 0
 	for _, r := range recs {
 		n += len(AppendJSON(nil, r))
@@ -176,7 +158,7 @@ func BenchmarkEncoderBatch(b *testing.B) {
 	for b.Loop() {
 		buf = buf[:0]
 		for _, r := range recs {
-			buf = e.Append(buf, r)
+			buf = render(buf, r)
 		}
 	}
 }
