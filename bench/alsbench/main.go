@@ -110,8 +110,8 @@ service:
 	for i := 0; i < *runs; i++ {
 		a := measure(mt, *loadgen, *entries, *streams)
 		b := measure(oc, *loadgen, *entries, *streams)
-		fmt.Printf("run %d: %-16s %9.0f entries/CPU-s  peak RSS %5.0f MiB | %-16s %9.0f entries/CPU-s  peak RSS %5.0f MiB | ratio %.2f\n",
-			i+1, mt.name, a.perCPU, a.rssMiB, oc.name, b.perCPU, b.rssMiB, a.perCPU/b.perCPU)
+		fmt.Printf("run %d: %-16s %9.0f entries/CPU-s (user %5.2f s, sys %5.2f s)  peak RSS %5.0f MiB | %-16s %9.0f entries/CPU-s (user %5.2f s, sys %5.2f s)  peak RSS %5.0f MiB | ratio %.2f\n",
+			i+1, mt.name, a.perCPU, a.user, a.sys, a.rssMiB, oc.name, b.perCPU, b.user, b.sys, b.rssMiB, a.perCPU/b.perCPU)
 		rateA, rateB = append(rateA, a.perCPU), append(rateB, b.perCPU)
 		rssA, rssB = append(rssA, a.rssMiB), append(rssB, b.rssMiB)
 		ratios = append(ratios, a.perCPU/b.perCPU)
@@ -122,6 +122,7 @@ service:
 
 type result struct {
 	perCPU, rssMiB, cpu, wall float64
+	user, sys                 float64 // seconds of cpu
 	detail                    string
 }
 
@@ -213,7 +214,8 @@ func measure(t target, loadgen string, entries, streams int) result {
 		}
 		return err == nil
 	}, 30*time.Second, t.name+" gRPC port")
-	cpu0, t0 := cpuSeconds(cmd.Process.Pid), time.Now()
+	user0, sys0 := userSys(cmd.Process.Pid)
+	t0 := time.Now()
 	lg := exec.Command(loadgen, "-addr", g, "-entries", strconv.Itoa(entries), "-streams", strconv.Itoa(streams))
 	lg.Stderr = os.Stderr
 	out, err := lg.Output()
@@ -224,8 +226,10 @@ func measure(t target, loadgen string, entries, streams int) result {
 	sent := sentEntries(string(out))
 	waitFor(func() bool { return t.counter(get("http://"+m+"/metrics")) >= sent }, 900*time.Second,
 		fmt.Sprintf("%s to process all %.0f entries", t.name, sent))
-	cpu := cpuSeconds(cmd.Process.Pid) - cpu0
-	r := result{perCPU: sent / cpu, rssMiB: float64(hwmKiB(cmd.Process.Pid)) / 1024, cpu: cpu, wall: time.Since(t0).Seconds()}
+	user, sys := userSys(cmd.Process.Pid)
+	user, sys = user-user0, sys-sys0
+	cpu := user + sys
+	r := result{perCPU: sent / cpu, rssMiB: float64(hwmKiB(cmd.Process.Pid)) / 1024, cpu: cpu, user: user, sys: sys, wall: time.Since(t0).Seconds()}
 	if t.report != nil {
 		r.detail = t.report(get("http://" + m + "/metrics"))
 	}
@@ -310,15 +314,16 @@ func get(url string) string {
 	return string(b)
 }
 
-// cpuSeconds is utime+stime of pid from /proc (clock ticks of 1/100 s).
-func cpuSeconds(pid int) float64 {
+// userSys is utime and stime of pid, in seconds: the system part is mostly
+// the kernel taking the NDJSON writes and the sockets' reads.
+func userSys(pid int) (user, sys float64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	must(err)
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100
+	return ut / 100, st / 100
 }
 
 func statusKiB(pid int, key string) int {
