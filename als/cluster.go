@@ -7,14 +7,31 @@ import (
 	"github.com/meshtrail/meshtrail/record"
 )
 
+// Istio's outbound catch-all clusters: traffic to hosts the mesh does not
+// know, let through (outboundTrafficPolicy ALLOW_ANY) or refused
+// (REGISTRY_ONLY).
+const (
+	clusterPassthrough = "PassthroughCluster"
+	clusterBlackHole   = "BlackHoleCluster"
+)
+
 // parseCluster fills the Istio parts of an upstream cluster name:
 // "outbound|9080|v2|reviews.default.svc.cluster.local" is
 // DIRECTION|PORT|SUBSET|FQDN. Inbound clusters are
 // "inbound|9080||" (Istio >= 1.10) or "inbound|9080|http|reviews.default.svc.cluster.local".
-// Anything else (BlackHoleCluster, PassthroughCluster, a plain Envoy
-// cluster) is kept as the raw name only.
+// Istio's catch-all clusters say their direction by name, and Istio labels
+// their traffic with the cluster's name as destination_service_name.
+// Anything else (a plain Envoy cluster) is kept as the raw name only.
 func parseCluster(name string, u *record.Upstream) {
 	u.Cluster = name
+	switch name {
+	case clusterPassthrough, clusterBlackHole:
+		u.Direction, u.ServiceName = "outbound", name
+		return
+	case "InboundPassthroughClusterIpv4", "InboundPassthroughClusterIpv6", "InboundPassthroughCluster":
+		u.Direction = "inbound"
+		return
+	}
 	var parts [4]string
 	rest := name
 	for i := 0; i < 3; i++ {

@@ -86,16 +86,30 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 		r.Timings.Total = r.Timings.LastDownstreamTxByte
 	}
 	c.identify(p, r)
-	if r.Kind == record.KindHTTP && r.Upstream.Service == "" && r.Reporter == record.ReporterDestination && r.HTTP.Authority != "" {
-		// Inbound clusters carry no service (Istio >= 1.10): Istio's
-		// telemetry takes it from the host the caller asked for.
-		fillServiceFromAuthority(&r.Upstream, r.HTTP.Authority, r.Destination.Namespace)
+	if r.Kind == record.KindHTTP && r.Upstream.Service == "" && r.HTTP.Authority != "" {
+		switch {
+		case r.Reporter == record.ReporterDestination:
+			// Inbound clusters carry no service (Istio >= 1.10): Istio's
+			// telemetry takes it from the host the caller asked for.
+			fillServiceFromAuthority(&r.Upstream, r.HTTP.Authority, r.Destination.Namespace)
+		case catchAll(r.Upstream.ServiceName):
+			// Istio labels passthrough and blocked requests with the host
+			// asked for as destination_service.
+			r.Upstream.Service = hostOf(r.HTTP.Authority)
+		}
 	}
 }
+
+// catchAll reports whether a service name is one of Istio's catch-all
+// clusters rather than a service.
+func catchAll(name string) bool { return name == clusterPassthrough || name == clusterBlackHole }
 
 // identify decides the reporter and fills the side of the hop the proxy
 // itself is, the way Istio's standard metrics label them.
 func (c *converter) identify(p *proxy, r *record.Record) {
+	if r.Upstream.Direction == "" {
+		directionWithoutCluster(p, r)
+	}
 	switch {
 	case r.Upstream.Direction == "inbound":
 		r.Reporter = record.ReporterDestination
@@ -134,17 +148,49 @@ func (c *converter) identify(p *proxy, r *record.Record) {
 		if r.Destination.Namespace == "" {
 			r.Destination.Namespace = r.Upstream.ServiceNamespace
 		}
-		if r.Destination.CanonicalService == "" {
+		if r.Destination.CanonicalService == "" && !catchAll(r.Upstream.ServiceName) {
 			r.Destination.CanonicalService = r.Upstream.ServiceName
 		}
 	}
 }
 
-func fillServiceFromAuthority(u *record.Upstream, authority, namespace string) {
-	host := authority
-	if h, _, err := net.SplitHostPort(authority); err == nil {
-		host = h
+// directionWithoutCluster decides the direction of an entry whose upstream
+// cluster says nothing. Envoy logs upstream_cluster only once it picked an
+// upstream host, so the failures users look for most (no route, no healthy
+// upstream, a blocked host, a local reply) arrive without one. Istio's
+// routes to its catch-all clusters are named allow_any and block_all; past
+// those, a sidecar received the request inbound when the address the
+// downstream connected to is the proxy's own (inbound traffic is
+// redirected to the pod's address, outbound keeps the service's).
+func directionWithoutCluster(p *proxy, r *record.Record) {
+	switch r.RouteName {
+	case "block_all":
+		r.Upstream.Direction, r.Upstream.ServiceName = "outbound", clusterBlackHole
+		return
+	case "allow_any":
+		r.Upstream.Direction, r.Upstream.ServiceName = "outbound", clusterPassthrough
+		return
 	}
+	if p.node.Type != "sidecar" || p.node.IP == "" || r.Downstream.LocalAddress == "" {
+		return
+	}
+	if hostOf(r.Downstream.LocalAddress) == p.node.IP {
+		r.Upstream.Direction = "inbound"
+	} else {
+		r.Upstream.Direction = "outbound"
+	}
+}
+
+// hostOf is host:port without the port (an address without one is kept).
+func hostOf(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+func fillServiceFromAuthority(u *record.Upstream, authority, namespace string) {
+	host := hostOf(authority)
 	name, rest, dotted := strings.Cut(host, ".")
 	switch {
 	case !dotted && namespace != "":

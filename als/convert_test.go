@@ -77,7 +77,10 @@ func TestParseCluster(t *testing.T) {
 		"outbound|9080|v2|reviews.default.svc.cluster.local": {Direction: "outbound", Port: 9080, Subset: "v2", Service: "reviews.default.svc.cluster.local", ServiceName: "reviews", ServiceNamespace: "default"},
 		"inbound|9080||":                           {Direction: "inbound", Port: 9080},
 		"outbound|443||api.stripe.com":             {Direction: "outbound", Port: 443, Service: "api.stripe.com", ServiceName: "api.stripe.com"},
-		"PassthroughCluster":                       {},
+		"PassthroughCluster":                       {Direction: "outbound", ServiceName: "PassthroughCluster"},
+		"BlackHoleCluster":                         {Direction: "outbound", ServiceName: "BlackHoleCluster"},
+		"InboundPassthroughClusterIpv4":            {Direction: "inbound"},
+		"front-door":                               {},
 		"outbound|notaport||x.y.svc.cluster.local": {Direction: "outbound", Service: "x.y.svc.cluster.local", ServiceName: "x", ServiceNamespace: "y"},
 	}
 	for name, want := range cases {

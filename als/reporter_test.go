@@ -1,0 +1,90 @@
+package als
+
+import (
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+func socketAddress(ip string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
+}
+
+// Envoy logs upstream_cluster only once it picked an upstream host, so the
+// failures a user looks for (no route, no healthy upstream, a blocked host)
+// arrive without an Istio cluster name. They must still say which side
+// reported them and whose workload it was, as Istio's metrics do.
+func TestEntriesWithoutAnIstioClusterStillHaveAReporter(t *testing.T) {
+	const podIP = "10.1.2.3" // the node id's IP (httpMessage)
+	type want struct {
+		reporter, service, serviceName, source, destination string
+	}
+	cases := []struct {
+		name string
+		edit func(e *accesslogv3.HTTPAccessLogEntry)
+		want want
+	}{
+		{"inbound without a cluster (a local reply)", func(e *accesslogv3.HTTPAccessLogEntry) {
+			e.CommonProperties.UpstreamCluster = ""
+			e.CommonProperties.DownstreamLocalAddress = socketAddress(podIP, 8080)
+			e.Request.Authority = "cart.shop.svc.cluster.local:8080"
+			e.Response.ResponseCode = wrapperspb.UInt32(403)
+		}, want{"destination", "cart.shop.svc.cluster.local", "cart", "", "cart"}},
+		{"outbound without a cluster (no healthy upstream)", func(e *accesslogv3.HTTPAccessLogEntry) {
+			e.CommonProperties.UpstreamCluster = ""
+			e.CommonProperties.DownstreamLocalAddress = socketAddress("10.96.0.15", 8080)
+			e.Response.ResponseCode = wrapperspb.UInt32(503)
+		}, want{"source", "", "", "cart", ""}},
+		{"blocked by REGISTRY_ONLY", func(e *accesslogv3.HTTPAccessLogEntry) {
+			e.CommonProperties.UpstreamCluster = ""
+			e.CommonProperties.RouteName = "block_all"
+			e.CommonProperties.DownstreamLocalAddress = socketAddress("93.184.215.14", 80)
+			e.Request.Authority = "httpbin.org"
+			e.Response.ResponseCode = wrapperspb.UInt32(502)
+		}, want{"source", "httpbin.org", "BlackHoleCluster", "cart", ""}},
+		{"let through by ALLOW_ANY", func(e *accesslogv3.HTTPAccessLogEntry) {
+			e.CommonProperties.UpstreamCluster = "PassthroughCluster"
+			e.CommonProperties.RouteName = "allow_any"
+			e.Request.Authority = "httpbin.org:80"
+		}, want{"source", "httpbin.org", "PassthroughCluster", "cart", ""}},
+		{"inbound passthrough", func(e *accesslogv3.HTTPAccessLogEntry) {
+			e.CommonProperties.UpstreamCluster = "InboundPassthroughClusterIpv4"
+			e.Request.Authority = "10.1.2.3:9999"
+		}, want{"destination", "10.1.2.3", "10.1.2.3", "", "cart"}},
+	}
+	ts := startService(t, nil)
+	var entries []*accesslogv3.HTTPAccessLogEntry
+	for _, c := range cases {
+		e := httpEntry(map[string]string{"x-case": c.name})
+		c.edit(e)
+		entries = append(entries, e)
+	}
+	if err := ts.send(ts.dial(), httpMessage(true, entries...)); err != nil {
+		t.Fatal(err)
+	}
+	m := ts.metrics(false)
+	recs := ts.records()
+	if len(recs) != len(cases) {
+		t.Fatalf("%d records, want %d", len(recs), len(cases))
+	}
+	for i, c := range cases {
+		r := recs[i]
+		got := want{string(r.Reporter), r.Upstream.Service, r.Upstream.ServiceName, r.Source.Name, r.Destination.Name}
+		if got != c.want {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.name, got, c.want)
+		}
+	}
+	// The blocked request is counted as Istio counts it: by the source, to
+	// BlackHoleCluster, for the host asked for.
+	if v := metricValue(t, m, "meshtrail_requests_total", `reporter="source"`, `source_workload="cart"`,
+		`destination_service="httpbin.org"`, `destination_service_name="BlackHoleCluster"`, `response_code="502"`,
+		`destination_canonical_service="unknown"`); v != "1" {
+		t.Errorf("blocked request counted %q times, want 1", v)
+	}
+	if v := metricValue(t, m, "meshtrail_requests_total", `reporter="destination"`, `destination_workload="cart"`, `response_code="403"`); v != "1" {
+		t.Errorf("inbound local reply counted %q times, want 1", v)
+	}
+}
