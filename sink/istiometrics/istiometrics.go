@@ -17,10 +17,15 @@ import (
 	"github.com/meshtrail/meshtrail/record"
 )
 
-// Istio's bucket boundaries (istio/proxy stats plugin).
+// Istio's bucket boundaries. Istio's standard metrics are Envoy histograms
+// (since Istio 1.5), so durations and sizes alike get Envoy's default
+// buckets (istio_request_bytes_bucket runs le="0.5" ... le="3600000"),
+// unless a pod's sidecar.istio.io/statsHistogramBuckets says otherwise.
+// The same boundaries keep histogram_quantile right over series from
+// Istio's own telemetry and from these.
 var (
 	DurationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
-	BytesBuckets    = []float64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
+	BytesBuckets    = append([]float64(nil), DurationBuckets...)
 )
 
 // peerLabels are the labels every Istio metric carries, in Istio's order.
@@ -88,6 +93,9 @@ type Options struct {
 // New registers the metrics with reg.
 func New(opts Options, reg prometheus.Registerer) (*Metrics, error) {
 	p := opts.Prefix
+	if p == "" {
+		p = "meshtrail_"
+	}
 	if opts.MaxSeries == 0 {
 		opts.MaxSeries = 50000
 	}
@@ -166,10 +174,16 @@ func (rs *recentSeries) add(k *httpKey, s *httpSeries) {
 }
 
 func (m *Metrics) observeHTTP(r *record.Record, recent *recentSeries) {
+	if r.Intermediate {
+		// Envoy's periodic and start-of-request entries (flush intervals,
+		// flush_access_log_on_new_request) are not requests: counting
+		// them would inflate requests_total with response_code 0.
+		return
+	}
 	var k httpKey
 	fillPeer((*[nPeer]string)(k[:nPeer]), r)
 	k[nPeer] = responseCode(r.HTTP.ResponseCode)
-	k[nPeer+1] = orUnknown(r.HTTP.GRPCStatus)
+	k[nPeer+1] = grpcResponseStatus(r, k[nPeer-1] == "grpc")
 	k[nPeer+2] = orDash(r.ResponseFlags)
 	k[nPeer+3] = orUnknown(r.ConnectionSecurityPolicy)
 	s := recent.find(&k)
@@ -309,6 +323,40 @@ func requestProtocol(r *record.Record) string {
 		return "grpc"
 	}
 	return "http"
+}
+
+// grpcResponseStatus is Istio's grpc_response_status: empty unless the
+// request is gRPC. Then it is the grpc-status Envoy logged (a trailer, or a
+// header of a trailers-only reply), else the status the HTTP code implies,
+// as Envoy's Grpc::Common::getGrpcStatus infers it.
+func grpcResponseStatus(r *record.Record, grpc bool) string {
+	switch {
+	case !grpc:
+		return ""
+	case r.HTTP.GRPCStatus != "":
+		return r.HTTP.GRPCStatus
+	case r.HTTP.ResponseCode == 0 || r.HTTP.ResponseCode == 200:
+		// Envoy would say UNKNOWN for a 200 without grpc-status, but
+		// here that more likely means the grpc-status trailer was not
+		// logged (additional_response_trailers_to_log) than that the
+		// server broke gRPC: no value rather than a false error.
+		return ""
+	}
+	// grpc/doc/http-grpc-status-mapping.md, as Envoy's
+	// Grpc::Utility::httpToGrpcStatus has it.
+	switch r.HTTP.ResponseCode {
+	case 400:
+		return "13" // INTERNAL
+	case 401:
+		return "16" // UNAUTHENTICATED
+	case 403:
+		return "7" // PERMISSION_DENIED
+	case 404:
+		return "12" // UNIMPLEMENTED
+	case 429, 502, 503, 504:
+		return "14" // UNAVAILABLE
+	}
+	return "2" // UNKNOWN
 }
 
 var codeStrings = func() (s [600]string) {
