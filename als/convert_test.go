@@ -257,3 +257,16 @@ func TestWireMatchesReferenceForTCP(t *testing.T) {
 		}
 	}
 }
+
+// Every AccessLogType Envoy knows is either the final entry of a request,
+// connection or session (its name ends in End; NotSet from Envoys before
+// 1.27) or an intermediate one that must not be counted as a whole request.
+// Walking go-control-plane's enum catches a type added by a newer Envoy.
+func TestEveryAccessLogTypeIsClassified(t *testing.T) {
+	for v, name := range accesslogv3.AccessLogType_name {
+		final := name == "NotSet" || strings.HasSuffix(name, "End")
+		if got := intermediateType(uint64(v)); got == final {
+			t.Errorf("%s (%d): intermediate=%v, want %v", name, v, got, !final)
+		}
+	}
+}

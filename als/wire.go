@@ -531,7 +531,7 @@ func (d *wireDecoder) common(p *proxy, b []byte, r *record.Record, notes *entryN
 // periodically. Only the final entry describes the whole request.
 func intermediateType(t uint64) bool {
 	switch t {
-	case 1, 2, // TcpUpstreamConnected, TcpPeriodic
+	case 1, 2, 14, // TcpUpstreamConnected, TcpPeriodic, TcpConnectionStart
 		4, 5, // DownstreamStart, DownstreamPeriodic
 		7, 8, // UpstreamPoolReady, UpstreamPeriodic
 		10, 11, 12: // DownstreamTunnelSuccessfullyEstablished, UdpTunnelUpstreamConnected, UdpPeriodic
