@@ -201,3 +201,17 @@ func TestGrpcStatusFromTrailers(t *testing.T) {
 		}
 	})
 }
+
+// The principals and connection_security_policy are labels: with the
+// access log part disabled they are still resolved from the connection.
+func TestPrincipalsWithoutAccessLog(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		e := start(t, vm, `{"reporter":"destination","access_log":{"disabled":true}}`, reviewsNode)
+		e.request([][2]string{
+			{":authority", "reviews.default.svc.cluster.local:9080"}, {"x-envoy-peer-metadata", productpagePeer(t)},
+		}, nil)
+		if got, err := e.GetCounterMetric(reviewsLabels + "istio_requests_total"); err != nil || got != 1 {
+			t.Errorf("series with mTLS principals: %d, %v", got, err)
+		}
+	})
+}

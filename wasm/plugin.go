@@ -378,14 +378,24 @@ func (h *httpContext) OnHttpResponseTrailers(int) types.Action {
 	return types.ActionContinue
 }
 
-// writeLateAttributes stores the configured attributes and the peer
+// writeLateAttributes resolves the mTLS principals (metric labels and
+// peer attributes) and stores the configured attributes and the peer
 // identity once the response starts, when both are known, and before
 // Envoy writes the access log entry.
 func (h *httpContext) writeLateAttributes() {
-	if h.attrsDone || !h.p.s.accessLog {
+	if h.attrsDone {
 		return
 	}
 	h.attrsDone = true
+	s := h.p.s
+	// The principals are labels too: resolve them whenever either part
+	// needs them, not only for the access log.
+	if s.metrics || s.accessLog {
+		h.resolvePrincipals()
+	}
+	if !s.accessLog {
+		return
+	}
 	for i := range h.p.s.logAttrs {
 		a := &h.p.s.logAttrs[i]
 		if err := setNonEmpty(&a.property, h.p.host.pathString(&a.path)); err != nil {
@@ -393,7 +403,6 @@ func (h *httpContext) writeLateAttributes() {
 			return
 		}
 	}
-	h.resolvePrincipals()
 	if err := writePeerAttributes(&h.peer); err != nil {
 		h.fail()
 	}
