@@ -32,7 +32,24 @@ func (e *errEntry) Error() string { return e.msg }
 // concurrent use: it holds only configuration.
 type converter struct {
 	redact         map[string]bool // lowercase header names never kept
+	redactState    map[string]bool // the Wasm filter's copies of them in filter state
 	maxHeaderBytes int             // longer header values are cut
+}
+
+// headerCopyPrefix starts the filter state keys under which the Wasm
+// filter logs the request headers it was told to (access_log.headers):
+// wasm.meshtrail_h_ + the name lowercased, every character outside
+// [a-z0-9_] as '_' (wasm/config.go, filterStateName).
+const headerCopyPrefix = "wasm.meshtrail_h_"
+
+func headerCopyKey(header string) string {
+	b := []byte(headerCopyPrefix + strings.ToLower(header))
+	for i := len(headerCopyPrefix); i < len(b); i++ {
+		if c := b[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // sensitiveHeaders never enter a record unless configured: they carry
@@ -54,7 +71,25 @@ func newConverter(allowSensitive []string, extraRedact []string, maxHeaderBytes 
 	for _, h := range allowSensitive {
 		delete(c.redact, strings.ToLower(h))
 	}
+	c.redactState = map[string]bool{}
+	for h := range c.redact {
+		c.redactState[headerCopyKey(h)] = true
+	}
 	return c
+}
+
+// redacted reports whether a header must not be kept. Envoy logs names
+// lowercased; another sender's Authorization is caught too.
+func (c *converter) redacted(name string) bool {
+	if c.redact[name] {
+		return true
+	}
+	for i := 0; i < len(name); i++ {
+		if 'A' <= name[i] && name[i] <= 'Z' {
+			return c.redact[strings.ToLower(name)]
+		}
+	}
+	return false
 }
 
 // entryNotes collects what was odd about an entry that was still accepted.
@@ -74,6 +109,7 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 		r.RequestHeaders = c.headers(reqHeaders, notes)
 		r.ResponseHeaders = c.headers(r.ResponseHeaders, notes)
 		r.ResponseTrailers = c.headers(r.ResponseTrailers, notes)
+		r.FilterState = c.filterState(r.FilterState, notes)
 		if gs, ok := r.ResponseTrailers["grpc-status"]; ok {
 			r.HTTP.GRPCStatus = gs
 		} else if gs, ok := r.ResponseHeaders["grpc-status"]; ok {
@@ -213,7 +249,7 @@ func (c *converter) headers(m map[string]string, notes *entryNotes) map[string]s
 		return nil
 	}
 	for k, v := range m {
-		if c.redact[k] {
+		if c.redacted(k) {
 			delete(m, k)
 			notes.redacted++
 			continue
@@ -221,6 +257,22 @@ func (c *converter) headers(m map[string]string, notes *entryNotes) map[string]s
 		if c.maxHeaderBytes > 0 && len(v) > c.maxHeaderBytes {
 			m[k] = strings.Clone(v[:c.maxHeaderBytes]) // a slice would keep the whole value alive
 			notes.truncated++
+		}
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// filterState drops the Wasm filter's copies of headers that are redacted
+// here: a filter told to log Authorization does not get it past the
+// receiver's own rule (allow it with headers.allow_sensitive).
+func (c *converter) filterState(m map[string]string, notes *entryNotes) map[string]string {
+	for k := range m {
+		if len(k) > len(headerCopyPrefix) && k[:len(headerCopyPrefix)] == headerCopyPrefix && c.redactState[k] {
+			delete(m, k)
+			notes.redacted++
 		}
 	}
 	if len(m) == 0 {

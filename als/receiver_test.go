@@ -247,21 +247,38 @@ func TestInvalidTraceHeadersGiveNoTraceIDAndAreCounted(t *testing.T) {
 func TestSensitiveHeadersNeverEnterRecordsUnlessAllowed(t *testing.T) {
 	headers := func() map[string]string {
 		return map[string]string{"authorization": "Bearer secret", "cookie": "session=secret", "x-api-key": "k",
-			"proxy-authorization": "Basic x", "x-tenant": "acme", "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+			"proxy-authorization": "Basic x", "x-tenant": "acme", "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"X-Auth-Token": "t"} // a sender that does not lowercase as Envoy does
 	}
 	for _, allowed := range [][]string{nil, {"Cookie"}} {
 		ts := startService(t, func(c *Config) { c.Headers.AllowSensitive = allowed })
 		e := httpEntry(headers())
 		e.Response.ResponseHeaders = map[string]string{"set-cookie": "a=b", "content-type": "text/html"}
+		// The Wasm filter told to log credentials (access_log.headers)
+		// does not get them past the receiver.
+		e.CommonProperties.FilterStateObjects = map[string]*anypb.Any{
+			"wasm.meshtrail_h_authorization": bytesValue(t, "Bearer secret"),
+			"wasm.meshtrail_h_cookie":        bytesValue(t, "session=secret"),
+			"wasm.meshtrail_h_x_tenant":      bytesValue(t, "acme"),
+		}
 		if err := ts.send(ts.dial(), httpMessage(true, e)); err != nil {
 			t.Fatal(err)
 		}
 		recs := ts.records()
 		r := recs[0]
-		for _, h := range []string{"authorization", "x-api-key", "proxy-authorization"} {
+		for _, h := range []string{"authorization", "x-api-key", "proxy-authorization", "X-Auth-Token"} {
 			if _, ok := r.RequestHeaders[h]; ok {
 				t.Errorf("allowed=%v: %s leaked into the record", allowed, h)
 			}
+		}
+		if _, ok := r.FilterState["wasm.meshtrail_h_authorization"]; ok {
+			t.Errorf("allowed=%v: the filter's copy of authorization leaked into the record", allowed)
+		}
+		if _, ok := r.FilterState["wasm.meshtrail_h_cookie"]; ok != (allowed != nil) {
+			t.Errorf("allowed=%v: the filter's copy of cookie present=%v", allowed, ok)
+		}
+		if r.FilterState["wasm.meshtrail_h_x_tenant"] != "acme" {
+			t.Errorf("ordinary header copies must stay: %v", r.FilterState)
 		}
 		if _, ok := r.ResponseHeaders["set-cookie"]; ok {
 			t.Errorf("set-cookie leaked into the record")
