@@ -65,6 +65,11 @@ func TestParseNode(t *testing.T) {
 	if p.node.Type != "router" || p.node.Namespace != "istio-system" || p.node.Workload != "istio-ingressgateway" {
 		t.Errorf("id-only node: %+v", p.node)
 	}
+	// A pod name may hold dots (a DNS subdomain); the namespace is after the last.
+	p = parseNode(&corev3.Node{Id: "sidecar~10.0.0.7~web.v2-7d9f8c6b5d-x2k9p.shop~shop.svc.cluster.local"}, "")
+	if p.node.Pod != "web.v2-7d9f8c6b5d-x2k9p" || p.node.Namespace != "shop" {
+		t.Errorf("dotted pod name: pod %q namespace %q", p.node.Pod, p.node.Namespace)
+	}
 	// A node that is not Istio's keeps its id.
 	p = parseNode(&corev3.Node{Id: "front-envoy", Cluster: "edge"}, "")
 	if p.node.ID != "front-envoy" || p.node.Cluster != "edge" || p.node.Type != "" {

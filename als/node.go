@@ -38,8 +38,9 @@ func parseNode(n *corev3.Node, logName string) proxy {
 	if parts := strings.Split(n.GetId(), "~"); len(parts) == 4 {
 		p.node.Type = parts[0]
 		p.node.IP = parts[1]
-		if pod, ns, ok := strings.Cut(parts[2], "."); ok {
-			p.node.Pod, p.node.Namespace = pod, ns
+		// A pod name may hold dots; a namespace (a DNS label) never does.
+		if i := strings.LastIndexByte(parts[2], '.'); i >= 0 {
+			p.node.Pod, p.node.Namespace = parts[2][:i], parts[2][i+1:]
 		} else {
 			p.node.Pod = parts[2]
 		}
