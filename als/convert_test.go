@@ -275,3 +275,57 @@ func TestEveryAccessLogTypeIsClassified(t *testing.T) {
 		}
 	}
 }
+
+// FuzzConvertTCP is FuzzConvertHTTP for TCP entries: the wire decoder must
+// not panic, must not alias its buffer, and must agree with the reference
+// converter on whatever the generated code accepts.
+func FuzzConvertTCP(f *testing.F) {
+	for _, e := range []*accesslogv3.TCPAccessLogEntry{
+		{CommonProperties: &accesslogv3.AccessLogCommon{UpstreamCluster: "outbound|5432||pg.db.svc.cluster.local",
+			DownstreamRemoteAddress: socketAddress("10.0.0.9", 41000), DownstreamLocalAddress: socketAddress("10.96.0.20", 5432),
+			ResponseFlags: &accesslogv3.ResponseFlags{UpstreamConnectionTermination: true}, AccessLogType: accesslogv3.AccessLogType_TcpConnectionEnd},
+			ConnectionProperties: &accesslogv3.ConnectionProperties{ReceivedBytes: 10, SentBytes: 20}},
+		{CommonProperties: &accesslogv3.AccessLogCommon{AccessLogType: accesslogv3.AccessLogType_TcpPeriodic, UpstreamCluster: "BlackHoleCluster"},
+			ConnectionProperties: &accesslogv3.ConnectionProperties{ReceivedBytes: 5}},
+	} {
+		b, _ := proto.Marshal(e)
+		f.Add(b)
+	}
+	conv := newConverter(nil, nil, 1024)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pxRef := parseNode(&corev3.Node{Id: "sidecar~1.2.3.4~p.ns~ns.svc.cluster.local"}, "fuzz")
+		pxWire := pxRef
+		buf := append([]byte(nil), b...)
+		got, err := newWireDecoder(conv).tcp(&pxWire, buf, time.Unix(0, 0), &entryNotes{})
+		if err == nil {
+			before := record.AppendJSON(nil, got)
+			for i := range buf {
+				buf[i] = 0xff
+			}
+			if after := record.AppendJSON(nil, got); !bytes.Equal(before, after) {
+				t.Fatalf("the record changed when the message buffer was overwritten:\n%s\n%s", before, after)
+			}
+		}
+		var e accesslogv3.TCPAccessLogEntry
+		if proto.Unmarshal(b, &e) != nil {
+			return
+		}
+		want, refErr := conv.refTCP(&pxRef, &e, time.Unix(0, 0), &entryNotes{})
+		if (err == nil) != (refErr == nil) {
+			if err != nil {
+				t.Fatalf("wire decoder rejected what the reference accepts: %v", err)
+			}
+			return
+		}
+		if err != nil {
+			return
+		}
+		gj, wj := record.AppendJSON(nil, got), record.AppendJSON(nil, want)
+		if !json.Valid(gj) {
+			t.Fatalf("invalid JSON: %s", gj)
+		}
+		if string(gj) != string(wj) && !repeatedMessageField(b) {
+			t.Fatalf("wire and reference differ:\nwire %s\nref  %s", gj, wj)
+		}
+	})
+}
