@@ -125,14 +125,29 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 }
 
 func (p *pluginContext) NewHttpContext(uint32) types.HttpContext {
+	var h *httpContext
 	if n := len(p.free); n > 0 {
-		h := p.free[n-1]
+		h = p.free[n-1]
 		p.free[n-1] = nil
 		p.free = p.free[:n-1]
+		custom := h.m.custom
 		*h = httpContext{p: p}
-		return h
+		h.m.custom = custom
+	} else {
+		h = &httpContext{p: p}
 	}
-	return &httpContext{p: p}
+	// The custom dimension values exist from the start: a request can
+	// reach any callback without the ones before it (a local reply from
+	// an earlier filter skips the request headers).
+	if p.s != nil {
+		if n := len(p.s.exprs); cap(h.m.custom) >= n {
+			h.m.custom = h.m.custom[:n]
+			clear(h.m.custom)
+		} else {
+			h.m.custom = make([]string, n)
+		}
+	}
+	return h
 }
 
 // maxFree bounds the recycled request contexts kept per plugin: about the
@@ -158,6 +173,8 @@ type httpContext struct {
 	p *pluginContext
 
 	failed  bool // a callback failed: do nothing more for this request
+	reqSeen bool // OnHttpRequestHeaders ran
+	resSeen bool // OnHttpResponseHeaders ran
 	start   time.Time
 	reqBody uint64
 	resBody uint64
@@ -195,6 +212,7 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 	if h.failed {
 		return types.ActionContinue
 	}
+	h.reqSeen = true
 	if h.p.clockDuration {
 		h.start = time.Now()
 	}
@@ -241,6 +259,15 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 		}
 	}
 
+	h.readRequest(list)
+	return types.ActionContinue
+}
+
+// readRequest takes what the metrics and the peer identity need from the
+// request headers: in OnHttpRequestHeaders, or at log time when that
+// callback did not run.
+func (h *httpContext) readRequest(list headerList) {
+	s := h.p.s
 	if s.metrics {
 		h.m.labels[lRequestProtocol] = "http"
 		if strings.HasPrefix(list.first("content-type"), "application/grpc") {
@@ -252,19 +279,15 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 			host = host[:i]
 		}
 		h.m.labels[lDestinationService] = host
-		if len(s.exprs) > 0 {
-			h.m.custom = make([]string, len(s.exprs))
-			for i, e := range s.exprs {
-				if e.requestHeader != "" {
-					h.m.custom[i] = list.first(e.requestHeader)
-				}
+		for i, e := range s.exprs {
+			if e.requestHeader != "" {
+				h.m.custom[i] = list.first(e.requestHeader)
 			}
 		}
 	}
 	if h.destination() {
 		h.learnPeer(list.first(headerPeerMetadata))
 	}
-	return types.ActionContinue
 }
 
 // destination reports whether this proxy reports as the destination. The
@@ -320,6 +343,18 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 	if h.failed {
 		return types.ActionContinue
 	}
+	h.resSeen = true
+	if !h.readResponse() {
+		return types.ActionContinue
+	}
+	h.writeLateAttributes()
+	return types.ActionContinue
+}
+
+// readResponse takes what the metrics and the peer identity need from the
+// response headers, in OnHttpResponseHeaders or at log time when that
+// callback did not run. It reports false when the request failed.
+func (h *httpContext) readResponse() bool {
 	// Only the headers used are read, one host call each, rather than
 	// the whole map.
 	s := h.p.s
@@ -327,7 +362,7 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 		code, err := getResponseHeader(":status")
 		if err != nil {
 			h.fail()
-			return types.ActionContinue
+			return false
 		}
 		h.m.labels[lResponseCode] = code
 		h.statusSeen = code != ""
@@ -338,7 +373,7 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 			g, err := getResponseHeader("grpc-status")
 			if err != nil {
 				h.fail()
-				return types.ActionContinue
+				return false
 			}
 			if g != "" {
 				h.m.labels[lGrpcResponseStatus] = g
@@ -349,7 +384,7 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 				v, err := getResponseHeader(e.responseHeader)
 				if err != nil {
 					h.fail()
-					return types.ActionContinue
+					return false
 				}
 				h.m.custom[i] = v
 			}
@@ -359,12 +394,11 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 		v, err := getResponseHeader(headerPeerMetadata)
 		if err != nil {
 			h.fail()
-			return types.ActionContinue
+			return false
 		}
 		h.learnPeer(v)
 	}
-	h.writeLateAttributes()
-	return types.ActionContinue
+	return true
 }
 
 func (h *httpContext) OnHttpResponseTrailers(int) types.Action {
@@ -445,6 +479,23 @@ func (h *httpContext) OnHttpStreamDone() {
 	defer h.p.recycle(h) // runs last, after guard
 	defer h.guard()
 	if h.failed {
+		return
+	}
+	// A local reply from a filter before this one (RBAC 403, JWT 401)
+	// skips the request and response header callbacks, and Envoy may
+	// create the context only now: read the headers here, where Envoy
+	// exposes both, as those callbacks would have. Istio counts these
+	// requests.
+	if !h.reqSeen {
+		list, err := getRequestHeaders(h.p.reqHeaders)
+		if err != nil {
+			h.fail()
+			return
+		}
+		h.p.reqHeaders = list
+		h.readRequest(list)
+	}
+	if !h.resSeen && !h.readResponse() {
 		return
 	}
 	h.writeLateAttributes()

@@ -195,3 +195,53 @@ func TestInvalidConfigRejected(t *testing.T) {
 		t.Fatalf("err = %v, want a refusal naming tracing.formats[0]", err)
 	}
 }
+
+// A local reply from a filter before this one (RBAC 403): Envoy creates
+// the filter's context at log time and runs only proxy_on_log, exposing
+// the request and response headers there. The request is counted with
+// what the request headers say (service, protocol, peer, custom tags).
+func TestLocalReplyBeforeFilterCounted(t *testing.T) {
+	h, err := NewHost(context.Background(), filterModule(t), HostOptions{
+		PluginConfig: []byte(`{"metrics":{"overrides":[{"tag_overrides":{"tenant":{"value":"request.headers['x-tenant']"}}}]}}`),
+		Properties:   reviews.Properties(), CompilationCacheDir: filepath.Join(os.TempDir(), "meshtrail-wazero-cache"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	s, err := h.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.RequestHeaders = Headers{{":authority", "reviews.default.svc.cluster.local:9080"}, {":path", "/reviews/0"}, {":method", "GET"},
+		{"x-tenant", "acme"}, {"x-envoy-peer-metadata", productpage.PeerMetadataHeader()}}
+	s.ResponseHeaders = Headers{{":status", "403"}, {"content-type", "text/plain"}}
+	s.Properties[Path("listener_direction")] = u64(1)
+	s.Properties[Path("connection", "mtls")] = []byte{0}
+	s.Properties[Path("response", "code")] = u64(403)
+	if err := s.Done(); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := h.Metric("meshtrail_filter_errors_total"); !ok || m.Value != 0 {
+		t.Errorf("filter errors %+v", m)
+	}
+	var found bool
+	for _, m := range h.Metrics() {
+		if !strings.HasSuffix(m.Name, "istio_requests_total") {
+			continue
+		}
+		found = true
+		for _, want := range []string{"reporter=.=destination;.;", "source_workload=.=productpage-v1;.;", "destination_service=.=reviews.default.svc.cluster.local;.;",
+			"request_protocol=.=http;.;", "response_code=.=403;.;", "connection_security_policy=.=none;.;", "tenant=.=acme;.;"} {
+			if !strings.Contains(m.Name, want) {
+				t.Errorf("%s lacks %s", m.Name, want)
+			}
+		}
+		if m.Value != 1 {
+			t.Errorf("%s = %d", m.Name, m.Value)
+		}
+	}
+	if !found {
+		t.Errorf("local reply not counted: %v", h.Metrics())
+	}
+}
