@@ -148,12 +148,16 @@ func appendStatName(b []byte, dims []dimension, std *labelValues, custom []strin
 	return append(b, metricNames[m]...)
 }
 
-// appendTagValue keeps the separators unambiguous: a ';' inside a value
-// would let a crafted header end the tag early, so it becomes '_'.
+// appendTagValue keeps the separators unambiguous: values come from the
+// client (:authority, headers). A ';' would end the tag early, and an '='
+// would let a value carry another label's `name=.=` (Envoy's tag
+// extractor takes the first match of `(name=\.=(.*?);\.;)` anywhere in
+// the stat name, so "xresponse_code=.=999" in destination_service would
+// become response_code): both become '_'.
 func appendTagValue(b []byte, v string) []byte {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
-		if c == ';' || c < 0x20 || c == 0x7f {
+		if c == ';' || c == '=' || c < 0x20 || c == 0x7f {
 			c = '_'
 		}
 		b = append(b, c)

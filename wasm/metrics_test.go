@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -250,6 +251,33 @@ func TestLocalReplyBeforeFilterIsCounted(t *testing.T) {
 			"connection_security_policy=.=mutual_tls;.;path=.=/reviews;.;server=.=unknown;.;tenant=.=unknown;.;istio_requests_total"
 		if got, err := e.GetCounterMetric(name); err != nil || got != 1 {
 			t.Errorf("local reply counted %d, %v as %s", got, err, name)
+		}
+	})
+}
+
+// Label values come from the client. One carrying another label's
+// `name=.=value;.;` must not be taken for it by Envoy's tag extractor,
+// which applies `(name=\.=(.*?);\.;)` to the whole stat name and takes the
+// first match.
+func TestForgedLabelInValue(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		e := start(t, vm, `{"reporter":"destination","metrics":{"overrides":[{"tag_overrides":{"tenant":{"value":"request.headers['x-tenant']"}}}]}}`, reviewsNode)
+		e.request([][2]string{
+			{":authority", "evilresponse_code=.=999"}, {"x-tenant", "aresponse_flags=.=UF;.;b"},
+			{"x-envoy-peer-metadata", productpagePeer(t)},
+		}, nil)
+		name := strings.Replace(reviewsLabels, "destination_service=.=reviews.default.svc.cluster.local;.;", "destination_service=.=evilresponse_code_._999;.;", 1)
+		name = strings.Replace(name, "destination_service_name=.=reviews;.;destination_service_namespace=.=default;.;",
+			"destination_service_name=.=evilresponse_code_._999;.;destination_service_namespace=.=default;.;", 1)
+		name += "tenant=.=aresponse_flags_._UF_._b;.;istio_requests_total"
+		if got, err := e.GetCounterMetric(name); err != nil || got != 1 {
+			t.Fatalf("series %s: %d, %v", name, got, err)
+		}
+		for tag, want := range map[string]string{"response_code": "200", "response_flags": "-", "destination_service": "evilresponse_code_._999"} {
+			m := regexp.MustCompile(`(` + tag + `=\.=(.*?);\.;)`).FindStringSubmatch(name)
+			if m == nil || m[2] != want {
+				t.Errorf("tag %s extracted as %q, want %q", tag, m, want)
+			}
 		}
 	})
 }
