@@ -98,6 +98,16 @@ type entryNotes struct {
 	redacted       int
 	truncated      int
 	badFilterState []string
+	headerCopies   bool // filter state holds the Wasm filter's header copies
+}
+
+// noteHeaderCopy remembers that a filter state key is one of the Wasm
+// filter's header copies, so that only such entries are checked for
+// redaction.
+func (n *entryNotes) noteHeaderCopy(key string) {
+	if len(key) > len(headerCopyPrefix) && key[:len(headerCopyPrefix)] == headerCopyPrefix {
+		n.headerCopies = true
+	}
 }
 
 // finish does what every entry needs once its fields are decoded: the
@@ -109,7 +119,9 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 		r.RequestHeaders = c.headers(reqHeaders, notes)
 		r.ResponseHeaders = c.headers(r.ResponseHeaders, notes)
 		r.ResponseTrailers = c.headers(r.ResponseTrailers, notes)
-		r.FilterState = c.filterState(r.FilterState, notes)
+		if notes.headerCopies {
+			r.FilterState = c.filterState(r.FilterState, notes)
+		}
 		if gs, ok := r.ResponseTrailers["grpc-status"]; ok {
 			r.HTTP.GRPCStatus = gs
 		} else if gs, ok := r.ResponseHeaders["grpc-status"]; ok {
@@ -270,7 +282,7 @@ func (c *converter) headers(m map[string]string, notes *entryNotes) map[string]s
 // receiver's own rule (allow it with headers.allow_sensitive).
 func (c *converter) filterState(m map[string]string, notes *entryNotes) map[string]string {
 	for k := range m {
-		if len(k) > len(headerCopyPrefix) && k[:len(headerCopyPrefix)] == headerCopyPrefix && c.redactState[k] {
+		if c.redactState[k] {
 			delete(m, k)
 			notes.redacted++
 		}

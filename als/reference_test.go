@@ -122,6 +122,7 @@ func (c *converter) refCommon(p *proxy, cp *accesslogv3.AccessLogCommon, r *reco
 		if !ds.add(k, a.GetTypeUrl(), a.GetValue(), copyingDecoder{}) {
 			notes.badFilterState = append(notes.badFilterState, k)
 		}
+		notes.noteHeaderCopy(k)
 	}
 	r.FilterState = ds.values
 	if ds.hasUpstream {

@@ -568,6 +568,7 @@ func (d *wireDecoder) filterState(p *proxy, b []byte, ds *decodedState, notes *e
 	if !ds.add(key, typeURL, value, d) {
 		notes.badFilterState = append(notes.badFilterState, key)
 	}
+	notes.noteHeaderCopy(key)
 	return nil
 }
 
