@@ -134,6 +134,8 @@ type dimension struct {
 	name string
 	std  int
 	expr int
+	// field is the configuration field that added a custom dimension.
+	field string
 }
 
 // loggedValue is a header or attribute copied into filter state.
@@ -288,10 +290,37 @@ func (s *settings) compileDimensions(overrides []MetricOverride) error {
 					s.exprs = append(s.exprs, e)
 				}
 				for _, m := range targets {
-					s.dims[m] = upsertDimension(s.dims[m], dimension{name: name, std: -1, expr: idx})
+					s.dims[m] = upsertDimension(s.dims[m], dimension{name: name, std: -1, expr: idx, field: field})
 				}
 			default:
 				return fmt.Errorf("%s.operation: %q is not UPSERT or REMOVE", field, t.Operation)
+			}
+		}
+	}
+	return s.checkTagNames()
+}
+
+// checkTagNames refuses a custom tag whose name ends another tag's name
+// after a '_' (app and source_app, or my_source_app and source_app).
+// Envoy's tag extractor applies each rule, `(name=\.=(.*?);\.;)` (the form
+// Istio generates for extraStatTags, which cannot be anchored there), to
+// the whole stat name and takes the first match: the rule for app would
+// match inside source_app=.=...;.; and cut it apart. reason is the tag of
+// meshtrail_trace_headers_invalid_total, whose rule sees these stats too.
+func (s *settings) checkTagNames() error {
+	for m := range s.dims {
+		names := append([]dimension{{name: "reason", std: -2, expr: -1}}, s.dims[m]...)
+		for _, a := range names {
+			for _, b := range names {
+				if a.name == b.name || (a.std != -1 && b.std != -1) || !strings.HasSuffix(a.name, "_"+b.name) {
+					continue
+				}
+				custom, other := a, b
+				if custom.std != -1 {
+					custom, other = b, a
+				}
+				return fmt.Errorf("%s: tag %q clashes with tag %q: Envoy's rule (%s=\\.=(.*?);\\.;) would also match inside %s=.=",
+					custom.field, custom.name, other.name, b.name, a.name)
 			}
 		}
 	}

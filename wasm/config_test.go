@@ -28,6 +28,14 @@ func TestInvalidConfigRefused(t *testing.T) {
 		{`{"access_log":{"headers":["bad header"]}}`, "access_log.headers[0]"},
 		{`{"access_log":{"headers":["X-A","x_a"]}}`, "access_log.headers[1]"},
 		{`{"access_log":{"attributes":["request..path"]}}`, "access_log.attributes[0]"},
+		{`{"metrics":{"overrides":[{"tag_overrides":{"app":{"value":"request.host"}}}]}}`, `metrics.overrides[0].tag_overrides[app]: tag "app" clashes with tag "source_app"`},
+		{`{"metrics":{"overrides":[{"tag_overrides":{"version":{"value":"request.host"}}}]}}`, "tag_overrides[version]"},
+		{`{"metrics":{"overrides":[{"tag_overrides":{"cluster":{"value":"request.host"}}}]}}`, "tag_overrides[cluster]"},
+		{`{"metrics":{"overrides":[{"tag_overrides":{"namespace":{"value":"request.host"}}}]}}`, "tag_overrides[namespace]"},
+		{`{"metrics":{"overrides":[{"tag_overrides":{"principal":{"value":"request.host"}}}]}}`, "tag_overrides[principal]"},
+		{`{"metrics":{"overrides":[{"match":"REQUEST_COUNT","tag_overrides":{"my_source_app":{"value":"request.host"}}}]}}`, `tag_overrides[my_source_app]: tag "my_source_app" clashes with tag "source_app"`},
+		{`{"metrics":{"overrides":[{"tag_overrides":{"x_reason":{"value":"request.host"}}}]}}`, "tag_overrides[x_reason]"},
+		{`{"metrics":{"overrides":[{"tag_overrides":{"tenant":{"value":"request.host"},"my_tenant":{"value":"request.host"}}}]}}`, "tag_overrides[my_tenant]"},
 		{`{} {}`, "trailing data"},
 		{`{"reporter":"source","reporter":"source"}`, "duplicated key"},
 	}
@@ -43,7 +51,10 @@ func TestInvalidConfigRefused(t *testing.T) {
 				t.Errorf("%s: log %q does not name %q", c.config, logs, c.field)
 			}
 		}
-		for _, ok := range []string{``, `{}`, " \n", `{"reporter":"auto","tracing":{"formats":[],"disabled":false},"metrics":{"overrides":[]},"access_log":{"headers":[]}}`} {
+		for _, ok := range []string{``, `{}`, " \n", `{"reporter":"auto","tracing":{"formats":[],"disabled":false},"metrics":{"overrides":[]},"access_log":{"headers":[]}}`,
+			// Overriding a standard label's value, or a tag no other ends.
+			`{"metrics":{"overrides":[{"tag_overrides":{"destination_service":{"value":"request.host"},"tenant":{"value":"request.host"},"app_tier":{"value":"request.host"}}}]}}`,
+		} {
 			if _, status := startStatus(t, vm, ok, nil); status != types.OnPluginStartStatusOK {
 				t.Errorf("%q refused", ok)
 			}
