@@ -256,12 +256,16 @@ func (c *seriesCache) record(s *settings, r *requestMetrics) {
 	recordHistogram(ids[metricResponseBytes], r.responseBytes)
 }
 
-// responseFlagNames are Envoy's short response flag strings by bit, as
-// Istio's response_flags label shows them.
+// responseFlagNames are Envoy's short response flag strings by bit
+// (CoreResponseFlag in envoy/stream_info/stream_info.h, names from
+// ResponseFlagUtils in source/common/stream_info/utility.h), as Istio's
+// response_flags label shows them. response.flags carries the core flags
+// up to LastFlag (bit 28 DR: downstream remote reset; bit 29 UDO:
+// unconditional drop overload).
 var responseFlagNames = [...]string{
 	"LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL",
 	"UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF",
-	"DT", "UPE", "NC", "OM", "DF", "DO",
+	"DT", "UPE", "NC", "OM", "DF", "DO", "DR", "UDO",
 }
 
 // formatResponseFlags renders Envoy's response.flags bitmask as Istio does:

@@ -168,7 +168,8 @@ func TestResponseFlags(t *testing.T) {
 	for _, c := range []struct {
 		flags uint64
 		want  string
-	}{{0, "-"}, {0x2, "UH"}, {0x2 | 0x100, "UH,NR"}, {0x1 << 40, "-"}} {
+	}{{0, "-"}, {0x2, "UH"}, {0x2 | 0x100, "UH,NR"}, {0x1 << 40, "-"},
+		{1 << 27, "DO"}, {1 << 28, "DR"}, {1 << 29, "UDO"}, {1<<14 | 1<<28, "DC,DR"}, {1 << 30, "-"}} {
 		if got := formatResponseFlags(c.flags); got != c.want {
 			t.Errorf("formatResponseFlags(%#x) = %q, want %q", c.flags, got, c.want)
 		}
