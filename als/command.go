@@ -80,6 +80,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tlsKey := fs.String("tls-key", "", "private key of --tls-cert (PEM)")
 	tlsCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	allow := fs.String("allow-sensitive-headers", "", "comma-separated headers to keep even though they carry credentials (Authorization, Cookie, ...)")
+	traceOrder := fs.String("trace-header-order", strings.Join(def.Trace.HeaderOrder, ","), "which logged trace header gives a record its trace id when several disagree: w3c, b3, b3multi in order of precedence (b3,b3multi,w3c for a mesh traced with Zipkin)")
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
 	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof on the metrics listener")
 	grace := fs.Duration("shutdown-grace", 20*time.Second, "how long open streams may finish on SIGTERM before sinks are flushed")
@@ -120,6 +121,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.TLS.ClientCAFile = *tlsCA
 		case "allow-sensitive-headers":
 			cfg.Headers.AllowSensitive = splitList(*allow)
+		case "trace-header-order":
+			cfg.Trace.HeaderOrder = splitList(*traceOrder)
 		case "log-level":
 			cfg.LogLevel = *logLevel
 		case "pprof":

@@ -3,6 +3,7 @@ package als
 import (
 	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/meshtrail/meshtrail/fanout/route"
 	"github.com/meshtrail/meshtrail/record"
 	sinkconfig "github.com/meshtrail/meshtrail/sink/config"
+	"github.com/meshtrail/meshtrail/tracecontext"
 )
 
 // Config is the receiver's configuration: YAML (meshtrail als --config) or
@@ -27,6 +29,7 @@ type Config struct {
 	TLS         TLSConfig         `json:"tls"`
 	GRPC        GRPCConfig        `json:"grpc"`
 	Headers     HeaderConfig      `json:"headers"`
+	Trace       TraceConfig       `json:"trace"`
 	Metrics     MeshMetricsConfig `json:"metrics"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
@@ -95,6 +98,27 @@ type HeaderConfig struct {
 	MaxValueBytes int `json:"max_value_bytes"`
 }
 
+// TraceConfig decides which logged trace header gives a record its trace
+// id when a request carries several that disagree. The Wasm filter's filter
+// state, when present, always wins: it is the context the filter sent on.
+type TraceConfig struct {
+	// HeaderOrder is the precedence of the formats: w3c (traceparent), b3
+	// (the single b3 header), b3multi (x-b3-*). The default w3c, b3,
+	// b3multi suits Istio's OpenTelemetry tracing; a mesh whose proxies
+	// trace with Zipkin (B3) wants [b3, b3multi, w3c], so that records
+	// carry the trace id Zipkin or Jaeger shows.
+	HeaderOrder []string `json:"header_order"`
+}
+
+// traceOrder is HeaderOrder as formats (nil: the default).
+func (t TraceConfig) traceOrder() []tracecontext.Format {
+	var order []tracecontext.Format
+	for _, f := range t.HeaderOrder {
+		order = append(order, tracecontext.Format(f))
+	}
+	return order
+}
+
 // MeshMetricsConfig configures the Istio-style RED metrics derived from
 // the access logs.
 type MeshMetricsConfig struct {
@@ -130,6 +154,7 @@ func DefaultConfig() Config {
 			KeepaliveMinTime:      config.Duration(10 * time.Second),
 		},
 		Headers:  HeaderConfig{MaxValueBytes: 8 << 10},
+		Trace:    TraceConfig{HeaderOrder: []string{"w3c", "b3", "b3multi"}},
 		Metrics:  MeshMetricsConfig{Prefix: "meshtrail_", MaxSeries: 50000},
 		LogLevel: "info",
 	}
@@ -175,6 +200,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Headers.MaxValueBytes < -1 {
 		return config.Errorf("headers.max_value_bytes", "must be -1 (no limit), 0 (default) or positive, got %d", c.Headers.MaxValueBytes)
+	}
+	seen := map[string]bool{}
+	for i, f := range c.Trace.HeaderOrder {
+		field := "trace.header_order[" + strconv.Itoa(i) + "]"
+		switch tracecontext.Format(f) {
+		case tracecontext.FormatW3C, tracecontext.FormatB3, tracecontext.FormatB3Multi:
+		default:
+			return config.Errorf(field, "%q is not a trace format: use w3c, b3 or b3multi", f)
+		}
+		if seen[f] {
+			return config.Errorf(field, "%q is listed twice", f)
+		}
+		seen[f] = true
 	}
 	if !c.Metrics.Disabled {
 		if p := c.Metrics.Prefix; p != "" && !validMetricPrefix(p) {

@@ -10,6 +10,7 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 
 	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/tracecontext"
 )
 
 // Reasons an entry is rejected; each is a label value of
@@ -34,6 +35,16 @@ type converter struct {
 	redact         map[string]bool // lowercase header names never kept
 	redactState    map[string]bool // the Wasm filter's copies of them in filter state
 	maxHeaderBytes int             // longer header values are cut
+	traceOrder     []tracecontext.Format
+}
+
+// withTraceOrder sets the precedence of trace header formats (nil: the
+// default).
+func (c *converter) withTraceOrder(order []tracecontext.Format) *converter {
+	if order != nil {
+		c.traceOrder = order
+	}
+	return c
 }
 
 // headerCopyPrefix starts the filter state keys under which the Wasm
@@ -61,7 +72,7 @@ var sensitiveHeaders = []string{
 }
 
 func newConverter(allowSensitive []string, extraRedact []string, maxHeaderBytes int) *converter {
-	c := &converter{redact: map[string]bool{}, maxHeaderBytes: maxHeaderBytes}
+	c := &converter{redact: map[string]bool{}, maxHeaderBytes: maxHeaderBytes, traceOrder: tracecontext.DefaultOrder}
 	for _, h := range sensitiveHeaders {
 		c.redact[h] = true
 	}
@@ -115,7 +126,7 @@ func (n *entryNotes) noteHeaderCopy(key string) {
 // and which side of the hop the reporting proxy is.
 func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]string, notes *entryNotes) {
 	if r.Kind == record.KindHTTP {
-		r.Trace, notes.invalidTrace = traceFrom(r.FilterState, reqHeaders, notes.invalidTrace)
+		r.Trace, notes.invalidTrace = traceFrom(r.FilterState, reqHeaders, c.traceOrder, notes.invalidTrace)
 		r.RequestHeaders = c.headers(reqHeaders, notes)
 		r.ResponseHeaders = c.headers(r.ResponseHeaders, notes)
 		r.ResponseTrailers = c.headers(r.ResponseTrailers, notes)
@@ -128,7 +139,7 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 			r.HTTP.GRPCStatus = gs // trailers-only responses
 		}
 	} else {
-		r.Trace, notes.invalidTrace = traceFrom(r.FilterState, nil, notes.invalidTrace)
+		r.Trace, notes.invalidTrace = traceFrom(r.FilterState, nil, c.traceOrder, notes.invalidTrace)
 	}
 	if r.Timings.Total == 0 {
 		r.Timings.Total = r.Timings.LastDownstreamTxByte

@@ -110,6 +110,8 @@ func TestConfigValidationNamesTheField(t *testing.T) {
 		"log_level":                   func(c *Config) { c.LogLevel = "loud" },
 		"headers.max_value_bytes":     func(c *Config) { c.Headers.MaxValueBytes = -5 },
 		"out_rotation.max_size_mb":    func(c *Config) { c.Out = "/tmp/x"; c.OutRotation.MaxSizeMB = 0 },
+		"trace.header_order[1]":       func(c *Config) { c.Trace.HeaderOrder = []string{"b3", "jaeger"} },
+		"trace.header_order[2]":       func(c *Config) { c.Trace.HeaderOrder = []string{"b3", "w3c", "b3"} },
 	}
 	for field, mutate := range cases {
 		c := DefaultConfig()

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/tracecontext"
 )
 
 // Receiver implements the AccessLogService. Every stream's records go to
@@ -44,6 +45,9 @@ type ReceiverOptions struct {
 	RedactHeaders []string
 	// MaxHeaderBytes cuts longer header values; 0 keeps them whole.
 	MaxHeaderBytes int
+	// TraceOrder is the precedence of the trace header formats; nil means
+	// tracecontext.DefaultOrder.
+	TraceOrder []tracecontext.Format
 }
 
 // NewReceiver returns a Receiver handing records to consumer. Its metrics
@@ -51,7 +55,7 @@ type ReceiverOptions struct {
 func NewReceiver(consumer record.Consumer, opts ReceiverOptions, reg prometheus.Registerer, logger *slog.Logger) *Receiver {
 	return &Receiver{
 		consumer:   consumer,
-		conv:       newConverter(opts.AllowSensitiveHeaders, opts.RedactHeaders, opts.MaxHeaderBytes),
+		conv:       newConverter(opts.AllowSensitiveHeaders, opts.RedactHeaders, opts.MaxHeaderBytes).withTraceOrder(opts.TraceOrder),
 		metrics:    newReceiverMetrics(reg),
 		log:        logger,
 		logLimit:   newLogLimiter(10 * time.Second),

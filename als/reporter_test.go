@@ -88,3 +88,33 @@ func TestEntriesWithoutAnIstioClusterStillHaveAReporter(t *testing.T) {
 		t.Errorf("inbound local reply counted %q times, want 1", v)
 	}
 }
+
+// A request can carry a traceparent and a b3 that disagree (a W3C client
+// behind a Zipkin-traced mesh). The record must carry the trace id of the
+// tracer the mesh uses, which trace.header_order names.
+func TestTraceHeaderOrderPicksWhichHeaderWins(t *testing.T) {
+	const w3c, b3 = "4bf92f3577b34da6a3ce929d0e0e4736", "80f198ee56343ba864fe8b2a57d3eff7"
+	headers := map[string]string{
+		"traceparent": "00-" + w3c + "-00f067aa0ba902b7-01",
+		"b3":          b3 + "-e457b5a2e4d86bd1-1",
+	}
+	for _, c := range []struct {
+		order []string
+		want  string
+	}{
+		{nil, w3c}, // the default: w3c, b3, b3multi
+		{[]string{"b3", "b3multi", "w3c"}, b3},
+	} {
+		ts := startService(t, func(cfg *Config) {
+			if c.order != nil {
+				cfg.Trace.HeaderOrder = c.order
+			}
+		})
+		if err := ts.send(ts.dial(), httpMessage(true, httpEntry(headers))); err != nil {
+			t.Fatal(err)
+		}
+		if got := ts.records()[0].Trace.TraceID; got != c.want {
+			t.Errorf("order %v: trace id %s, want %s", c.order, got, c.want)
+		}
+	}
+}

@@ -118,6 +118,7 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 		AllowSensitiveHeaders: cfg.Headers.AllowSensitive,
 		RedactHeaders:         cfg.Headers.Redact,
 		MaxHeaderBytes:        maxHeader,
+		TraceOrder:            cfg.Trace.traceOrder(),
 	}, s.Registry, logger)
 
 	if s.grpc, err = NewGRPCServer(s.receiver, cfg.GRPC, cfg.TLS); err != nil {

@@ -24,10 +24,10 @@ type invalidTrace struct {
 
 // traceFrom finds a record's trace context: the meshtrail filter's filter
 // state first (it saw the request inside Envoy), then whichever trace
-// headers Envoy logged, W3C before B3 single before B3 multi. A header that
+// headers Envoy logged, in order (trace.header_order). A header that
 // is present but invalid is reported and skipped, as both specs say: the
 // request is then treated as having no context from that header.
-func traceFrom(state map[string]string, headers map[string]string, invalid []invalidTrace) (record.Trace, []invalidTrace) {
+func traceFrom(state map[string]string, headers map[string]string, order []tracecontext.Format, invalid []invalidTrace) (record.Trace, []invalidTrace) {
 	if id, ok := state[fsTraceID]; ok {
 		if validHexID(id, 32) {
 			tr := record.Trace{TraceID: id, Source: traceFromFilterState}
@@ -50,34 +50,41 @@ func traceFrom(state map[string]string, headers map[string]string, invalid []inv
 	if len(headers) == 0 {
 		return record.Trace{}, invalid
 	}
-	if v, ok := headers[tracecontext.HeaderTraceparent]; ok {
-		c, err := tracecontext.ParseTraceparent(v)
-		if err == nil {
-			return traceOf(c, traceFromW3C), invalid
+	for _, f := range order {
+		switch f {
+		case tracecontext.FormatW3C:
+			if v, ok := headers[tracecontext.HeaderTraceparent]; ok {
+				c, err := tracecontext.ParseTraceparent(v)
+				if err == nil {
+					return traceOf(c, traceFromW3C), invalid
+				}
+				invalid = append(invalid, invalidTrace{format: traceFromW3C, reason: reasonOf(err), err: err})
+			}
+		case tracecontext.FormatB3:
+			if v, ok := headers[tracecontext.HeaderB3]; ok {
+				c, err := tracecontext.ParseB3Single(v)
+				if err == nil {
+					return traceOf(c, traceFromB3), invalid
+				}
+				if !errors.Is(err, tracecontext.ErrDenyOnly) {
+					invalid = append(invalid, invalidTrace{format: traceFromB3, reason: reasonOf(err), err: err})
+				}
+			}
+		case tracecontext.FormatB3Multi:
+			if tid, ok := headers[tracecontext.HeaderB3TraceID]; ok {
+				c, err := tracecontext.ParseB3Multi(tracecontext.B3Multi{
+					TraceID:      tid,
+					SpanID:       headers[tracecontext.HeaderB3SpanID],
+					ParentSpanID: headers[tracecontext.HeaderB3ParentSpan],
+					Sampled:      headers[tracecontext.HeaderB3Sampled],
+					Flags:        headers[tracecontext.HeaderB3Flags],
+				})
+				if err == nil {
+					return traceOf(c, traceFromB3Multi), invalid
+				}
+				invalid = append(invalid, invalidTrace{format: traceFromB3Multi, reason: reasonOf(err), err: err})
+			}
 		}
-		invalid = append(invalid, invalidTrace{format: traceFromW3C, reason: reasonOf(err), err: err})
-	}
-	if v, ok := headers[tracecontext.HeaderB3]; ok {
-		c, err := tracecontext.ParseB3Single(v)
-		if err == nil {
-			return traceOf(c, traceFromB3), invalid
-		}
-		if !errors.Is(err, tracecontext.ErrDenyOnly) {
-			invalid = append(invalid, invalidTrace{format: traceFromB3, reason: reasonOf(err), err: err})
-		}
-	}
-	if tid, ok := headers[tracecontext.HeaderB3TraceID]; ok {
-		c, err := tracecontext.ParseB3Multi(tracecontext.B3Multi{
-			TraceID:      tid,
-			SpanID:       headers[tracecontext.HeaderB3SpanID],
-			ParentSpanID: headers[tracecontext.HeaderB3ParentSpan],
-			Sampled:      headers[tracecontext.HeaderB3Sampled],
-			Flags:        headers[tracecontext.HeaderB3Flags],
-		})
-		if err == nil {
-			return traceOf(c, traceFromB3Multi), invalid
-		}
-		invalid = append(invalid, invalidTrace{format: traceFromB3Multi, reason: reasonOf(err), err: err})
 	}
 	return record.Trace{}, invalid
 }
