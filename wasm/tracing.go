@@ -125,9 +125,53 @@ func (t traceText) parentSpanIDString() string {
 	return t.str(ttParent, ttLenParent)
 }
 
-// inject writes the outbound context in the configured formats. Formats
-// not configured are left as they came.
+// staleW3C, staleB3 and staleB3Multi are the inbound headers of a format
+// the filter does not write: sent on, they would carry the inbound span
+// (or another trace) next to ours, and a tracer reading them (B3 single
+// wins over multi on extraction; W3C first) would follow the stale one.
+// tracestate goes with traceparent: without it W3C ignores it, and its
+// members describe the inbound span.
+var (
+	staleW3C     = [...]string{tracecontext.HeaderTraceparent, tracecontext.HeaderTracestate}
+	staleB3      = [...]string{tracecontext.HeaderB3}
+	staleB3Multi = [...]string{tracecontext.HeaderB3TraceID, tracecontext.HeaderB3SpanID, tracecontext.HeaderB3ParentSpan,
+		tracecontext.HeaderB3Sampled, tracecontext.HeaderB3Flags}
+)
+
+// removeStale removes the inbound headers of the formats not written.
+// Only headers present cost a host call.
+func (t *tracer) removeStale(in headerList) error {
+	if !t.s.writeW3C {
+		if err := removeHeaders(in, staleW3C[:]); err != nil {
+			return err
+		}
+	}
+	if !t.s.writeB3 {
+		if err := removeHeaders(in, staleB3[:]); err != nil {
+			return err
+		}
+	}
+	if !t.s.writeB3Multi {
+		return removeHeaders(in, staleB3Multi[:])
+	}
+	return nil
+}
+
+func removeHeaders(in headerList, names []string) error {
+	for _, n := range names {
+		if err := setRequestHeader(in, n, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inject writes the outbound context in the configured formats and
+// removes inbound headers of the formats not configured.
 func (t *tracer) inject(in headerList, c *tracecontext.Context, txt traceText) error {
+	if err := t.removeStale(in); err != nil {
+		return err
+	}
 	if t.s.writeW3C {
 		if err := setRequestHeader(in, tracecontext.HeaderTraceparent, txt.traceparent()); err != nil {
 			return err

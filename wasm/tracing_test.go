@@ -381,3 +381,51 @@ func TestTraceStateMember(t *testing.T) {
 		}
 	})
 }
+
+// Inbound headers of a format the filter does not write are removed: sent
+// on beside the new context they would carry the inbound span, and a B3
+// tracer takes b3 over x-b3-* (W3C first), following the stale one.
+func TestUnwrittenFormatsRemoved(t *testing.T) {
+	const (
+		trace = "80f198ee56343ba864fe8b2a57d3eff7"
+		span  = "e457b5a2e4d86bd1"
+	)
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		// Default formats: w3c and b3multi. An inbound b3 is continued in
+		// them, and not sent on.
+		e := start(t, vm, `{"tracing":{"sampling_percentage":100}}`, nil)
+		x := e.request([][2]string{{"b3", trace + "-" + span + "-1"}}, nil)
+		if got := header(t, x.upstream, "b3"); got != "" {
+			t.Errorf("stale b3 %q sent on", got)
+		}
+		if got := header(t, x.upstream, "x-b3-traceid"); got != trace || header(t, x.upstream, "x-b3-parentspanid") != span {
+			t.Errorf("x-b3-traceid %q parent %q, want the b3 trace continued", got, header(t, x.upstream, "x-b3-parentspanid"))
+		}
+
+		// b3 only: traceparent, tracestate and every x-b3-* go.
+		e = start(t, vm, `{"tracing":{"formats":["b3"],"sampling_percentage":100}}`, nil)
+		x = e.request([][2]string{
+			{"traceparent", "00-" + suiteTrace + "-" + suiteParent + "-01"}, {"tracestate", "foo=1"},
+			{"x-b3-traceid", trace}, {"x-b3-spanid", span}, {"x-b3-parentspanid", "05e3ac9a4f6e3b90"},
+			{"x-b3-sampled", "1"}, {"x-b3-flags", "1"}, {"x-b3-sampled", "1"},
+		}, nil)
+		for _, h := range []string{"traceparent", "tracestate", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"} {
+			if got := header(t, x.upstream, h); got != "" {
+				t.Errorf("stale %s %q sent on", h, got)
+			}
+		}
+		if b3 := header(t, x.upstream, "b3"); !strings.HasPrefix(b3, suiteTrace+"-") {
+			t.Errorf("b3 %q does not continue the W3C trace", b3)
+		}
+
+		// w3c only: tracestate stays (updated with the context), B3 goes.
+		e = start(t, vm, w3cOnly, nil)
+		x = e.request([][2]string{
+			{"traceparent", "00-" + suiteTrace + "-" + suiteParent + "-01"}, {"tracestate", "foo=1"},
+			{"b3", trace + "-" + span + "-1"}, {"x-b3-traceid", trace}, {"x-b3-spanid", span},
+		}, nil)
+		if header(t, x.upstream, "tracestate") != "foo=1" || header(t, x.upstream, "b3") != "" || header(t, x.upstream, "x-b3-traceid") != "" || header(t, x.upstream, "x-b3-spanid") != "" {
+			t.Errorf("w3c only: upstream %v", x.upstream)
+		}
+	})
+}
