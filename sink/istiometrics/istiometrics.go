@@ -78,6 +78,10 @@ type Metrics struct {
 	http      map[httpKey]*httpSeries
 	tcp       map[tcpKey]*tcpSeries
 	maxSeries int
+	// conns follows open TCP connections logged periodically (see
+	// observeTCP).
+	connMu sync.Mutex
+	conns  map[string]tcpConn
 	// ExemplarEvery bounds how often a series gets a new exemplar; failed
 	// requests always get one. Prometheus keeps one exemplar per bucket, so
 	// more would only cost CPU.
@@ -120,6 +124,7 @@ func New(opts Options, reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Records not counted because their label combination would pass metrics.max_series."}),
 		http:          map[httpKey]*httpSeries{},
 		tcp:           map[tcpKey]*tcpSeries{},
+		conns:         map[string]tcpConn{},
 		maxSeries:     opts.MaxSeries,
 		exemplarEvery: time.Second,
 	}
@@ -249,13 +254,64 @@ func (m *Metrics) httpSeriesFor(k *httpKey) *httpSeries {
 	return s
 }
 
-// observeTCP counts a TCP entry. Envoy's intermediate entries (periodic
-// logs of long connections) carry running totals, so only the final entry
-// of a connection is counted, as one opened and one closed connection.
+// observeTCP counts a TCP entry. Envoy logs a connection when it closes,
+// and, with access_log_flush_interval or flush-on-connect, also while it is
+// open: those intermediate entries carry running byte totals. As Istio
+// does, a connection is counted opened at its first entry and closed at its
+// last, and its bytes as they are reported, so a database connection open
+// for hours shows up while it is open. Connections are told apart by
+// stream_id; entries without one are counted at close.
 func (m *Metrics) observeTCP(r *record.Record) {
-	if r.Intermediate {
+	prev, count := m.connProgress(r)
+	if !count {
 		return
 	}
+	s := m.tcpSeriesFor(r)
+	if s == nil {
+		m.dropped.Inc()
+		return
+	}
+	s.sent.Add(float64(r.SentBytes - min(prev.sent, r.SentBytes)))
+	s.received.Add(float64(r.ReceivedBytes - min(prev.received, r.ReceivedBytes)))
+	if !prev.known {
+		s.opened.Inc()
+	}
+	if !r.Intermediate {
+		s.closed.Inc()
+	}
+}
+
+// tcpConn is what earlier entries of one open connection already counted.
+type tcpConn struct {
+	known          bool
+	sent, received uint64
+}
+
+// maxTrackedConns bounds the open connections followed through their
+// intermediate entries; past it a connection is counted when it closes.
+const maxTrackedConns = 100000
+
+// connProgress returns what r's connection already counted and whether r
+// is to be counted now.
+func (m *Metrics) connProgress(r *record.Record) (prev tcpConn, count bool) {
+	if r.StreamID == "" {
+		return tcpConn{}, !r.Intermediate
+	}
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
+	prev = m.conns[r.StreamID]
+	switch {
+	case !r.Intermediate:
+		delete(m.conns, r.StreamID)
+	case prev.known || len(m.conns) < maxTrackedConns:
+		m.conns[r.StreamID] = tcpConn{known: true, sent: max(prev.sent, r.SentBytes), received: max(prev.received, r.ReceivedBytes)}
+	default:
+		return prev, false
+	}
+	return prev, true
+}
+
+func (m *Metrics) tcpSeriesFor(r *record.Record) *tcpSeries {
 	var k tcpKey
 	fillPeer((*[nPeer]string)(k[:nPeer]), r)
 	k[nPeer-1] = "tcp"
@@ -264,25 +320,22 @@ func (m *Metrics) observeTCP(r *record.Record) {
 	m.mu.RLock()
 	s := m.tcp[k]
 	m.mu.RUnlock()
-	if s == nil {
-		m.mu.Lock()
-		if s = m.tcp[k]; s == nil {
-			if len(m.http)+len(m.tcp) >= m.maxSeries {
-				m.mu.Unlock()
-				m.dropped.Inc()
-				return
-			}
-			lv := k[:]
-			s = &tcpSeries{sent: m.tcpSent.WithLabelValues(lv...), received: m.tcpRecv.WithLabelValues(lv...),
-				opened: m.tcpOpen.WithLabelValues(lv...), closed: m.tcpClose.WithLabelValues(lv...)}
-			m.tcp[k] = s
-		}
-		m.mu.Unlock()
+	if s != nil {
+		return s
 	}
-	s.sent.Add(float64(r.SentBytes))
-	s.received.Add(float64(r.ReceivedBytes))
-	s.opened.Inc()
-	s.closed.Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = m.tcp[k]; s != nil {
+		return s
+	}
+	if len(m.http)+len(m.tcp) >= m.maxSeries {
+		return nil
+	}
+	lv := k[:]
+	s = &tcpSeries{sent: m.tcpSent.WithLabelValues(lv...), received: m.tcpRecv.WithLabelValues(lv...),
+		opened: m.tcpOpen.WithLabelValues(lv...), closed: m.tcpClose.WithLabelValues(lv...)}
+	m.tcp[k] = s
+	return s
 }
 
 // fillPeer writes the 21 peer labels the way Istio does: "unknown" for

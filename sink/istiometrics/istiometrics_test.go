@@ -200,3 +200,47 @@ func TestSeriesCapDropsAndCounts(t *testing.T) {
 		t.Errorf("dropped %v records, want 2 (500 and 503)", v)
 	}
 }
+
+// A connection Envoy logs while it is open (access_log_flush_interval)
+// is counted opened at its first entry and its bytes as they are reported,
+// so a long-lived connection shows up before it closes; its close adds only
+// what is new. Another connection logged only at close counts as before.
+func TestLongLivedTCPConnectionsAreCountedWhileOpen(t *testing.T) {
+	m, reg := newMetrics(t, Options{})
+	conn := func(stream string, intermediate bool, sent, received uint64) *record.Record {
+		return &record.Record{Kind: record.KindTCP, Reporter: record.ReporterSource, StreamID: stream,
+			Intermediate: intermediate, SentBytes: sent, ReceivedBytes: received}
+	}
+	value := func(name string) float64 {
+		var sum float64
+		if mf := gather(t, reg)[name]; mf != nil {
+			for _, s := range mf.GetMetric() {
+				sum += s.GetCounter().GetValue()
+			}
+		}
+		return sum
+	}
+	check := func(step string, opened, closed, sent, received float64) {
+		t.Helper()
+		got := [4]float64{value("meshtrail_tcp_connections_opened_total"), value("meshtrail_tcp_connections_closed_total"),
+			value("meshtrail_tcp_sent_bytes_total"), value("meshtrail_tcp_received_bytes_total")}
+		if want := [4]float64{opened, closed, sent, received}; got != want {
+			t.Errorf("%s: opened, closed, sent, received = %v, want %v", step, got, want)
+		}
+	}
+	consume := func(recs ...*record.Record) {
+		if err := m.ConsumeRecords(context.Background(), recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consume(conn("pg-1", true, 100, 1000))
+	check("first periodic entry", 1, 0, 100, 1000)
+	consume(conn("pg-1", true, 150, 5000))
+	check("second periodic entry adds the difference", 1, 0, 150, 5000)
+	consume(conn("short-1", false, 10, 20))
+	check("a connection logged only at close", 2, 1, 160, 5020)
+	consume(conn("pg-1", false, 150, 5500))
+	check("the long connection closes", 2, 2, 160, 5520)
+	consume(conn("pg-1", false, 150, 5500))
+	check("nothing of pg-1 is kept after it closed: an entry again is a new connection", 3, 3, 310, 11020)
+}
