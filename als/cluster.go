@@ -18,7 +18,8 @@ const (
 // parseCluster fills the Istio parts of an upstream cluster name:
 // "outbound|9080|v2|reviews.default.svc.cluster.local" is
 // DIRECTION|PORT|SUBSET|FQDN. Inbound clusters are
-// "inbound|9080||" (Istio >= 1.10) or "inbound|9080|http|reviews.default.svc.cluster.local".
+// "inbound|9080||" (Istio >= 1.10) or "inbound|9080|http|reviews.default.svc.cluster.local";
+// gateways in AUTO_PASSTHROUGH use "outbound_.9080_.v2_.reviews.default.svc.cluster.local".
 // Istio's catch-all clusters say their direction by name, and Istio labels
 // their traffic with the cluster's name as destination_service_name.
 // Anything else (a plain Envoy cluster) is kept as the raw name only.
@@ -32,20 +33,26 @@ func parseCluster(name string, u *record.Upstream) {
 		u.Direction = "inbound"
 		return
 	}
+	// DIRECTION|PORT|SUBSET|FQDN, or a gateway's SNI-DNAT form
+	// outbound_.PORT_.SUBSET_.FQDN (AUTO_PASSTHROUGH).
+	sep := "|"
+	if strings.HasPrefix(name, "outbound_.") {
+		sep = "_."
+	}
 	var parts [4]string
 	rest := name
 	for i := 0; i < 3; i++ {
 		var ok bool
-		if parts[i], rest, ok = strings.Cut(rest, "|"); !ok {
+		if parts[i], rest, ok = strings.Cut(rest, sep); !ok {
 			return
 		}
 	}
-	if strings.IndexByte(rest, '|') >= 0 {
+	if sep == "|" && strings.IndexByte(rest, '|') >= 0 {
 		return
 	}
 	parts[3] = rest
 	switch parts[0] {
-	case "inbound":
+	case "inbound", "inbound-vip": // inbound-vip: a sidecar's clusters for a service's VIP
 		u.Direction = "inbound"
 	case "outbound":
 		u.Direction = "outbound"

@@ -80,13 +80,16 @@ func TestParseNode(t *testing.T) {
 func TestParseCluster(t *testing.T) {
 	cases := map[string]record.Upstream{
 		"outbound|9080|v2|reviews.default.svc.cluster.local": {Direction: "outbound", Port: 9080, Subset: "v2", Service: "reviews.default.svc.cluster.local", ServiceName: "reviews", ServiceNamespace: "default"},
-		"inbound|9080||":                           {Direction: "inbound", Port: 9080},
-		"outbound|443||api.stripe.com":             {Direction: "outbound", Port: 443, Service: "api.stripe.com", ServiceName: "api.stripe.com"},
-		"PassthroughCluster":                       {Direction: "outbound", ServiceName: "PassthroughCluster"},
-		"BlackHoleCluster":                         {Direction: "outbound", ServiceName: "BlackHoleCluster"},
-		"InboundPassthroughClusterIpv4":            {Direction: "inbound"},
-		"front-door":                               {},
-		"outbound|notaport||x.y.svc.cluster.local": {Direction: "outbound", Service: "x.y.svc.cluster.local", ServiceName: "x", ServiceNamespace: "y"},
+		"inbound|9080||":                {Direction: "inbound", Port: 9080},
+		"outbound|443||api.stripe.com":  {Direction: "outbound", Port: 443, Service: "api.stripe.com", ServiceName: "api.stripe.com"},
+		"PassthroughCluster":            {Direction: "outbound", ServiceName: "PassthroughCluster"},
+		"BlackHoleCluster":              {Direction: "outbound", ServiceName: "BlackHoleCluster"},
+		"InboundPassthroughClusterIpv4": {Direction: "inbound"},
+		"front-door":                    {},
+		"outbound_.9080_.v2_.reviews.default.svc.cluster.local":   {Direction: "outbound", Port: 9080, Subset: "v2", Service: "reviews.default.svc.cluster.local", ServiceName: "reviews", ServiceNamespace: "default"},
+		"outbound_.443_._.api.stripe.com":                         {Direction: "outbound", Port: 443, Service: "api.stripe.com", ServiceName: "api.stripe.com"},
+		"inbound-vip|9080|http|reviews.default.svc.cluster.local": {Direction: "inbound", Port: 9080, Subset: "http", Service: "reviews.default.svc.cluster.local", ServiceName: "reviews", ServiceNamespace: "default"},
+		"outbound|notaport||x.y.svc.cluster.local":                {Direction: "outbound", Service: "x.y.svc.cluster.local", ServiceName: "x", ServiceNamespace: "y"},
 	}
 	for name, want := range cases {
 		var u record.Upstream
