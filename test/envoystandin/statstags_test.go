@@ -1,6 +1,7 @@
 package envoystandin
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -79,6 +80,97 @@ func TestShippedStatsTagsExtractLabels(t *testing.T) {
 	for _, want := range []string{"istio_requests_total", "istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes", "meshtrail_trace_headers_invalid_total", "meshtrail_filter_errors_total"} {
 		if !seen[want] {
 			t.Errorf("no %s after extraction; have %v", want, seen)
+		}
+	}
+}
+
+// The Istio snippet: its extraStatTags, turned into the rules Istio's
+// bootstrap generates for them (`(tag=\.=(.*?);\.;)`, the only ones it has
+// for these stats), extract every label of every stat the filter defines,
+// mesh-wide and per pod alike; its histogram bucket key is a prefix of the
+// filter's stat names as Envoy files them (wasmcustom.<name>).
+func TestIstioSnippetExtractsLabels(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "examples", "wasm", "istio-proxy-stats.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(b), "\n---\n")
+	if len(docs) != 2 {
+		t.Fatalf("want 2 YAML documents, got %d", len(docs))
+	}
+	type proxyConfig struct {
+		ExtraStatTags []string `json:"extraStatTags"`
+	}
+	var mesh struct {
+		Spec struct {
+			MeshConfig struct {
+				DefaultConfig proxyConfig `json:"defaultConfig"`
+			} `json:"meshConfig"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal([]byte(docs[0]), &mesh); err != nil {
+		t.Fatal(err)
+	}
+	var deploy struct {
+		Spec struct {
+			Template struct {
+				Metadata struct {
+					Annotations map[string]string `json:"annotations"`
+				} `json:"metadata"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal([]byte(docs[1]), &deploy); err != nil {
+		t.Fatal(err)
+	}
+	ann := deploy.Spec.Template.Metadata.Annotations
+	var pod proxyConfig
+	if err := yaml.Unmarshal([]byte(ann["proxy.istio.io/config"]), &pod); err != nil {
+		t.Fatal(err)
+	}
+	var buckets map[string][]float64
+	if err := json.Unmarshal([]byte(ann["sidecar.istio.io/statsHistogramBuckets"]), &buckets); err != nil {
+		t.Fatal(err)
+	}
+
+	up := upstreamEcho(t)
+	h, p := startProxy(t, HostOptions{PluginConfig: []byte(`{"metrics":{"overrides":[{"tag_overrides":{"tenant":{"value":"request.headers['x-tenant']"}}}]}}`)},
+		ProxyConfig{Upstream: up.URL, Inbound: true})
+	get(t, p, map[string]string{"x-envoy-peer-metadata": productpage.PeerMetadataHeader(), "traceparent": "ff-bad", "x-tenant": "acme"})
+
+	for where, tags := range map[string][]string{"meshConfig": mesh.Spec.MeshConfig.DefaultConfig.ExtraStatTags, "pod annotation": pod.ExtraStatTags} {
+		var rules []*regexp.Regexp
+		for _, tag := range tags {
+			rules = append(rules, regexp.MustCompile(`(`+tag+`=\.=(.*?);\.;)`))
+		}
+		for _, m := range h.Metrics() {
+			full := "wasmcustom." + m.Name
+			name, got := full, map[string]string{}
+			for i, re := range rules {
+				if x := re.FindStringSubmatchIndex(name); x != nil {
+					got[tags[i]] = name[x[4]:x[5]]
+					name = name[:x[2]] + name[x[3]:]
+				}
+			}
+			name = strings.TrimPrefix(name, "wasmcustom.")
+			if strings.ContainsAny(name, "=;") {
+				t.Errorf("%s: %s: tags left in the name: %q", where, m.Name, name)
+			}
+			if strings.HasPrefix(name, "istio_") {
+				if len(got) != 26 || got["reporter"] != "destination" || got["source_workload"] != "productpage-v1" ||
+					got["destination_service"] != "reviews.default.svc.cluster.local" || got["tenant"] != "acme" {
+					t.Errorf("%s: %s: tags %v", where, name, got)
+				}
+				if m.Type == MetricHistogram {
+					var matched bool
+					for prefix := range buckets {
+						matched = matched || strings.HasPrefix(full, prefix)
+					}
+					if !matched {
+						t.Errorf("histogram bucket keys %v match no prefix of %s", buckets, full)
+					}
+				}
+			}
 		}
 	}
 }
