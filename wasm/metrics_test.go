@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"regexp"
 	"strings"
 	"testing"
@@ -279,6 +280,57 @@ func TestForgedLabelInValue(t *testing.T) {
 			if m == nil || m[2] != want {
 				t.Errorf("tag %s extracted as %q, want %q", tag, m, want)
 			}
+		}
+	})
+}
+
+// pairs serializes key/value pairs as Proxy-Wasm does (Envoy's map
+// properties): count, (key size, value size) each, then each key and
+// value NUL-terminated.
+func pairs(kv ...string) string {
+	var b []byte
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(kv)/2))
+	for i := 0; i < len(kv); i += 2 {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(kv[i])))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(kv[i+1])))
+	}
+	for _, s := range kv {
+		b = append(append(b, s...), 0)
+	}
+	return string(b)
+}
+
+// Under Istio's peer_metadata filter the x-envoy-peer-metadata request
+// header is gone by the time this filter runs; the peer is the filter
+// state downstream_peer (a Struct CelState, read through
+// ["filter_state","downstream_peer"] as a map's pairs). The header, when
+// present (no peer_metadata filter), still comes first.
+func TestPeerFromFilterState(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		props := map[string]string{"filter_state|downstream_peer": pairs(
+			"type", "deployment", "workload", "productpage-v1", "name", "productpage-v1-55b9", "cluster", "Kubernetes",
+			"namespace", "default", "service", "productpage", "revision", "v1", "app", "productpage", "version", "v1",
+			"labels", pairs("app", "productpage", "version", "v1"))}
+		for k, v := range reviewsNode {
+			props[k] = v
+		}
+		e := start(t, vm, `{"reporter":"destination"}`, props)
+		x := e.request([][2]string{{":authority", "reviews.default.svc.cluster.local:9080"}}, nil)
+		if got, err := e.GetCounterMetric(reviewsLabels + "istio_requests_total"); err != nil || got != 1 {
+			t.Errorf("series with the filter-state peer: %d, %v", got, err)
+		}
+		if x.state["meshtrail_peer_workload"] != "productpage-v1" || x.state["meshtrail_peer_canonical_service"] != "productpage" {
+			t.Errorf("peer in filter state: %v", x.state)
+		}
+		// The header wins when both are there.
+		e.request([][2]string{{":authority", "reviews.default.svc.cluster.local:9080"},
+			{"x-envoy-peer-metadata", peerMetadata(t, map[string]any{"WORKLOAD_NAME": "ratings-v1", "NAMESPACE": "default"})}}, nil)
+		ratings := strings.NewReplacer("source_workload=.=productpage-v1;.;source_canonical_service=.=productpage;.;source_canonical_revision=.=v1;.;",
+			"source_workload=.=ratings-v1;.;source_canonical_service=.=ratings-v1;.;source_canonical_revision=.=latest;.;",
+			"source_app=.=productpage;.;source_version=.=v1;.;source_cluster=.=Kubernetes;.;",
+			"source_app=.=unknown;.;source_version=.=unknown;.;source_cluster=.=unknown;.;").Replace(reviewsLabels)
+		if got, err := e.GetCounterMetric(ratings + "istio_requests_total"); err != nil || got != 1 {
+			t.Errorf("header peer not preferred: %d, %v", got, err)
 		}
 	})
 }

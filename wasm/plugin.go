@@ -33,6 +33,8 @@ type pluginContext struct {
 	local  workload
 	series *seriesCache
 	peers  *peerCache
+	// fsPeers caches downstream_peer filter state values.
+	fsPeers *peerCache
 
 	// reporter is settled on the first request when configured as auto.
 	reporter string
@@ -115,6 +117,7 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 	p.local = localWorkload(p.host)
 	p.series = newSeriesCache(s.maxSeries)
 	p.peers = newPeerCache(256)
+	p.fsPeers = newPeerCache(256)
 	p.errors = proxywasm.DefineCounterMetric(statFilterErrors)
 	for i, r := range invalidReasons {
 		name := invalidHeaderStat(r.name)
@@ -286,7 +289,16 @@ func (h *httpContext) readRequest(list headerList) {
 		}
 	}
 	if h.destination() {
-		h.learnPeer(list.first(headerPeerMetadata))
+		if v := list.first(headerPeerMetadata); v != "" {
+			h.learnPeer(v)
+		} else if b, ok := getProperty(&pathDownstreamPeer); ok {
+			// Istio's peer_metadata filter took the header: the peer is
+			// in filter state.
+			if w, ok := h.p.fsPeers.decodeFilterState(b); ok {
+				h.peer = w
+				h.peerKnown = true
+			}
+		}
 	}
 }
 

@@ -77,3 +77,36 @@ func (n Node) PeerMetadataHeader() string {
 	}
 	return base64.StdEncoding.EncodeToString(b)
 }
+
+// FilterStatePeer is what a Wasm filter reads at ["filter_state",
+// "downstream_peer"] once Istio's peer_metadata filter has consumed an
+// x-envoy-peer-metadata header: Istio stores the peer object's keys
+// (istio/proxy WorkloadMetadataObject::serializeAsProto: type, workload,
+// name, cluster, namespace, service, revision, app, version) as a Struct
+// CelState, which Envoy hands a Wasm filter as a CEL map in Proxy-Wasm
+// pairs. Labels beyond these are Istio's additional_labels, none here.
+func FilterStatePeer(header string) ([]byte, bool) {
+	raw, err := base64.StdEncoding.DecodeString(header)
+	if err != nil {
+		return nil, false
+	}
+	var md structpb.Struct
+	if err := proto.Unmarshal(raw, &md); err != nil {
+		return nil, false
+	}
+	f := md.GetFields()
+	str := func(k string) string { return f[k].GetStringValue() }
+	labels := f["LABELS"].GetStructValue().GetFields()
+	label := func(k string) string { return labels[k].GetStringValue() }
+	var out Headers
+	for _, kv := range [][2]string{
+		{"workload", str("WORKLOAD_NAME")}, {"name", str("NAME")}, {"cluster", str("CLUSTER_ID")},
+		{"namespace", str("NAMESPACE")}, {"service", label("service.istio.io/canonical-name")},
+		{"revision", label("service.istio.io/canonical-revision")}, {"app", label("app")}, {"version", label("version")},
+	} {
+		if kv[1] != "" {
+			out = append(out, kv)
+		}
+	}
+	return serializeMap(out), true
+}

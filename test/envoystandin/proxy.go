@@ -35,6 +35,11 @@ type ProxyConfig struct {
 	// ALS receives an entry per request when set, carrying the filter
 	// state objects listed in FilterStateObjectsToLog and the request
 	// headers in AdditionalRequestHeadersToLog (after the filter ran).
+	// IstioPeerMetadata plays Istio's peer_metadata filter ahead of the
+	// Wasm filter on an inbound listener: the x-envoy-peer-metadata(-id)
+	// request headers are consumed and the peer becomes the filter state
+	// downstream_peer, as the filter reads it (see FilterStatePeer).
+	IstioPeerMetadata             bool
 	ALS                           *ALSClient
 	FilterStateObjectsToLog       []string
 	AdditionalRequestHeadersToLog []string
@@ -134,6 +139,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Properties[Path("request", "id")] = []byte(reqID)
 	s.Properties[Path("connection", "mtls")] = []byte{0}
 	s.Properties[Path("source", "address")] = []byte(r.RemoteAddr)
+
+	if p.cfg.IstioPeerMetadata && p.cfg.Inbound {
+		if v := s.RequestHeaders.Get("x-envoy-peer-metadata"); v != "" {
+			if fs, ok := FilterStatePeer(v); ok {
+				s.Properties[Path("filter_state", "downstream_peer")] = fs
+			}
+		}
+		s.RequestHeaders = removeAll(removeAll(s.RequestHeaders, "x-envoy-peer-metadata"), "x-envoy-peer-metadata-id")
+	}
 
 	body, _ := io.ReadAll(r.Body)
 	p.check(s.OnRequestHeaders(len(body) == 0))

@@ -245,3 +245,30 @@ func TestLocalReplyBeforeFilterCounted(t *testing.T) {
 		t.Errorf("local reply not counted: %v", h.Metrics())
 	}
 }
+
+// Under Istio's peer_metadata filter the peer header never reaches the
+// Wasm filter: the destination side takes the source workload from the
+// downstream_peer filter state.
+func TestPeerFromIstioFilterState(t *testing.T) {
+	up := upstreamEcho(t)
+	h, p := startProxy(t, HostOptions{PluginConfig: []byte(`{}`)}, ProxyConfig{Upstream: up.URL, Inbound: true, IstioPeerMetadata: true})
+	code, seen := get(t, p, map[string]string{"x-envoy-peer-metadata": productpage.PeerMetadataHeader()})
+	if code != 200 || seen.Get("X-Envoy-Peer-Metadata") != "" {
+		t.Fatalf("status %d, peer header reached the upstream: %q", code, seen.Get("X-Envoy-Peer-Metadata"))
+	}
+	var found bool
+	for _, m := range h.Metrics() {
+		if strings.HasSuffix(m.Name, "istio_requests_total") {
+			found = true
+			for _, want := range []string{"source_workload=.=productpage-v1;.;", "source_workload_namespace=.=default;.;",
+				"source_canonical_service=.=productpage;.;", "source_app=.=productpage;.;", "source_version=.=v1;.;", "source_cluster=.=Kubernetes;.;"} {
+				if !strings.Contains(m.Name, want) {
+					t.Errorf("%s lacks %s", m.Name, want)
+				}
+			}
+		}
+	}
+	if !found || p.FilterErrors() != 0 {
+		t.Errorf("found %v, filter errors %d", found, p.FilterErrors())
+	}
+}
