@@ -155,40 +155,14 @@ func FuzzConvertHTTP(f *testing.F) {
 		var notes entryNotes
 		buf := append([]byte(nil), b...) // the receiver reuses its buffer: nothing may alias it
 		got, err := dec.http(&pxWire, buf, time.Unix(0, 0), &notes)
-		if err == nil {
-			before := record.AppendJSON(nil, got)
-			for i := range buf {
-				buf[i] = 0xff
-			}
-			if after := record.AppendJSON(nil, got); !bytes.Equal(before, after) {
-				t.Fatalf("the record changed when the message buffer was overwritten:\n%s\n%s", before, after)
-			}
-		}
+		checkNoAliasing(t, buf, got, err)
 		var e accesslogv3.HTTPAccessLogEntry
 		if proto.Unmarshal(b, &e) != nil {
 			return // the generated code rejects it too (or wire accepted a superset; both fine)
 		}
 		want, refErr := conv.refHTTP(&pxRef, &e, time.Unix(0, 0), &entryNotes{})
-		if (err == nil) != (refErr == nil) {
-			// The generated code merges repeated message fields; Envoy never
-			// sends them, and wire decoding rejects nothing it accepts.
-			if err != nil {
-				t.Fatalf("wire decoder rejected what the reference accepts: %v", err)
-			}
+		if !sameAsReference(t, b, got, err, want, refErr) {
 			return
-		}
-		if err != nil {
-			return
-		}
-		gj, wj := record.AppendJSON(nil, got), record.AppendJSON(nil, want)
-		if !json.Valid(gj) {
-			t.Fatalf("invalid JSON: %s", gj)
-		}
-		if _, err := record.ParseJSON(gj); err != nil {
-			t.Fatalf("does not parse back: %v", err)
-		}
-		if string(gj) != string(wj) && !repeatedMessageField(b) {
-			t.Fatalf("wire and reference differ:\nwire %s\nref  %s", gj, wj)
 		}
 		for _, h := range sensitiveHeaders {
 			if _, ok := got.RequestHeaders[h]; ok {
@@ -302,35 +276,57 @@ func FuzzConvertTCP(f *testing.F) {
 		pxWire := pxRef
 		buf := append([]byte(nil), b...)
 		got, err := newWireDecoder(conv).tcp(&pxWire, buf, time.Unix(0, 0), &entryNotes{})
-		if err == nil {
-			before := record.AppendJSON(nil, got)
-			for i := range buf {
-				buf[i] = 0xff
-			}
-			if after := record.AppendJSON(nil, got); !bytes.Equal(before, after) {
-				t.Fatalf("the record changed when the message buffer was overwritten:\n%s\n%s", before, after)
-			}
-		}
+		checkNoAliasing(t, buf, got, err)
 		var e accesslogv3.TCPAccessLogEntry
 		if proto.Unmarshal(b, &e) != nil {
 			return
 		}
 		want, refErr := conv.refTCP(&pxRef, &e, time.Unix(0, 0), &entryNotes{})
-		if (err == nil) != (refErr == nil) {
-			if err != nil {
-				t.Fatalf("wire decoder rejected what the reference accepts: %v", err)
-			}
-			return
-		}
-		if err != nil {
-			return
-		}
-		gj, wj := record.AppendJSON(nil, got), record.AppendJSON(nil, want)
-		if !json.Valid(gj) {
-			t.Fatalf("invalid JSON: %s", gj)
-		}
-		if string(gj) != string(wj) && !repeatedMessageField(b) {
-			t.Fatalf("wire and reference differ:\nwire %s\nref  %s", gj, wj)
-		}
+		sameAsReference(t, b, got, err, want, refErr)
 	})
+}
+
+// checkNoAliasing fails when a decoded record changes after its message
+// buffer is overwritten: the receiver reuses that buffer.
+func checkNoAliasing(t *testing.T, buf []byte, got *record.Record, err error) {
+	t.Helper()
+	if err != nil {
+		return
+	}
+	before := record.AppendJSON(nil, got)
+	for i := range buf {
+		buf[i] = 0xff
+	}
+	if after := record.AppendJSON(nil, got); !bytes.Equal(before, after) {
+		t.Fatalf("the record changed when the message buffer was overwritten:\n%s\n%s", before, after)
+	}
+}
+
+// sameAsReference checks the wire decoder's result against the reference
+// converter's for entry bytes b, and that its JSON is valid and parses
+// back. It reports whether both produced a record.
+func sameAsReference(t *testing.T, b []byte, got *record.Record, err error, want *record.Record, refErr error) bool {
+	t.Helper()
+	if (err == nil) != (refErr == nil) {
+		// The generated code merges repeated message fields; Envoy never
+		// sends them, and wire decoding rejects nothing it accepts.
+		if err != nil {
+			t.Fatalf("wire decoder rejected what the reference accepts: %v", err)
+		}
+		return false
+	}
+	if err != nil {
+		return false
+	}
+	gj, wj := record.AppendJSON(nil, got), record.AppendJSON(nil, want)
+	if !json.Valid(gj) {
+		t.Fatalf("invalid JSON: %s", gj)
+	}
+	if _, err := record.ParseJSON(gj); err != nil {
+		t.Fatalf("does not parse back: %v", err)
+	}
+	if string(gj) != string(wj) && !repeatedMessageField(b) {
+		t.Fatalf("wire and reference differ:\nwire %s\nref  %s", gj, wj)
+	}
+	return true
 }
