@@ -166,6 +166,20 @@ func catchAll(name string) bool { return name == clusterPassthrough || name == c
 // identify decides the reporter and fills the side of the hop the proxy
 // itself is, the way Istio's standard metrics label them.
 func (c *converter) identify(p *proxy, r *record.Record) {
+	if p.node.Type == "waypoint" {
+		// An ambient waypoint is neither side of the hop: Istio labels
+		// its reports reporter="waypoint", with both peers from the
+		// peer metadata, never the waypoint's own workload.
+		r.Reporter = record.ReporterWaypoint
+		r.ConnectionSecurityPolicy = "none"
+		if r.TLS.PeerURISAN != "" {
+			r.ConnectionSecurityPolicy = "mutual_tls"
+			if r.Source.Principal == "" {
+				r.Source.Principal = r.TLS.PeerURISAN
+			}
+		}
+		return
+	}
 	if r.Upstream.Direction == "" {
 		directionWithoutCluster(p, r)
 	}

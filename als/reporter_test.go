@@ -5,6 +5,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -116,5 +117,34 @@ func TestTraceHeaderOrderPicksWhichHeaderWins(t *testing.T) {
 		if got := ts.records()[0].Trace.TraceID; got != c.want {
 			t.Errorf("order %v: trace id %s, want %s", c.order, got, c.want)
 		}
+	}
+}
+
+// An ambient waypoint reports requests between two other workloads: Istio
+// labels them reporter="waypoint", and neither side is the waypoint.
+func TestWaypointEntriesAreReportedByTheWaypoint(t *testing.T) {
+	ts := startService(t, nil)
+	e := httpEntry(nil)
+	e.CommonProperties.UpstreamCluster = "inbound-vip|9080|http|reviews.default.svc.cluster.local"
+	e.CommonProperties.TlsProperties = &accesslogv3.TLSProperties{PeerCertificateProperties: &accesslogv3.TLSProperties_CertificateProperties{
+		SubjectAltName: []*accesslogv3.TLSProperties_CertificateProperties_SubjectAltName{{San: &accesslogv3.TLSProperties_CertificateProperties_SubjectAltName_Uri{Uri: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"}}}}}
+	m := httpMessage(false, e)
+	m.Identifier = &accesslogsvc.StreamAccessLogsMessage_Identifier{
+		Node:    &corev3.Node{Id: "waypoint~10.1.9.9~waypoint-7d9f8c6b5d-q2w7e.default~default.svc.cluster.local"},
+		LogName: "test",
+	}
+	if err := ts.send(ts.dial(), m); err != nil {
+		t.Fatal(err)
+	}
+	text := ts.metrics(false)
+	r := ts.records()[0]
+	if r.Reporter != "waypoint" || r.Destination.Name == "waypoint" || r.Source.Name == "waypoint" ||
+		r.Upstream.ServiceName != "reviews" || r.ConnectionSecurityPolicy != "mutual_tls" ||
+		r.Source.Principal != "spiffe://cluster.local/ns/default/sa/bookinfo-productpage" {
+		t.Errorf("waypoint record: reporter %q source %+v destination %+v service %q policy %q",
+			r.Reporter, r.Source, r.Destination, r.Upstream.ServiceName, r.ConnectionSecurityPolicy)
+	}
+	if v := metricValue(t, text, "meshtrail_requests_total", `reporter="waypoint"`, `destination_service_name="reviews"`); v != "1" {
+		t.Errorf("waypoint request counted %q times, want 1", v)
 	}
 }

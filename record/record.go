@@ -34,6 +34,7 @@ func (k Kind) String() string {
 const (
 	ReporterSource      = "source"      // outbound: the caller's proxy
 	ReporterDestination = "destination" // inbound: the callee's proxy
+	ReporterWaypoint    = "waypoint"    // an ambient mesh's waypoint proxy, between the two
 )
 
 // Workload identifies one side of a hop the way Istio's standard metrics do.
@@ -159,7 +160,7 @@ type Record struct {
 	ReceivedAt time.Time
 
 	Node        Node
-	Reporter    string // ReporterSource or ReporterDestination, "" if unknown
+	Reporter    string // ReporterSource, ReporterDestination or ReporterWaypoint, "" if unknown
 	Source      Workload
 	Destination Workload
 	Trace       Trace
