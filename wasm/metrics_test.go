@@ -240,15 +240,16 @@ func TestLocalReplyBeforeFilterIsCounted(t *testing.T) {
 		}
 		// proxytest has no headers to give at log time (the stand-in
 		// test reads them): the peer is unknown but for the principal,
-		// from the connection; the status from response.code.
+		// from the connection; the status from response.code; without a
+		// host the service is the local canonical service, as Istio's.
 		name := "reporter=.=destination;.;source_workload=.=unknown;.;source_canonical_service=.=unknown;.;source_canonical_revision=.=unknown;.;" +
 			"source_workload_namespace=.=default;.;source_principal=.=spiffe://cluster.local/ns/default/sa/bookinfo-productpage;.;" +
 			"source_app=.=unknown;.;source_version=.=unknown;.;source_cluster=.=unknown;.;" +
 			"destination_workload=.=reviews-v1;.;destination_workload_namespace=.=default;.;" +
 			"destination_principal=.=spiffe://cluster.local/ns/default/sa/bookinfo-reviews;.;" +
-			"destination_app=.=reviews;.;destination_version=.=v1;.;destination_service=.=unknown;.;" +
+			"destination_app=.=reviews;.;destination_version=.=v1;.;destination_service=.=reviews;.;" +
 			"destination_canonical_service=.=reviews;.;destination_canonical_revision=.=v1;.;" +
-			"destination_service_name=.=unknown;.;destination_service_namespace=.=default;.;destination_cluster=.=Kubernetes;.;" +
+			"destination_service_name=.=reviews;.;destination_service_namespace=.=default;.;destination_cluster=.=Kubernetes;.;" +
 			"request_protocol=.=http;.;response_code=.=459;.;grpc_response_status=.=;.;response_flags=.=-;.;" +
 			"connection_security_policy=.=mutual_tls;.;path=.=/reviews;.;server=.=unknown;.;tenant=.=unknown;.;istio_requests_total"
 		if got, err := e.GetCounterMetric(name); err != nil || got != 1 {
@@ -333,4 +334,115 @@ func TestPeerFromFilterState(t *testing.T) {
 			t.Errorf("header peer not preferred: %d, %v", got, err)
 		}
 	})
+}
+
+// onlyServiceLabels is a configuration that removes every standard label
+// but destination_service, destination_service_name and
+// destination_service_namespace, so a test can name the series.
+func onlyServiceLabels(reporter string) string {
+	var b strings.Builder
+	b.WriteString(`{"reporter":"` + reporter + `","metrics":{"overrides":[{"tag_overrides":{`)
+	first := true
+	for _, l := range standardLabels {
+		if strings.HasPrefix(l, "destination_service") {
+			continue
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		b.WriteString(`"` + l + `":{"operation":"REMOVE"}`)
+	}
+	b.WriteString(`}}]}}`)
+	return b.String()
+}
+
+func serviceSeries(svc, name, ns string) string {
+	return "destination_service=.=" + svc + ";.;destination_service_name=.=" + name + ";.;destination_service_namespace=.=" + ns + ";.;istio_requests_total"
+}
+
+// The source side takes the destination service from the upstream
+// cluster Istio names outbound|PORT|SUBSET|HOST, so a failed call (no
+// peer metadata came back) still names the service and its namespace;
+// Istio's passthrough and blackhole (route block_all, no cluster) get
+// the cluster's name and keep the requested host; a cluster named
+// otherwise leaves :authority.
+func TestSourceDestinationServiceFromCluster(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		props     map[string]string
+		authority string
+		want      string
+	}{
+		{"service", map[string]string{"xds|cluster_name": "outbound|9080||ratings.bookinfo.svc.cluster.local"}, "ratings:9080",
+			serviceSeries("ratings.bookinfo.svc.cluster.local", "ratings", "bookinfo")},
+		{"subset", map[string]string{"xds|cluster_name": "outbound|9080|v2|reviews.default.svc.cluster.local"}, "reviews",
+			serviceSeries("reviews.default.svc.cluster.local", "reviews", "default")},
+		{"service entry", map[string]string{"xds|cluster_name": "outbound|443||api.example.com"}, "api.example.com",
+			serviceSeries("api.example.com", "api.example.com", "unknown")},
+		{"passthrough", map[string]string{"xds|cluster_name": "PassthroughCluster"}, "httpbin.org",
+			serviceSeries("httpbin.org", "PassthroughCluster", "unknown")},
+		{"blackhole cluster", map[string]string{"xds|cluster_name": "BlackHoleCluster"}, "blocked.example.com:8080",
+			serviceSeries("blocked.example.com", "BlackHoleCluster", "unknown")},
+		{"blackhole route", map[string]string{"xds|route_name": "block_all"}, "blocked.example.com",
+			serviceSeries("blocked.example.com", "BlackHoleCluster", "unknown")},
+		{"not istio", map[string]string{"xds|cluster_name": "service_backend"}, "ratings:9080",
+			serviceSeries("ratings", "ratings", "unknown")},
+		{"no cluster", nil, "ratings.bookinfo.svc.cluster.local",
+			serviceSeries("ratings.bookinfo.svc.cluster.local", "ratings", "bookinfo")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			eachRunner(t, func(t *testing.T, vm types.VMContext) {
+				e := start(t, vm, onlyServiceLabels("source"), c.props)
+				e.request([][2]string{{":authority", c.authority}}, [][2]string{{":status", "503"}})
+				if got, err := e.GetCounterMetric(c.want); err != nil || got != 1 {
+					t.Errorf("series %s: %d, %v", c.want, got, err)
+				}
+			})
+		})
+	}
+}
+
+// The destination side takes the service from the inbound cluster's
+// metadata istio.services[0] (its cluster name inbound|PORT|| names no
+// host), names InboundPassthroughCluster traffic after the cluster, and
+// falls back to :authority, then to the local canonical service.
+func TestDestinationServiceFromClusterMetadata(t *testing.T) {
+	services := "xds|cluster_metadata|filter_metadata|istio|services|0"
+	for _, c := range []struct {
+		name      string
+		props     map[string]string
+		authority string
+		want      string
+	}{
+		{"metadata", map[string]string{services: pairs("host", "reviews.default.svc.cluster.local", "name", "reviews", "namespace", "default"),
+			"xds|cluster_name": "inbound|9080||"}, "reviews:9080",
+			serviceSeries("reviews.default.svc.cluster.local", "reviews", "default")},
+		{"inbound passthrough", map[string]string{"xds|cluster_name": "InboundPassthroughClusterIpv4"}, "10.1.0.7:8000",
+			serviceSeries("10.1.0.7", "InboundPassthroughClusterIpv4", "default")},
+		{"no metadata", map[string]string{"xds|cluster_name": "inbound|9080||"}, "reviews:9080",
+			serviceSeries("reviews", "reviews", "default")},
+		{"no host", nil, "", serviceSeries("reviews", "reviews", "default")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			eachRunner(t, func(t *testing.T, vm types.VMContext) {
+				props := map[string]string{}
+				for k, v := range reviewsNode {
+					props[k] = v
+				}
+				for k, v := range c.props {
+					props[k] = v
+				}
+				e := start(t, vm, onlyServiceLabels("destination"), props)
+				var req [][2]string
+				if c.authority != "" {
+					req = [][2]string{{":authority", c.authority}}
+				}
+				e.request(req, nil)
+				if got, err := e.GetCounterMetric(c.want); err != nil || got != 1 {
+					t.Errorf("series %s: %d, %v", c.want, got, err)
+				}
+			})
+		})
+	}
 }

@@ -549,6 +549,7 @@ func (h *httpContext) OnHttpStreamDone() {
 			h.m.custom[i] = hp.pathString(e.path)
 		}
 	}
+	h.resolveService()
 	h.fillWorkloadLabels()
 	h.p.series.record(h.p.s, &h.m)
 }
@@ -579,7 +580,9 @@ func (h *httpContext) fillWorkloadLabels() {
 	l[lDestinationCanonicalRevision] = dst.canonicalRev
 	l[lDestinationCluster] = dst.cluster
 	// destination_service_name/namespace from a cluster-local host
-	// name.ns.svc.<domain>, else the host and the destination namespace.
+	// name.ns.svc.<domain>, else the host and the destination namespace;
+	// a name resolveService set (Istio's service metadata, a passthrough
+	// or blackhole cluster) stays.
 	svc := l[lDestinationService]
 	name, ns := svc, dst.namespace
 	if i := strings.IndexByte(svc, '.'); i >= 0 {
@@ -587,6 +590,8 @@ func (h *httpContext) fillWorkloadLabels() {
 			name, ns = svc[:i], svc[i+1:i+1+j]
 		}
 	}
-	l[lDestinationServiceName] = name
+	if l[lDestinationServiceName] == "" {
+		l[lDestinationServiceName] = name
+	}
 	l[lDestinationServiceNamespace] = ns
 }

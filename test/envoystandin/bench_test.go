@@ -100,6 +100,13 @@ var (
 		{"x-forwarded-proto", "http"},
 	}
 	benchResponse = Headers{{":status", "200"}, {"content-type", "application/json"}, {"content-length", "358"}, {"date", "Sat, 21 Nov 2026 10:00:00 GMT"}}
+	// benchCluster is what Istio gives the inbound cluster: its name and
+	// the istio.services metadata the filter takes the service from.
+	benchCluster = func() map[string][]byte {
+		p := map[string][]byte{Path("xds", "cluster_name"): []byte("inbound|9080||")}
+		ClusterService{Host: "reviews.default.svc.cluster.local", Name: "reviews", Namespace: "default"}.setProperties(p, 0)
+		return p
+	}()
 )
 
 func oneRequest(b testing.TB, h *Host) {
@@ -109,6 +116,9 @@ func oneRequest(b testing.TB, h *Host) {
 	}
 	s.RequestHeaders = append(Headers(nil), benchRequest...)
 	s.Properties[Path("listener_direction")] = u64(1)
+	for k, v := range benchCluster {
+		s.Properties[k] = v
+	}
 	if _, err := s.OnRequestHeaders(true); err != nil {
 		b.Fatal(err)
 	}

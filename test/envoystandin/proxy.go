@@ -30,8 +30,23 @@ type ProxyConfig struct {
 	// Inbound sets listener_direction: true plays a sidecar's inbound
 	// listener (reporter=destination), false its outbound one.
 	Inbound bool
-	// UpstreamCluster is what the access log names as the upstream.
+	// UpstreamCluster is the upstream cluster's name: the filter reads it
+	// as xds.cluster_name, the access log names it as the upstream.
+	// Istio names outbound clusters outbound|PORT|SUBSET|HOST, inbound
+	// ones inbound|PORT||; PassthroughCluster, BlackHoleCluster.
 	UpstreamCluster string
+	// ClusterServices is the upstream cluster's Istio metadata
+	// filter_metadata.istio.services (Istio's control plane writes the
+	// cluster's Service there; every Service on the port for an inbound
+	// cluster).
+	ClusterServices []ClusterService
+	// RouteName is xds.route_name (Istio's catch-all routes are
+	// allow_any, to PassthroughCluster, and block_all).
+	RouteName string
+	// DirectResponse, when set, answers every request with this status
+	// without an upstream or a cluster, as a route's direct_response
+	// does (Istio's block_all answers 502).
+	DirectResponse int
 	// ALS receives an entry per request when set, carrying the filter
 	// state objects listed in FilterStateObjectsToLog and the request
 	// headers in AdditionalRequestHeadersToLog (after the filter ran).
@@ -139,6 +154,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Properties[Path("request", "id")] = []byte(reqID)
 	s.Properties[Path("connection", "mtls")] = []byte{0}
 	s.Properties[Path("source", "address")] = []byte(r.RemoteAddr)
+	if p.cfg.RouteName != "" {
+		s.Properties[Path("xds", "route_name")] = []byte(p.cfg.RouteName)
+	}
+	if p.cfg.UpstreamCluster != "" && p.cfg.DirectResponse == 0 {
+		s.Properties[Path("xds", "cluster_name")] = []byte(p.cfg.UpstreamCluster)
+		for i, svc := range p.cfg.ClusterServices {
+			svc.setProperties(s.Properties, i)
+		}
+	}
 
 	if p.cfg.IstioPeerMetadata && p.cfg.Inbound {
 		if v := s.RequestHeaders.Get("x-envoy-peer-metadata"); v != "" {
@@ -156,7 +180,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var flags uint64
-	status, respBody, upstreamAddr := p.forward(r.Context(), s, body, &flags)
+	var status int
+	var respBody []byte
+	var upstreamAddr string
+	if p.cfg.DirectResponse != 0 {
+		status = p.cfg.DirectResponse
+		s.ResponseHeaders = Headers{{":status", strconv.Itoa(status)}}
+	} else {
+		status, respBody, upstreamAddr = p.forward(r.Context(), s, body, &flags)
+	}
 	p.check(s.OnResponseHeaders(len(respBody) == 0))
 	for _, kv := range s.ResponseHeaders {
 		if !strings.HasPrefix(kv[0], ":") {
@@ -223,6 +255,27 @@ func (p *Proxy) forward(ctx context.Context, s *Stream, body []byte, flags *uint
 	return http.StatusServiceUnavailable, respBody, ""
 }
 
+// ClusterService is one entry of an Istio cluster's metadata
+// filter_metadata.istio.services (istio/istio pilot
+// buildServiceMetadata).
+type ClusterService struct {
+	Host      string // the FQDN: reviews.default.svc.cluster.local
+	Name      string // the Service's short name
+	Namespace string
+}
+
+// setProperties serves entry i at
+// xds.cluster_metadata.filter_metadata.istio.services.<i>: Envoy hands a
+// Wasm filter the Struct as a CEL map in Proxy-Wasm pairs, and each of
+// its strings one level further down.
+func (c ClusterService) setProperties(props map[string][]byte, i int) {
+	base := []string{"xds", "cluster_metadata", "filter_metadata", "istio", "services", strconv.Itoa(i)}
+	props[Path(base...)] = serializeMap(Headers{{"host", c.Host}, {"name", c.Name}, {"namespace", c.Namespace}})
+	for _, kv := range [][2]string{{"host", c.Host}, {"name", c.Name}, {"namespace", c.Namespace}} {
+		props[Path(append(base, kv[0])...)] = []byte(kv[1])
+	}
+}
+
 func headerBytes(hs Headers) uint64 {
 	var n uint64
 	for _, kv := range hs {
@@ -238,7 +291,9 @@ func (p *Proxy) entry(r *http.Request, s *Stream, start time.Time, dur time.Dura
 		TimeToLastDownstreamTxByte: durationpb.New(dur),
 		DownstreamRemoteAddress:    socketAddress(r.RemoteAddr),
 		DownstreamLocalAddress:     socketAddress(p.Addr()),
-		UpstreamCluster:            p.cfg.UpstreamCluster,
+	}
+	if p.cfg.DirectResponse == 0 {
+		common.UpstreamCluster = p.cfg.UpstreamCluster
 	}
 	if upstreamAddr != "" {
 		common.UpstreamRemoteAddress = socketAddress(upstreamAddr)

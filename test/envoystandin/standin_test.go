@@ -272,3 +272,76 @@ func TestPeerFromIstioFilterState(t *testing.T) {
 		t.Errorf("found %v, filter errors %d", found, p.FilterErrors())
 	}
 }
+
+// destination_service comes from the upstream cluster as Istio takes it:
+// the source side from outbound|PORT|SUBSET|HOST (a failed call, with no
+// peer metadata back, still names the service and its namespace), the
+// destination side from the inbound cluster's istio.services metadata;
+// passthrough and blackhole traffic is named after the cluster (Istio's
+// block_all route answers 502 itself, with no cluster) and keeps the
+// requested host.
+func TestDestinationServiceFromCluster(t *testing.T) {
+	const reviewsFQDN = "reviews.default.svc.cluster.local"
+	for _, c := range []struct {
+		name       string
+		cfg        ProxyConfig
+		upstream   bool // reachable
+		host       string
+		wantStatus int
+		want       []string
+	}{
+		{"source service, upstream down", ProxyConfig{UpstreamCluster: "outbound|9080||" + reviewsFQDN}, false, "reviews:9080", 503,
+			[]string{"reporter=.=source;.;", "destination_service=.=" + reviewsFQDN + ";.;", "destination_service_name=.=reviews;.;",
+				"destination_service_namespace=.=default;.;", "destination_workload=.=unknown;.;", "response_flags=.=UF;.;"}},
+		{"source passthrough", ProxyConfig{UpstreamCluster: "PassthroughCluster", RouteName: "allow_any"}, true, "httpbin.org", 200,
+			[]string{"destination_service=.=httpbin.org;.;", "destination_service_name=.=PassthroughCluster;.;", "destination_service_namespace=.=unknown;.;"}},
+		{"source blackhole", ProxyConfig{RouteName: "block_all", DirectResponse: 502}, true, "blocked.example.com:8080", 502,
+			[]string{"destination_service=.=blocked.example.com;.;", "destination_service_name=.=BlackHoleCluster;.;", "response_code=.=502;.;"}},
+		{"destination service", ProxyConfig{Inbound: true, UpstreamCluster: "inbound|9080||",
+			ClusterServices: []ClusterService{{Host: reviewsFQDN, Name: "reviews", Namespace: "default"}}}, true, "reviews:9080", 200,
+			[]string{"reporter=.=destination;.;", "destination_service=.=" + reviewsFQDN + ";.;", "destination_service_name=.=reviews;.;",
+				"destination_service_namespace=.=default;.;"}},
+		{"destination inbound passthrough", ProxyConfig{Inbound: true, UpstreamCluster: "InboundPassthroughClusterIpv4"}, true, "10.1.0.7:8000", 200,
+			[]string{"destination_service=.=10.1.0.7;.;", "destination_service_name=.=InboundPassthroughClusterIpv4;.;", "destination_service_namespace=.=default;.;"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			up := upstreamEcho(t)
+			if !c.upstream {
+				up.Close()
+			}
+			cfg := c.cfg
+			cfg.Upstream = up.URL
+			// The source side plays productpage calling out.
+			opts := HostOptions{PluginConfig: []byte(`{}`)}
+			if !cfg.Inbound {
+				opts.Properties = productpage.Properties()
+			}
+			h, p := startProxy(t, opts, cfg)
+			req, _ := http.NewRequest(http.MethodGet, "http://"+p.Addr()+"/reviews/0", nil)
+			req.Host = c.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.wantStatus {
+				t.Fatalf("status %d, want %d", resp.StatusCode, c.wantStatus)
+			}
+			var found bool
+			for _, m := range h.Metrics() {
+				if !strings.HasSuffix(m.Name, "istio_requests_total") {
+					continue
+				}
+				found = true
+				for _, want := range c.want {
+					if !strings.Contains(m.Name, want) {
+						t.Errorf("%s lacks %s", m.Name, want)
+					}
+				}
+			}
+			if !found || p.FilterErrors() != 0 {
+				t.Errorf("series found %v, filter errors %d: %v", found, p.FilterErrors(), h.Metrics())
+			}
+		})
+	}
+}
