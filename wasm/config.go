@@ -140,9 +140,9 @@ type dimension struct {
 
 // loggedValue is a header or attribute copied into filter state.
 type loggedValue struct {
-	source   string   // header name, or attribute path
-	path     propPath // attribute path split on dots
-	property propPath // filter state property name (without the wasm. prefix)
+	source   string    // header name, or attribute path
+	attr     *attrRead // the attribute (nil for a header)
+	property propPath  // filter state property name (without the wasm. prefix)
 }
 
 func (c *Config) compile() (*settings, error) {
@@ -214,7 +214,7 @@ func (c *Config) compile() (*settings, error) {
 		s.logHeaders = append(s.logHeaders, loggedValue{source: name, property: mkPath(prop)})
 	}
 	for i, a := range c.AccessLog.Attributes {
-		path, err := attributePath(a)
+		attr, err := newAttrRead(a)
 		if err != nil {
 			return nil, fmt.Errorf("access_log.attributes[%d]: %v", i, err)
 		}
@@ -223,7 +223,7 @@ func (c *Config) compile() (*settings, error) {
 			return nil, fmt.Errorf("access_log.attributes[%d]: %q maps to %s like %q", i, a, prop, prev)
 		}
 		seen[prop] = a
-		s.logAttrs = append(s.logAttrs, loggedValue{source: a, path: mkPath(path...), property: mkPath(prop)})
+		s.logAttrs = append(s.logAttrs, loggedValue{source: a, attr: attr, property: mkPath(prop)})
 	}
 	return s, nil
 }
@@ -352,7 +352,7 @@ func upsertDimension(d []dimension, nd dimension) []dimension {
 type valueExpr struct {
 	requestHeader  string    // request.headers['x']
 	responseHeader string    // response.headers['x']
-	path           *propPath // an Envoy attribute
+	attr           *attrRead // an Envoy attribute
 }
 
 func parseValueExpr(v string) (valueExpr, error) {
@@ -381,12 +381,24 @@ func parseValueExpr(v string) (valueExpr, error) {
 		}
 		return valueExpr{requestHeader: name}, nil
 	}
-	path, err := attributePath(v)
+	attr, err := newAttrRead(v)
 	if err != nil {
 		return valueExpr{}, err
 	}
-	pp := mkPath(path...)
-	return valueExpr{path: &pp}, nil
+	return valueExpr{attr: attr}, nil
+}
+
+// newAttrRead validates an attribute path and knows its type.
+func newAttrRead(a string) (*attrRead, error) {
+	path, err := attributePath(a)
+	if err != nil {
+		return nil, err
+	}
+	kind, err := attributeKind(path)
+	if err != nil {
+		return nil, err
+	}
+	return &attrRead{path: mkPath(path...), kind: kind}, nil
 }
 
 // attributePath splits an Envoy attribute such as request.url_path.

@@ -150,6 +150,8 @@ var stateKeys = []string{
 	"meshtrail_trace_id", "meshtrail_span_id", "meshtrail_parent_span_id", "meshtrail_sampled",
 	"meshtrail_peer_principal", "meshtrail_peer_workload", "meshtrail_peer_namespace", "meshtrail_peer_canonical_service",
 	"meshtrail_h_x_request_id", "meshtrail_h_user_agent", "meshtrail_h_request_path",
+	"meshtrail_h_response_code", "meshtrail_h_request_size", "meshtrail_h_connection_mtls", "meshtrail_h_upstream_port",
+	"meshtrail_h_request_duration", "meshtrail_h_request_time", "meshtrail_h_connection_id",
 }
 
 func (e *emulator) readState(into map[string]string) {

@@ -444,7 +444,7 @@ func (h *httpContext) writeLateAttributes() {
 	}
 	for i := range h.p.s.logAttrs {
 		a := &h.p.s.logAttrs[i]
-		if err := setNonEmpty(&a.property, h.p.host.pathString(&a.path)); err != nil {
+		if err := setNonEmpty(&a.property, a.attr.read()); err != nil {
 			h.fail()
 			return
 		}
@@ -545,8 +545,8 @@ func (h *httpContext) OnHttpStreamDone() {
 	flags, _ := hp.pathUint(&pathResponseFlags)
 	h.m.labels[lResponseFlags] = formatResponseFlags(flags)
 	for i, e := range h.p.s.exprs {
-		if e.path != nil {
-			h.m.custom[i] = hp.pathString(e.path)
+		if e.attr != nil {
+			h.m.custom[i] = e.attr.read()
 		}
 	}
 	h.resolveService()

@@ -345,3 +345,46 @@ func TestDestinationServiceFromCluster(t *testing.T) {
 		})
 	}
 }
+
+// Envoy hands a Wasm filter int and bool attributes in binary: labels and
+// filter state get them printed (response.code 200, connection.mtls
+// false), not as bytes.
+func TestTypedAttributesOnRealHTTP(t *testing.T) {
+	up := upstreamEcho(t)
+	h, p := startProxy(t, HostOptions{PluginConfig: []byte(`{"metrics":{"overrides":[{"tag_overrides":{
+		"http_code":{"value":"response.code"},"mtls":{"value":"connection.mtls"},"req_body":{"value":"request.size"}}}]},
+		"access_log":{"attributes":["connection.mtls"]}}`)},
+		ProxyConfig{Upstream: up.URL, Inbound: true})
+	if code, _ := get(t, p, nil); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	var found bool
+	for _, m := range h.Metrics() {
+		if strings.HasSuffix(m.Name, "istio_requests_total") {
+			found = true
+			if !strings.HasSuffix(m.Name, ";.;http_code=.=200;.;mtls=.=false;.;req_body=.=0;.;istio_requests_total") {
+				t.Errorf("custom dimensions in %q", m.Name)
+			}
+		}
+	}
+	if !found || p.FilterErrors() != 0 {
+		t.Errorf("series found %v, filter errors %d", found, p.FilterErrors())
+	}
+	// Filter state, on a stream of the same filter over mTLS.
+	s, err := h.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.RequestHeaders = Headers{{":authority", "reviews"}, {":path", "/"}, {":method", "GET"}}
+	s.Properties[Path("connection", "mtls")] = []byte{1}
+	if _, err := s.OnRequestHeaders(true); err != nil {
+		t.Fatal(err)
+	}
+	s.ResponseHeaders = Headers{{":status", "200"}}
+	if _, err := s.OnResponseHeaders(true); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(s.FilterState["wasm.meshtrail_h_connection_mtls"]); got != "true" {
+		t.Errorf("wasm.meshtrail_h_connection_mtls = %q, want true", got)
+	}
+}
