@@ -41,6 +41,16 @@ const (
 	SamplingDebug                  // b3 "d" / x-b3-flags: 1 (implies accept)
 )
 
+// W3C trace-flags bits.
+const (
+	// FlagSampled is the sampled flag (Trace Context Level 1).
+	FlagSampled byte = 0x01
+	// FlagRandom is the random trace-id flag (Trace Context Level 2): set,
+	// at least the rightmost 7 bytes of the trace id are random. Only the
+	// hop that generated the trace id may set it; others pass it on.
+	FlagRandom byte = 0x02
+)
+
 // Sampled reports whether the decision is to sample (accept or debug).
 func (s Sampling) Sampled() bool { return s == SamplingAccept || s == SamplingDebug }
 
@@ -50,8 +60,8 @@ type Context struct {
 	SpanID       SpanID
 	ParentSpanID SpanID // B3 only; zero when not propagated
 	Sampling     Sampling
-	// TraceFlags are the W3C trace-flags byte as received (bit 0 = sampled);
-	// other bits are carried but not interpreted.
+	// TraceFlags are the W3C trace-flags byte as received (FlagSampled,
+	// FlagRandom); other bits are carried but not interpreted.
 	TraceFlags byte
 	// TraceState is the W3C tracestate header, already validated and
 	// normalised (see ParseTraceState).

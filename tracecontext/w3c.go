@@ -79,9 +79,9 @@ func FormatTraceparent(c Context) string {
 	// Only flags this implementation understands are propagated: sampled
 	// (bit 0) and random (bit 1, Trace Context Level 2); unknown bits must
 	// not be passed on.
-	flags := c.TraceFlags & 0x02
+	flags := c.TraceFlags & FlagRandom
 	if c.Sampling.Sampled() {
-		flags |= 0x01
+		flags |= FlagSampled
 	}
 	b = appendHex(b, []byte{flags})
 	return string(b)

@@ -42,6 +42,9 @@ func (t *tracer) continueTrace(h headerList) traceResult {
 		for !out.TraceID.IsValid() {
 			t.fill(out.TraceID[:])
 		}
+		// All 128 bits come from the generator: W3C Trace Context Level
+		// 2's random trace-id flag says so downstream.
+		out.TraceFlags = tracecontext.FlagRandom
 		// A bare decision (b3: 0) without ids is still the upstream's
 		// decision: honour it for the new trace.
 		out.Sampling = in.Sampling
@@ -99,9 +102,9 @@ func newTraceText(c *tracecontext.Context) traceText {
 	b = append(b, '-')
 	// Only the sampled and random flags are propagated (see
 	// tracecontext.FormatTraceparent).
-	flags := c.TraceFlags & 0x02
+	flags := c.TraceFlags & tracecontext.FlagRandom
 	if c.Sampling.Sampled() {
-		flags |= 0x01
+		flags |= tracecontext.FlagSampled
 	}
 	b = append(b, hexDigits[flags>>4], hexDigits[flags&0xf])
 	if c.ParentSpanID.IsValid() {

@@ -346,11 +346,12 @@ func TestSamplingRateAndFormats(t *testing.T) {
 		// 100%: a b3: 0 deny is still honoured for the trace started here.
 		e = start(t, vm, `{"tracing":{"sampling_percentage":100}}`, nil)
 		x = e.request([][2]string{{"b3", "0"}}, nil)
-		if tp := header(t, x.upstream, "traceparent"); !strings.HasSuffix(tp, "-00") || header(t, x.upstream, "x-b3-sampled") != "0" {
+		// (-02: not sampled, random trace id.)
+		if tp := header(t, x.upstream, "traceparent"); !strings.HasSuffix(tp, "-02") || header(t, x.upstream, "x-b3-sampled") != "0" {
 			t.Errorf("b3: 0 not honoured: traceparent %q x-b3-sampled %q", tp, header(t, x.upstream, "x-b3-sampled"))
 		}
 		x = e.request(nil, nil)
-		if tp := header(t, x.upstream, "traceparent"); !strings.HasSuffix(tp, "-01") || x.state["meshtrail_sampled"] != "1" {
+		if tp := header(t, x.upstream, "traceparent"); !strings.HasSuffix(tp, "-03") || x.state["meshtrail_sampled"] != "1" {
 			t.Errorf("100%%: traceparent %q", tp)
 		}
 		if header(t, x.upstream, "b3") != "" {
@@ -426,6 +427,38 @@ func TestUnwrittenFormatsRemoved(t *testing.T) {
 		}, nil)
 		if header(t, x.upstream, "tracestate") != "foo=1" || header(t, x.upstream, "b3") != "" || header(t, x.upstream, "x-b3-traceid") != "" || header(t, x.upstream, "x-b3-spanid") != "" {
 			t.Errorf("w3c only: upstream %v", x.upstream)
+		}
+	})
+}
+
+// W3C Trace Context Level 2: a trace id this filter generates is random,
+// and its traceparent says so (flag 0x02); a continued trace keeps the
+// flag as it came (set or not), and a B3 one, which has no such flag,
+// does not get it.
+func TestRandomTraceIDFlag(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		e := start(t, vm, `{"tracing":{"sampling_percentage":100}}`, nil)
+		for _, c := range []struct {
+			name string
+			in   [][2]string
+			want string
+		}{
+			{"started", nil, "03"},
+			{"restarted after an invalid traceparent", [][2]string{{"traceparent", "00-00000000000000000000000000000000-" + suiteParent + "-01"}}, "03"},
+			{"started, b3: 0", [][2]string{{"b3", "0"}}, "02"},
+			{"w3c level 1", [][2]string{{"traceparent", "00-" + suiteTrace + "-" + suiteParent + "-01"}}, "01"},
+			{"w3c random", [][2]string{{"traceparent", "00-" + suiteTrace + "-" + suiteParent + "-03"}}, "03"},
+			{"w3c random, not sampled", [][2]string{{"traceparent", "00-" + suiteTrace + "-" + suiteParent + "-02"}}, "02"},
+			{"b3", [][2]string{{"b3", suiteTrace + "-" + suiteParent + "-1"}}, "01"},
+		} {
+			x := e.request(c.in, nil)
+			tp := header(t, x.upstream, "traceparent")
+			if len(tp) != 55 || tp[53:] != c.want {
+				t.Errorf("%s: traceparent %q, want flags %s", c.name, tp, c.want)
+			}
+			if _, err := tracecontext.ParseTraceparent(tp); err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
 		}
 	})
 }
