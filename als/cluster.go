@@ -21,7 +21,8 @@ const (
 // "inbound|9080||" (Istio >= 1.10) or "inbound|9080|http|reviews.default.svc.cluster.local";
 // gateways in AUTO_PASSTHROUGH use "outbound_.9080_.v2_.reviews.default.svc.cluster.local".
 // Istio's catch-all clusters say their direction by name, and Istio labels
-// their traffic with the cluster's name as destination_service_name.
+// their traffic with the cluster's name as destination_service_name (the
+// inbound one too: a port no Service declares).
 // Anything else (a plain Envoy cluster) is kept as the raw name only.
 func parseCluster(name string, u *record.Upstream) {
 	u.Cluster = name
@@ -30,7 +31,7 @@ func parseCluster(name string, u *record.Upstream) {
 		u.Direction, u.ServiceName = "outbound", name
 		return
 	case "InboundPassthroughClusterIpv4", "InboundPassthroughClusterIpv6", "InboundPassthroughCluster":
-		u.Direction = "inbound"
+		u.Direction, u.ServiceName = "inbound", name
 		return
 	}
 	// DIRECTION|PORT|SUBSET|FQDN, or a gateway's SNI-DNAT form

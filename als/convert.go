@@ -147,21 +147,27 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 	c.identify(p, r)
 	if r.Kind == record.KindHTTP && r.Upstream.Service == "" && r.HTTP.Authority != "" {
 		switch {
-		case r.Reporter == record.ReporterDestination:
-			// Inbound clusters carry no service (Istio >= 1.10): Istio's
-			// telemetry takes it from the host the caller asked for.
-			fillServiceFromAuthority(&r.Upstream, r.HTTP.Authority, r.Destination.Namespace)
 		case catchAll(r.Upstream.ServiceName):
 			// Istio labels passthrough and blocked requests with the host
 			// asked for as destination_service.
 			r.Upstream.Service = hostOf(r.HTTP.Authority)
+		case r.Reporter == record.ReporterDestination:
+			// Inbound clusters carry no service (Istio >= 1.10): Istio's
+			// telemetry takes it from the host the caller asked for.
+			fillServiceFromAuthority(&r.Upstream, r.HTTP.Authority, r.Destination.Namespace)
 		}
 	}
 }
 
 // catchAll reports whether a service name is one of Istio's catch-all
 // clusters rather than a service.
-func catchAll(name string) bool { return name == clusterPassthrough || name == clusterBlackHole }
+func catchAll(name string) bool {
+	switch name {
+	case clusterPassthrough, clusterBlackHole, "InboundPassthroughClusterIpv4", "InboundPassthroughClusterIpv6", "InboundPassthroughCluster":
+		return true
+	}
+	return false
+}
 
 // identify decides the reporter and fills the side of the hop the proxy
 // itself is, the way Istio's standard metrics label them.

@@ -84,7 +84,7 @@ func TestParseCluster(t *testing.T) {
 		"outbound|443||api.stripe.com":  {Direction: "outbound", Port: 443, Service: "api.stripe.com", ServiceName: "api.stripe.com"},
 		"PassthroughCluster":            {Direction: "outbound", ServiceName: "PassthroughCluster"},
 		"BlackHoleCluster":              {Direction: "outbound", ServiceName: "BlackHoleCluster"},
-		"InboundPassthroughClusterIpv4": {Direction: "inbound"},
+		"InboundPassthroughClusterIpv4": {Direction: "inbound", ServiceName: "InboundPassthroughClusterIpv4"},
 		"front-door":                    {},
 		"outbound_.9080_.v2_.reviews.default.svc.cluster.local":   {Direction: "outbound", Port: 9080, Subset: "v2", Service: "reviews.default.svc.cluster.local", ServiceName: "reviews", ServiceNamespace: "default"},
 		"outbound_.443_._.api.stripe.com":                         {Direction: "outbound", Port: 443, Service: "api.stripe.com", ServiceName: "api.stripe.com"},

@@ -54,7 +54,7 @@ func TestEntriesWithoutAnIstioClusterStillHaveAReporter(t *testing.T) {
 		{"inbound passthrough", func(e *accesslogv3.HTTPAccessLogEntry) {
 			e.CommonProperties.UpstreamCluster = "InboundPassthroughClusterIpv4"
 			e.Request.Authority = "10.1.2.3:9999"
-		}, want{"destination", "10.1.2.3", "10.1.2.3", "", "cart"}},
+		}, want{"destination", "10.1.2.3", "InboundPassthroughClusterIpv4", "", "cart"}},
 	}
 	ts := startService(t, nil)
 	var entries []*accesslogv3.HTTPAccessLogEntry
