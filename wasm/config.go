@@ -15,7 +15,7 @@ import (
 // document `{}` gives Istio's standard metrics, W3C + B3 multi propagation at
 // a 1% sampling rate and the trace attributes in filter state.
 type Config struct {
-	// Reporter is "auto" (from Envoy's listener_direction: inbound is
+	// Reporter is "auto" (from Envoy's xds.listener_direction: inbound is
 	// "destination", outbound "source"), "source" or "destination".
 	Reporter  string          `json:"reporter"`
 	Tracing   TracingConfig   `json:"tracing"`

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"unsafe"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 )
 
 // envoyHost reads Envoy attributes through proxy_get_property. Envoy
@@ -20,12 +22,61 @@ func (envoyHost) propertyString(path []string) string {
 	return string(b)
 }
 
-func (envoyHost) propertyUint(path []string) (uint64, bool) {
-	b, err := proxywasm.GetProperty(path)
-	if err != nil || len(b) != 8 {
+// renamedAttr is an attribute Envoy has served under two names: the
+// Wasm-only top-level one (node, listener_direction) and the xds.* one of
+// Envoy's CEL attributes. Envoy 1.33 removed the top-level names
+// (envoyproxy/envoy#36619, "Remove previously deprecated xDS attributes
+// from get_property"), so the xds.* name is asked first: on the Envoys
+// Istio ships today the read costs one host call. When the host answers
+// NotFound the other name is asked, for Envoys that serve only that one.
+// Once a name has answered, only that name is asked.
+type renamedAttr struct {
+	names [2][]string // xds.* first
+	// served is 1 + the index of the name that answered, 0 before one did.
+	served int8
+}
+
+var (
+	attrNode              = [2][]string{{"xds", "node"}, {"node"}}
+	attrListenerDirection = [2][]string{{"xds", "listener_direction"}, {"listener_direction"}}
+)
+
+// read returns the value at the attribute's path followed by rest. ok is
+// false when neither name has it, or the host failed otherwise than with
+// NotFound (then the other name is not tried: Envoy knows this one).
+func (a *renamedAttr) read(rest ...string) (b []byte, ok bool) {
+	if a.served != 0 {
+		b, err := proxywasm.GetProperty(join(a.names[a.served-1], rest))
+		return b, err == nil
+	}
+	for i, name := range a.names {
+		b, err := proxywasm.GetProperty(join(name, rest))
+		if err == nil {
+			a.served = int8(i + 1)
+			return b, true
+		}
+		if !errors.Is(err, types.ErrorStatusNotFound) {
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func (a *renamedAttr) readString(rest ...string) string {
+	b, _ := a.read(rest...)
+	return string(b)
+}
+
+func (a *renamedAttr) readUint(rest ...string) (uint64, bool) {
+	b, ok := a.read(rest...)
+	if !ok || len(b) != 8 {
 		return 0, false
 	}
 	return binary.LittleEndian.Uint64(b), true
+}
+
+func join(name, rest []string) []string {
+	return append(append(make([]string, 0, len(name)+len(rest)), name...), rest...)
 }
 
 // The hot-path reads take a path serialized once.

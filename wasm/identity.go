@@ -17,10 +17,12 @@ type workload struct {
 
 // localWorkload reads the proxy's own identity from the node metadata
 // Istio's injector puts in the bootstrap (WORKLOAD_NAME, NAMESPACE,
-// CLUSTER_ID, LABELS). It runs once at plugin start.
-func localWorkload(h envoyHost) workload {
+// CLUSTER_ID, LABELS): xds.node.metadata, or node.metadata where Envoy
+// serves only that name. It runs once at plugin start.
+func localWorkload() workload {
+	node := renamedAttr{names: attrNode}
 	md := func(k ...string) string {
-		return h.propertyString(append([]string{"node", "metadata"}, k...))
+		return node.readString(append([]string{"metadata"}, k...)...)
 	}
 	w := workload{
 		name:      md("WORKLOAD_NAME"),

@@ -102,30 +102,100 @@ func TestIstioStandardMetrics(t *testing.T) {
 	})
 }
 
+// productpageNode is the node metadata of productpage-v1's sidecar, the
+// source side in sourceSeries.
+var productpageNode = map[string]string{
+	"node|metadata|WORKLOAD_NAME": "productpage-v1", "node|metadata|NAMESPACE": "default",
+	"node|metadata|LABELS|app": "productpage",
+}
+
+// sourceRequest is productpage calling ratings over gRPC, ratings
+// answering with its peer metadata; sourceSeries is how the source side
+// counts it.
+func sourceRequest(t *testing.T, e *emulator) exchange {
+	return e.request(
+		[][2]string{{":authority", "ratings:9080"}, {"content-type", "application/grpc"}},
+		[][2]string{{":status", "200"}, {"grpc-status", "14"}, {"x-envoy-peer-metadata", peerMetadata(t, map[string]any{"WORKLOAD_NAME": "ratings-v1", "NAMESPACE": "bookinfo"})}},
+	)
+}
+
+const sourceSeries = "reporter=.=source;.;source_workload=.=productpage-v1;.;source_canonical_service=.=productpage;.;source_canonical_revision=.=latest;.;" +
+	"source_workload_namespace=.=default;.;source_principal=.=unknown;.;source_app=.=productpage;.;source_version=.=unknown;.;source_cluster=.=unknown;.;" +
+	"destination_workload=.=ratings-v1;.;destination_workload_namespace=.=bookinfo;.;destination_principal=.=unknown;.;destination_app=.=unknown;.;" +
+	"destination_version=.=unknown;.;destination_service=.=ratings;.;destination_canonical_service=.=ratings-v1;.;destination_canonical_revision=.=latest;.;" +
+	"destination_service_name=.=ratings;.;destination_service_namespace=.=bookinfo;.;destination_cluster=.=unknown;.;" +
+	"request_protocol=.=grpc;.;response_code=.=200;.;grpc_response_status=.=14;.;response_flags=.=-;.;connection_security_policy=.=unknown;.;istio_requests_total"
+
 func TestSourceReporterAndUnknownPeer(t *testing.T) {
 	eachRunner(t, func(t *testing.T, vm types.VMContext) {
-		node := map[string]string{
-			"node|metadata|WORKLOAD_NAME": "productpage-v1", "node|metadata|NAMESPACE": "default",
-			"node|metadata|LABELS|app": "productpage",
-		}
-		e := start(t, vm, `{"reporter":"source"}`, node)
-		x := e.request(
-			[][2]string{{":authority", "ratings:9080"}, {"content-type", "application/grpc"}},
-			[][2]string{{":status", "200"}, {"grpc-status", "14"}, {"x-envoy-peer-metadata", peerMetadata(t, map[string]any{"WORKLOAD_NAME": "ratings-v1", "NAMESPACE": "bookinfo"})}},
-		)
-		name := "reporter=.=source;.;source_workload=.=productpage-v1;.;source_canonical_service=.=productpage;.;source_canonical_revision=.=latest;.;" +
-			"source_workload_namespace=.=default;.;source_principal=.=unknown;.;source_app=.=productpage;.;source_version=.=unknown;.;source_cluster=.=unknown;.;" +
-			"destination_workload=.=ratings-v1;.;destination_workload_namespace=.=bookinfo;.;destination_principal=.=unknown;.;destination_app=.=unknown;.;" +
-			"destination_version=.=unknown;.;destination_service=.=ratings;.;destination_canonical_service=.=ratings-v1;.;destination_canonical_revision=.=latest;.;" +
-			"destination_service_name=.=ratings;.;destination_service_namespace=.=bookinfo;.;destination_cluster=.=unknown;.;" +
-			"request_protocol=.=grpc;.;response_code=.=200;.;grpc_response_status=.=14;.;response_flags=.=-;.;connection_security_policy=.=unknown;.;istio_requests_total"
-		if got, err := e.GetCounterMetric(name); err != nil || got != 1 {
+		e := start(t, vm, `{"reporter":"source"}`, productpageNode)
+		x := sourceRequest(t, e)
+		if got, err := e.GetCounterMetric(sourceSeries); err != nil || got != 1 {
 			t.Errorf("source-side series: %d, %v", got, err)
 		}
 		if x.state["meshtrail_peer_workload"] != "ratings-v1" || x.state["meshtrail_peer_namespace"] != "bookinfo" {
 			t.Errorf("peer in filter state: %v", x.state)
 		}
 	})
+}
+
+// Envoy 1.33 serves the local node and the listener direction only as
+// xds.node and xds.listener_direction; older Envoys served node and
+// listener_direction. The identity and reporter:auto work with either
+// name alone (and with both).
+func TestIdentityAndDirectionUnderEitherName(t *testing.T) {
+	inbound, outbound := string(binary.LittleEndian.AppendUint64(nil, 1)), string(binary.LittleEndian.AppendUint64(nil, 2))
+	// named keys the node (given under node|...) and the direction
+	// under the current names, the old ones or both.
+	named := func(node map[string]string, direction string, current, old bool) map[string]string {
+		p := map[string]string{}
+		for k, v := range node {
+			if rest, ok := strings.CutPrefix(k, "node|"); ok {
+				if current {
+					p["xds|node|"+rest] = v
+				}
+				if old {
+					p[k] = v
+				}
+				continue
+			}
+			p[k] = v
+		}
+		if current {
+			p["xds|listener_direction"] = direction
+		}
+		if old {
+			p["listener_direction"] = direction
+		}
+		return p
+	}
+	for _, n := range []struct {
+		name         string
+		current, old bool
+	}{{"xds names only", true, false}, {"old names only", false, true}, {"both", true, true}} {
+		t.Run(n.name, func(t *testing.T) {
+			eachRunner(t, func(t *testing.T, vm types.VMContext) {
+				// Inbound: reporter destination, reviews-v1 the local side.
+				e := start(t, vm, `{}`, named(reviewsNode, inbound, n.current, n.old))
+				for i := 0; i < 2; i++ {
+					e.request([][2]string{
+						{":authority", "reviews.default.svc.cluster.local:9080"}, {"x-envoy-peer-metadata", productpagePeer(t)},
+					}, nil)
+				}
+				if got, err := e.GetCounterMetric(reviewsLabels + "istio_requests_total"); err != nil || got != 2 {
+					t.Errorf("inbound series: %d, %v", got, err)
+				}
+				// Outbound: reporter source (not the default destination),
+				// productpage-v1 the local side.
+				e = start(t, vm, `{}`, named(productpageNode, outbound, n.current, n.old))
+				sourceRequest(t, e)
+				sourceRequest(t, e)
+				if got, err := e.GetCounterMetric(sourceSeries); err != nil || got != 2 {
+					t.Errorf("outbound series: %d, %v", got, err)
+				}
+			})
+		})
+	}
 }
 
 func TestMetricOverrides(t *testing.T) {

@@ -19,7 +19,9 @@ type vmContext struct {
 	types.DefaultVMContext
 }
 
-func (*vmContext) NewPluginContext(uint32) types.PluginContext { return &pluginContext{} }
+func (*vmContext) NewPluginContext(uint32) types.PluginContext {
+	return &pluginContext{direction: renamedAttr{names: attrListenerDirection}}
+}
 
 // pluginContext is one filter configuration (one per listener in Istio).
 // Everything it holds is read-mostly state shared by that listener's
@@ -36,8 +38,10 @@ type pluginContext struct {
 	// fsPeers caches downstream_peer filter state values.
 	fsPeers *peerCache
 
-	// reporter is settled on the first request when configured as auto.
-	reporter string
+	// reporter is settled on the first request when configured as auto,
+	// from direction.
+	reporter  string
+	direction renamedAttr
 	// localPrincipalRead: the local mTLS identity is read once.
 	localPrincipalRead bool
 	// clockDuration: the host lacks request.duration, use the guest clock.
@@ -114,7 +118,7 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 		binary.LittleEndian.PutUint64(seed[i:], rand.Uint64())
 	}
 	p.tracer = tracer{s: s, rng: rand.New(rand.NewChaCha8(seed))}
-	p.local = localWorkload(p.host)
+	p.local = localWorkload()
 	p.series = newSeriesCache(s.maxSeries)
 	p.peers = newPeerCache(256)
 	p.fsPeers = newPeerCache(256)
@@ -310,13 +314,15 @@ func (h *httpContext) destination() bool {
 }
 
 // reporter returns "source" or "destination", reading Envoy's
-// listener_direction (1 inbound, 2 outbound) once when configured as auto.
+// xds.listener_direction (1 inbound, 2 outbound; listener_direction on
+// Envoys that serve only that name) when configured as auto, until it is
+// known: in practice on the first request only.
 func (h *httpContext) reporter() string {
 	p := h.p
 	if p.reporter != "" {
 		return p.reporter
 	}
-	switch d, _ := p.host.propertyUint([]string{"listener_direction"}); d {
+	switch d, _ := p.direction.readUint(); d {
 	case 1:
 		p.reporter = "destination"
 	case 2:
