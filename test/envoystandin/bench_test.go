@@ -115,7 +115,7 @@ func oneRequest(b testing.TB, h *Host) {
 		b.Fatal(err)
 	}
 	s.RequestHeaders = append(Headers(nil), benchRequest...)
-	s.Properties[Path("listener_direction")] = u64(1)
+	s.Properties[Path("xds", "listener_direction")] = u64(1)
 	for k, v := range benchCluster {
 		s.Properties[k] = v
 	}

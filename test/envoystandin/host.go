@@ -60,8 +60,12 @@ type HostOptions struct {
 	PluginConfig []byte
 	// Properties are the attributes the filter can read that do not
 	// change per request, keyed by path joined with '\x00' (use Path):
-	// node metadata, listener_direction, ...
+	// node metadata, ...
 	Properties map[string][]byte
+	// Names picks the names the local node and the listener direction
+	// are served under (Properties, here or a Stream's, may key them by
+	// either): XDSNames, the default, as Envoy 1.33 and later.
+	Names AttributeNames
 	// CompilationCacheDir, when set, keeps wazero's compiled code between
 	// runs (start goes from ~1 s to ~50 ms).
 	CompilationCacheDir string
@@ -71,6 +75,76 @@ type HostOptions struct {
 	// FailSetProperty makes proxy_set_property fail, to test how the
 	// filter copes with a host error.
 	FailSetProperty bool
+}
+
+// AttributeNames are the names a Host serves the attributes Envoy has
+// renamed under: the local node and the listener direction were the
+// Wasm-only top-level node and listener_direction, and are xds.node and
+// xds.listener_direction, the names every Envoy filter shares. Envoy 1.33
+// removed the top-level ones ("Remove previously deprecated xDS attributes
+// from get_property", envoyproxy/envoy#36619).
+type AttributeNames int
+
+const (
+	// XDSNames serves xds.node and xds.listener_direction only, as Envoy
+	// 1.33 and later do (the default).
+	XDSNames AttributeNames = iota
+	// OldNames serves node and listener_direction only, as Envoys before
+	// the xds.* attributes did.
+	OldNames
+	// BothNames serves both, as Envoys from the xds.* attributes until
+	// 1.33 did.
+	BothNames
+)
+
+func (n AttributeNames) String() string {
+	switch n {
+	case XDSNames:
+		return "xds"
+	case OldNames:
+		return "old"
+	case BothNames:
+		return "both"
+	}
+	return fmt.Sprintf("AttributeNames(%d)", int(n))
+}
+
+// ParseAttributeNames reads "xds", "old" or "both" (String's names).
+func ParseAttributeNames(s string) (AttributeNames, error) {
+	switch s {
+	case "xds":
+		return XDSNames, nil
+	case "old":
+		return OldNames, nil
+	case "both":
+		return BothNames, nil
+	}
+	return 0, fmt.Errorf("attribute names %q: want xds, old or both", s)
+}
+
+// renamed are the renamed attributes, as paths: {xds.* name, old name}.
+var renamed = [...][2]string{
+	{"xds\x00node", "node"},
+	{"xds\x00listener_direction", "listener_direction"},
+}
+
+// propertyKeys returns the keys path may be stored under: itself and, for
+// a renamed attribute, the same path under its other name. It returns
+// none when path is a name the host's AttributeNames does not serve.
+func (h *Host) propertyKeys(path string) [2]string {
+	for _, r := range renamed {
+		for i, name := range r {
+			rest, ok := strings.CutPrefix(path, name)
+			if !ok || (rest != "" && rest[0] != 0) {
+				continue
+			}
+			if (i == 0 && h.opts.Names == OldNames) || (i == 1 && h.opts.Names == XDSNames) {
+				return [2]string{}
+			}
+			return [2]string{path, r[1-i] + rest}
+		}
+	}
+	return [2]string{path}
 }
 
 // Path joins a property path as the ABI serialises it.
@@ -445,16 +519,23 @@ func deserializeMap(b []byte) (Headers, bool) {
 }
 
 func (h *Host) property(path string) ([]byte, bool) {
+	keys := h.propertyKeys(path)
 	if s := h.cur; s != nil {
-		if v, ok := s.Properties[path]; ok {
-			return v, true
+		for _, k := range keys {
+			if v, ok := s.Properties[k]; ok && k != "" {
+				return v, true
+			}
 		}
 		if v, ok := s.FilterState[filterStatePrefix+path]; ok {
 			return v, true
 		}
 	}
-	v, ok := h.opts.Properties[path]
-	return v, ok
+	for _, k := range keys {
+		if v, ok := h.opts.Properties[k]; ok && k != "" {
+			return v, true
+		}
+	}
+	return nil, false
 }
 
 func (h *Host) exportABI(ctx context.Context) error {

@@ -42,16 +42,18 @@ func (n Node) Proto() *corev3.Node {
 	return &corev3.Node{Id: n.ID(), Cluster: n.Workload + "." + n.Namespace, Metadata: md}
 }
 
-// Properties are the node attributes a filter reads (node.metadata.*),
-// keyed as HostOptions.Properties expects.
+// Properties are the node attributes a filter reads (xds.node.id,
+// xds.node.metadata.*), keyed as HostOptions.Properties expects; the Host
+// serves them as node.* too when its AttributeNames say so.
 func (n Node) Properties() map[string][]byte {
+	node := func(k ...string) string { return Path(append([]string{"xds", "node"}, k...)...) }
 	p := map[string][]byte{
-		Path("node", "id"):                        []byte(n.ID()),
-		Path("node", "metadata", "NAME"):          []byte(n.Pod),
-		Path("node", "metadata", "NAMESPACE"):     []byte(n.Namespace),
-		Path("node", "metadata", "WORKLOAD_NAME"): []byte(n.Workload),
-		Path("node", "metadata", "CLUSTER_ID"):    []byte(n.ClusterID),
-		Path("node", "metadata", "INSTANCE_IPS"):  []byte(n.IP),
+		node("id"):                        []byte(n.ID()),
+		node("metadata", "NAME"):          []byte(n.Pod),
+		node("metadata", "NAMESPACE"):     []byte(n.Namespace),
+		node("metadata", "WORKLOAD_NAME"): []byte(n.Workload),
+		node("metadata", "CLUSTER_ID"):    []byte(n.ClusterID),
+		node("metadata", "INSTANCE_IPS"):  []byte(n.IP),
 	}
 	keys := make([]string, 0, len(n.Labels))
 	for k := range n.Labels {
@@ -59,7 +61,7 @@ func (n Node) Properties() map[string][]byte {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		p[Path("node", "metadata", "LABELS", k)] = []byte(n.Labels[k])
+		p[node("metadata", "LABELS", k)] = []byte(n.Labels[k])
 	}
 	return p
 }

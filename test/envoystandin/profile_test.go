@@ -137,7 +137,7 @@ func TestPhaseTimes(t *testing.T) {
 				a := time.Now()
 				s, _ := h.NewStream()
 				s.RequestHeaders = append(Headers(nil), benchRequest...)
-				s.Properties[Path("listener_direction")] = u64(1)
+				s.Properties[Path("xds", "listener_direction")] = u64(1)
 				b := time.Now()
 				s.OnRequestHeaders(true)
 				s.ResponseHeaders = append(Headers(nil), benchResponse...)

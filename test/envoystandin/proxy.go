@@ -27,8 +27,9 @@ type ProxyConfig struct {
 	Listen   string // host:port; 127.0.0.1:0 picks a port
 	Upstream string // base URL requests are forwarded to, e.g. http://127.0.0.1:8080
 	Host     *Host  // the filter
-	// Inbound sets listener_direction: true plays a sidecar's inbound
-	// listener (reporter=destination), false its outbound one.
+	// Inbound sets xds.listener_direction (or listener_direction, as the
+	// Host's AttributeNames say): true plays a sidecar's inbound listener
+	// (reporter=destination), false its outbound one.
 	Inbound bool
 	// UpstreamCluster is the upstream cluster's name: the filter reads it
 	// as xds.cluster_name, the access log names it as the upstream.
@@ -144,7 +145,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.cfg.Inbound {
 		direction = 1
 	}
-	s.Properties[Path("listener_direction")] = u64(direction)
+	s.Properties[Path("xds", "listener_direction")] = u64(direction)
 	s.Properties[Path("request", "path")] = []byte(r.URL.RequestURI())
 	s.Properties[Path("request", "url_path")] = []byte(r.URL.Path)
 	s.Properties[Path("request", "host")] = []byte(r.Host)

@@ -3,6 +3,7 @@ package envoystandin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -216,7 +217,7 @@ func TestLocalReplyBeforeFilterCounted(t *testing.T) {
 	s.RequestHeaders = Headers{{":authority", "reviews.default.svc.cluster.local:9080"}, {":path", "/reviews/0"}, {":method", "GET"},
 		{"x-tenant", "acme"}, {"x-envoy-peer-metadata", productpage.PeerMetadataHeader()}}
 	s.ResponseHeaders = Headers{{":status", "403"}, {"content-type", "text/plain"}}
-	s.Properties[Path("listener_direction")] = u64(1)
+	s.Properties[Path("xds", "listener_direction")] = u64(1)
 	s.Properties[Path("connection", "mtls")] = []byte{0}
 	s.Properties[Path("response", "code")] = u64(403)
 	if err := s.Done(); err != nil {
@@ -386,5 +387,98 @@ func TestTypedAttributesOnRealHTTP(t *testing.T) {
 	}
 	if got := string(s.FilterState["wasm.meshtrail_h_connection_mtls"]); got != "true" {
 		t.Errorf("wasm.meshtrail_h_connection_mtls = %q, want true", got)
+	}
+}
+
+// The host serves the renamed attributes under the names its
+// AttributeNames say, whichever name the caller keyed them by.
+func TestAttributeNamesServeOneForm(t *testing.T) {
+	props := reviews.Properties()
+	props[Path("listener_direction")] = u64(1) // keyed by the old name
+	for _, c := range []struct {
+		names        AttributeNames
+		current, old bool
+	}{{XDSNames, true, false}, {OldNames, false, true}, {BothNames, true, true}} {
+		h := &Host{opts: HostOptions{Properties: props, Names: c.names}}
+		for _, p := range [][2]string{
+			{Path("xds", "node", "metadata", "WORKLOAD_NAME"), Path("node", "metadata", "WORKLOAD_NAME")},
+			{Path("xds", "node", "id"), Path("node", "id")},
+			{Path("xds", "listener_direction"), Path("listener_direction")},
+		} {
+			if _, ok := h.property(p[0]); ok != c.current {
+				t.Errorf("names %v: %q served %v, want %v", c.names, p[0], ok, c.current)
+			}
+			if _, ok := h.property(p[1]); ok != c.old {
+				t.Errorf("names %v: %q served %v, want %v", c.names, p[1], ok, c.old)
+			}
+		}
+		// Names that only begin like a renamed one are not renamed.
+		h.opts.Properties = map[string][]byte{Path("nodes"): {1}, Path("xds", "node_x"): {1}}
+		for _, p := range []string{Path("nodes"), Path("xds", "node_x")} {
+			if _, ok := h.property(p); !ok {
+				t.Errorf("names %v: %q not served", c.names, p)
+			}
+		}
+	}
+	if n, err := ParseAttributeNames("old"); err != nil || n != OldNames {
+		t.Errorf("ParseAttributeNames(old) = %v, %v", n, err)
+	}
+	if _, err := ParseAttributeNames("node"); err == nil {
+		t.Error("ParseAttributeNames(node) accepted")
+	}
+}
+
+// The filter takes its identity and, with reporter auto, the reporter from
+// Envoy 1.33's xds.node and xds.listener_direction as from the older node
+// and listener_direction, alone or together; either way it reads the
+// direction on the first request only, so later requests make the same
+// host calls.
+func TestIdentityAndDirectionUnderEitherName(t *testing.T) {
+	up := upstreamEcho(t)
+	for _, inbound := range []bool{true, false} {
+		want := []string{"reporter=.=destination;.;", "destination_workload=.=reviews-v1;.;", "destination_canonical_service=.=reviews;.;",
+			"destination_cluster=.=Kubernetes;.;", "source_workload=.=productpage-v1;.;"}
+		if !inbound {
+			want = []string{"reporter=.=source;.;", "source_workload=.=reviews-v1;.;", "source_canonical_service=.=reviews;.;",
+				"source_app=.=reviews;.;", "source_cluster=.=Kubernetes;.;"}
+		}
+		perRequest := map[AttributeNames]uint64{}
+		for _, names := range []AttributeNames{XDSNames, OldNames, BothNames} {
+			t.Run(fmt.Sprintf("inbound=%v/names=%v", inbound, names), func(t *testing.T) {
+				h, p := startProxy(t, HostOptions{PluginConfig: []byte(`{}`), Names: names},
+					ProxyConfig{Upstream: up.URL, Inbound: inbound})
+				peer := map[string]string{"x-envoy-peer-metadata": productpage.PeerMetadataHeader()}
+				if code, _ := get(t, p, peer); code != 200 {
+					t.Fatalf("status %d", code)
+				}
+				before := h.HostCalls()["proxy_get_property"]
+				const n = 3
+				for i := 0; i < n; i++ {
+					get(t, p, peer)
+				}
+				perRequest[names] = (h.HostCalls()["proxy_get_property"] - before) / n
+				var found bool
+				for _, m := range h.Metrics() {
+					if !strings.HasSuffix(m.Name, "istio_requests_total") {
+						continue
+					}
+					found = true
+					for _, w := range want {
+						if !strings.Contains(m.Name, w) {
+							t.Errorf("%s lacks %s", m.Name, w)
+						}
+					}
+					if m.Value != 1+n {
+						t.Errorf("%s = %d", m.Name, m.Value)
+					}
+				}
+				if !found || p.FilterErrors() != 0 {
+					t.Errorf("series found %v, filter errors %d: %v", found, p.FilterErrors(), h.Metrics())
+				}
+			})
+		}
+		if perRequest[OldNames] != perRequest[XDSNames] || perRequest[BothNames] != perRequest[XDSNames] {
+			t.Errorf("inbound=%v: proxy_get_property per request by names: %v", inbound, perRequest)
+		}
 	}
 }

@@ -29,6 +29,7 @@ func main() {
 	upstream := flag.String("upstream", "", `upstream base URL (required); "echo" starts a built-in upstream that answers with the trace headers it received`)
 	alsAddr := flag.String("als", "", "ALS receiver host:port (empty: no access log)")
 	inbound := flag.Bool("inbound", true, "play the sidecar's inbound listener (reporter=destination)")
+	names := flag.String("attribute-names", "xds", `names the local node and the listener direction are served under: "xds" (xds.node, xds.listener_direction: Envoy >= 1.33), "old" (node, listener_direction) or "both"`)
 	pod := flag.String("pod", "reviews-v1-7f4c", "pod name in the node id")
 	ns := flag.String("namespace", "default", "namespace")
 	workload := flag.String("workload", "reviews-v1", "workload name")
@@ -39,7 +40,12 @@ func main() {
 		"filter_state_objects_to_log, comma separated")
 	headers := flag.String("log-headers", "traceparent,tracestate,x-b3-traceid,x-b3-spanid,x-b3-parentspanid,x-b3-sampled", "additional_request_headers_to_log, comma separated")
 	flag.Parse()
-	if err := run(*wasmPath, *config, *listen, *upstream, *alsAddr, *inbound, envoystandin.Node{
+	an, err := envoystandin.ParseAttributeNames(*names)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "envoystandin:", err)
+		os.Exit(2)
+	}
+	if err := run(*wasmPath, *config, *listen, *upstream, *alsAddr, *inbound, an, envoystandin.Node{
 		IP: *ip, Pod: *pod, Namespace: *ns, Workload: *workload, ClusterID: "Kubernetes",
 		Labels: map[string]string{"app": *app, "version": *version, "service.istio.io/canonical-name": *app, "service.istio.io/canonical-revision": *version},
 	}, split(*fsKeys), split(*headers)); err != nil {
@@ -58,7 +64,7 @@ func split(s string) []string {
 	return out
 }
 
-func run(wasmPath, config, listen, upstream, alsAddr string, inbound bool, node envoystandin.Node, fsKeys, headers []string) error {
+func run(wasmPath, config, listen, upstream, alsAddr string, inbound bool, names envoystandin.AttributeNames, node envoystandin.Node, fsKeys, headers []string) error {
 	if upstream == "" {
 		return fmt.Errorf("--upstream is required")
 	}
@@ -87,7 +93,7 @@ func run(wasmPath, config, listen, upstream, alsAddr string, inbound bool, node 
 	defer stop()
 	cache, _ := os.UserCacheDir()
 	host, err := envoystandin.NewHost(ctx, wasm, envoystandin.HostOptions{
-		PluginConfig: []byte(config), Properties: node.Properties(),
+		PluginConfig: []byte(config), Properties: node.Properties(), Names: names,
 		CompilationCacheDir: cacheDir(cache),
 	})
 	if err != nil {
