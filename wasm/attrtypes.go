@@ -146,6 +146,26 @@ func exampleKey(root string) string {
 	return "address"
 }
 
+// requestHeaderKeys are the request.* attributes Envoy computes from the
+// request header map (RequestWrapper in source/extensions/filters/common/
+// expr/context.cc). A Wasm filter's context has that map only during
+// proxy_on_request_headers (decodeHeaders clears request_headers_ once the
+// filter continues) and again in proxy_on_log (access_log_request_headers_):
+// in the response callbacks Envoy answers NotFound for these (and 0 for
+// request.headers_bytes).
+var requestHeaderKeys = map[string]bool{
+	"path": true, "url_path": true, "host": true, "scheme": true, "method": true,
+	"referer": true, "useragent": true, "id": true, "query": true, "headers": true,
+	"headers_bytes": true,
+}
+
+// fromRequestHeaders reports whether Envoy serves the attribute only while
+// the request headers are available.
+func (a *attrRead) fromRequestHeaders() bool {
+	segs := a.path.segs
+	return len(segs) >= 2 && segs[0] == "request" && requestHeaderKeys[segs[1]]
+}
+
 // attrRead reads one configured attribute and prints it by its type. The
 // last value printed is kept: most requests repeat it (response.code,
 // connection.mtls), and the same string then costs no allocation.

@@ -125,7 +125,13 @@ type settings struct {
 
 	accessLog  bool
 	logHeaders []loggedValue
-	logAttrs   []loggedValue
+	// reqAttrs are the attributes Envoy derives from the request headers
+	// (request.path, request.host, request.headers.*, ...): Envoy serves
+	// them only while the filter has the request headers, so they are
+	// read in OnHttpRequestHeaders. logAttrs are the others, read when
+	// the response starts.
+	reqAttrs []loggedValue
+	logAttrs []loggedValue
 }
 
 // dimension is one label of a metric: a standard Istio label (std >= 0) or
@@ -223,7 +229,12 @@ func (c *Config) compile() (*settings, error) {
 			return nil, fmt.Errorf("access_log.attributes[%d]: %q maps to %s like %q", i, a, prop, prev)
 		}
 		seen[prop] = a
-		s.logAttrs = append(s.logAttrs, loggedValue{source: a, attr: attr, property: mkPath(prop)})
+		lv := loggedValue{source: a, attr: attr, property: mkPath(prop)}
+		if attr.fromRequestHeaders() {
+			s.reqAttrs = append(s.reqAttrs, lv)
+		} else {
+			s.logAttrs = append(s.logAttrs, lv)
+		}
 	}
 	return s, nil
 }

@@ -67,6 +67,38 @@ func eachRunner(t *testing.T, fn func(t *testing.T, vm types.VMContext)) {
 type emulator struct {
 	proxytest.HostEmulator
 	t *testing.T
+	// reqProps are the request.* attributes Envoy derives from the
+	// request headers (request.path, request.url_path, ...). Envoy serves
+	// them only during proxy_on_request_headers and proxy_on_log;
+	// proxytest serves every property always, and cannot remove one, so
+	// request() replaces them with outsideRequestHeaders in between: a
+	// filter reading them there gets that value, which no test expects.
+	reqProps map[string]string
+}
+
+// outsideRequestHeaders is what request() serves the request header
+// attributes as between the request headers and the log.
+const outsideRequestHeaders = "\x00read outside the request headers"
+
+// requestHeaderProperty reports whether the property key (path joined by
+// '|') is a request.* attribute Envoy computes from the request headers.
+func requestHeaderProperty(key string) bool {
+	segs := strings.Split(key, "|")
+	return len(segs) >= 2 && segs[0] == "request" && requestHeaderKeys[segs[1]]
+}
+
+// setRequestProps serves the request header attributes (on) or the
+// marker in their place (off).
+func (e *emulator) setRequestProps(on bool) {
+	e.t.Helper()
+	for k, v := range e.reqProps {
+		if !on {
+			v = outsideRequestHeaders
+		}
+		if err := e.SetProperty(strings.Split(k, "|"), []byte(v)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
 }
 
 // start creates an emulator with config and properties (path joined by
@@ -92,7 +124,13 @@ func startStatus(t *testing.T, vm types.VMContext, config string, props map[stri
 	host, reset := proxytest.NewHostEmulator(opt)
 	activeReset = reset
 	t.Cleanup(releaseEmulator)
-	return &emulator{HostEmulator: host, t: t}, host.StartPlugin()
+	e := &emulator{HostEmulator: host, t: t, reqProps: map[string]string{}}
+	for k, v := range props {
+		if requestHeaderProperty(k) {
+			e.reqProps[k] = v
+		}
+	}
+	return e, host.StartPlugin()
 }
 
 // activeReset releases the running emulator; tests run one at a time.
@@ -124,9 +162,11 @@ func (e *emulator) request(headers [][2]string, response [][2]string) exchange {
 		}
 	}
 	id := e.InitializeHttpContext()
+	e.setRequestProps(true)
 	if a := e.CallOnRequestHeaders(id, headers, false); a != types.ActionContinue {
 		e.t.Fatalf("request headers: action %v", a)
 	}
+	e.setRequestProps(false)
 	x := exchange{id: id, state: map[string]string{}}
 	for _, kv := range e.GetCurrentRequestHeaders(id) {
 		x.upstream = append(x.upstream, [2]string{kv[0], strings.Clone(kv[1])})
@@ -140,6 +180,7 @@ func (e *emulator) request(headers [][2]string, response [][2]string) exchange {
 	}
 	e.readState(x.state)
 	e.CallOnResponseBody(id, []byte("hello"), true)
+	e.setRequestProps(true) // proxy_on_log: Envoy's access_log_request_headers_
 	e.CompleteHttpContext(id)
 	return x
 }

@@ -264,6 +264,15 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 				return types.ActionContinue
 			}
 		}
+		// Envoy serves the request header attributes only now (and at
+		// log time, after its access log has been written).
+		for i := range s.reqAttrs {
+			a := &s.reqAttrs[i]
+			if err := setNonEmpty(&a.property, a.attr.read()); err != nil {
+				h.fail()
+				return types.ActionContinue
+			}
+		}
 	}
 
 	h.readRequest(list)
@@ -448,8 +457,8 @@ func (h *httpContext) writeLateAttributes() {
 	if !s.accessLog {
 		return
 	}
-	for i := range h.p.s.logAttrs {
-		a := &h.p.s.logAttrs[i]
+	for i := range s.logAttrs {
+		a := &s.logAttrs[i]
 		if err := setNonEmpty(&a.property, a.attr.read()); err != nil {
 			h.fail()
 			return

@@ -19,7 +19,7 @@ import (
 var filterStateKeys = []string{
 	"wasm.meshtrail_trace_id", "wasm.meshtrail_span_id", "wasm.meshtrail_parent_span_id", "wasm.meshtrail_sampled",
 	"wasm.meshtrail_peer_principal", "wasm.meshtrail_peer_workload", "wasm.meshtrail_peer_namespace",
-	"wasm.meshtrail_h_x_tenant",
+	"wasm.meshtrail_h_x_tenant", "wasm.meshtrail_h_request_url_path",
 }
 
 // End to end without Envoy: a real HTTP request through the stand-in
@@ -44,7 +44,7 @@ func TestAccessLogReachesReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := upstreamEcho(t)
-	_, p := startProxy(t, HostOptions{PluginConfig: []byte(`{"tracing":{"sampling_percentage":100},"access_log":{"headers":["x-tenant"]}}`)},
+	_, p := startProxy(t, HostOptions{PluginConfig: []byte(`{"tracing":{"sampling_percentage":100},"access_log":{"headers":["x-tenant"],"attributes":["request.url_path"]}}`)},
 		ProxyConfig{
 			Upstream: up.URL, Inbound: true, UpstreamCluster: "inbound|9080||", ALS: als,
 			FilterStateObjectsToLog:       filterStateKeys,
@@ -101,6 +101,11 @@ func TestAccessLogReachesReceiver(t *testing.T) {
 	}
 	if fs["wasm.meshtrail_h_x_tenant"] != "acme" || fs["wasm.meshtrail_peer_workload"] != "productpage-v1" {
 		t.Errorf("filter_state %v lacks the configured header or the peer", fs)
+	}
+	// Envoy serves request.url_path only while the filter has the request
+	// headers (as the stand-in does): read then, it reaches the record.
+	if fs["wasm.meshtrail_h_request_url_path"] != "/reviews/0" {
+		t.Errorf("filter_state %v lacks request.url_path", fs)
 	}
 	if _, ok := fs["wasm.meshtrail_parent_span_id"]; ok {
 		t.Errorf("a trace started at this hop has no parent span: %v", fs)

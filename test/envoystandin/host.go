@@ -344,7 +344,27 @@ type Stream struct {
 	// FilterState is what the filter stored with SetProperty, under
 	// Envoy's key ("wasm.<name>").
 	FilterState map[string][]byte
+
+	// phase is the callback running, for what Envoy serves in it.
+	phase phase
 }
+
+// phase is the stream callback running. Envoy's Wasm context holds the
+// request header map only during proxy_on_request_headers (decodeHeaders
+// sets request_headers_ back to nullptr once the filter continues) and the
+// response header map only during proxy_on_response_headers; proxy_on_log
+// gets both again (access_log_request_headers_, ...). In between, the
+// request.* attributes computed from the headers are NotFound and the maps
+// are unavailable (source/extensions/common/wasm/context.cc).
+type phase uint8
+
+const (
+	phaseOther phase = iota
+	phaseRequestHeaders
+	phaseResponseHeaders
+	phaseResponseTrailers
+	phaseLog
+)
 
 // NewStream creates the filter's context for a request.
 func (h *Host) NewStream() (*Stream, error) {
@@ -361,11 +381,17 @@ func (h *Host) NewStream() (*Stream, error) {
 
 // call runs one stream callback with s as the current stream.
 func (s *Stream) call(f api.Function, args ...uint64) (uint64, error) {
+	return s.callIn(phaseOther, f, args...)
+}
+
+// callIn runs one stream callback in phase p.
+func (s *Stream) callIn(p phase, f api.Function, args ...uint64) (uint64, error) {
 	h := s.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.cur = s
-	defer func() { h.cur = nil }()
+	s.phase = p
+	defer func() { h.cur, s.phase = nil, phaseOther }()
 	res, err := f.Call(h.ctx, args...)
 	if err != nil {
 		return 0, err
@@ -387,7 +413,7 @@ func wasmBool(b bool) uint64 {
 // in s.RequestHeaders afterwards. It returns the filter's action (0 is
 // Continue).
 func (s *Stream) OnRequestHeaders(endOfStream bool) (uint64, error) {
-	return s.call(s.h.abi.requestHeaders, uint64(s.id), uint64(len(s.RequestHeaders)), wasmBool(endOfStream))
+	return s.callIn(phaseRequestHeaders, s.h.abi.requestHeaders, uint64(s.id), uint64(len(s.RequestHeaders)), wasmBool(endOfStream))
 }
 
 // OnRequestBody reports a request body chunk of size bytes.
@@ -397,7 +423,7 @@ func (s *Stream) OnRequestBody(size int, endOfStream bool) (uint64, error) {
 
 // OnResponseHeaders runs proxy_on_response_headers.
 func (s *Stream) OnResponseHeaders(endOfStream bool) (uint64, error) {
-	return s.call(s.h.abi.responseHeaders, uint64(s.id), uint64(len(s.ResponseHeaders)), wasmBool(endOfStream))
+	return s.callIn(phaseResponseHeaders, s.h.abi.responseHeaders, uint64(s.id), uint64(len(s.ResponseHeaders)), wasmBool(endOfStream))
 }
 
 // OnResponseBody reports a response body chunk of size bytes.
@@ -407,13 +433,13 @@ func (s *Stream) OnResponseBody(size int, endOfStream bool) (uint64, error) {
 
 // OnResponseTrailers runs proxy_on_response_trailers.
 func (s *Stream) OnResponseTrailers() (uint64, error) {
-	return s.call(s.h.abi.responseTrailers, uint64(s.id), uint64(len(s.ResponseTrailers)))
+	return s.callIn(phaseResponseTrailers, s.h.abi.responseTrailers, uint64(s.id), uint64(len(s.ResponseTrailers)))
 }
 
 // Done runs proxy_on_log, proxy_on_done and proxy_on_delete, as Envoy does
 // when a stream ends (the access log is written after proxy_on_log).
 func (s *Stream) Done() error {
-	if _, err := s.call(s.h.abi.log, uint64(s.id)); err != nil {
+	if _, err := s.callIn(phaseLog, s.h.abi.log, uint64(s.id)); err != nil {
 		return err
 	}
 	if _, err := s.call(s.h.abi.done, uint64(s.id)); err != nil {
@@ -454,6 +480,17 @@ func (h *Host) give(ctx context.Context, mod api.Module, b []byte, retPtr, retSi
 	mod.Memory().WriteUint32Le(retSize, uint32(len(b)))
 }
 
+// mutableHeaderMap is headerMap for a change: in proxy_on_log Envoy's maps
+// are the access log's, read only.
+func (h *Host) mutableHeaderMap(t uint32) *Headers {
+	if h.cur == nil || h.cur.phase == phaseLog {
+		return nil
+	}
+	return h.headerMap(t)
+}
+
+// headerMap returns the map of type t if Envoy would hand it out in the
+// running callback (see phase), else nil.
 func (h *Host) headerMap(t uint32) *Headers {
 	s := h.cur
 	if s == nil {
@@ -461,11 +498,17 @@ func (h *Host) headerMap(t uint32) *Headers {
 	}
 	switch t {
 	case mapRequestHeaders:
-		return &s.RequestHeaders
+		if s.phase == phaseRequestHeaders || s.phase == phaseLog {
+			return &s.RequestHeaders
+		}
 	case mapResponseHeaders:
-		return &s.ResponseHeaders
+		if s.phase == phaseResponseHeaders || s.phase == phaseLog {
+			return &s.ResponseHeaders
+		}
 	case mapResponseTrailers:
-		return &s.ResponseTrailers
+		if s.phase == phaseResponseTrailers || s.phase == phaseLog {
+			return &s.ResponseTrailers
+		}
 	}
 	return nil
 }
@@ -519,6 +562,11 @@ func deserializeMap(b []byte) (Headers, bool) {
 }
 
 func (h *Host) property(path string) ([]byte, bool) {
+	if rest, ok := strings.CutPrefix(path, "request\x00"); ok {
+		if v, ok, fromHeaders := h.requestAttribute(rest); fromHeaders {
+			return v, ok
+		}
+	}
 	keys := h.propertyKeys(path)
 	if s := h.cur; s != nil {
 		for _, k := range keys {
@@ -536,6 +584,84 @@ func (h *Host) property(path string) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// requestAttribute serves the request.* attributes Envoy computes from the
+// request header map (RequestWrapper in source/extensions/filters/common/
+// expr/context.cc), from the stream's headers as the filter left them,
+// only while Envoy has that map (see phase): otherwise NotFound, and 0 for
+// headers_bytes. fromHeaders is false for the other request.* attributes
+// (time, duration, size, ...), which come from the stream info.
+func (h *Host) requestAttribute(rest string) (v []byte, ok, fromHeaders bool) {
+	key, sub, nested := strings.Cut(rest, "\x00")
+	switch key {
+	case "path", "url_path", "host", "scheme", "method", "referer", "useragent", "id", "query", "headers", "headers_bytes":
+	default:
+		return nil, false, false
+	}
+	s := h.cur
+	var hs Headers
+	present := s != nil && (s.phase == phaseRequestHeaders || s.phase == phaseLog)
+	if present {
+		hs = s.RequestHeaders
+	}
+	header := func(name string) ([]byte, bool, bool) {
+		for _, kv := range hs {
+			if kv[0] == name {
+				return []byte(kv[1]), !nested, true
+			}
+		}
+		return nil, false, true
+	}
+	switch key {
+	case "headers_bytes":
+		return u64(headerBytes(hs)), !nested, true
+	case "headers":
+		if !present {
+			return nil, false, true
+		}
+		if !nested {
+			return serializeMap(hs), true, true
+		}
+		if strings.IndexByte(sub, 0) >= 0 {
+			return nil, false, true
+		}
+		// Envoy joins a repeated header's values with ",".
+		var vals []string
+		for _, kv := range hs {
+			if kv[0] == strings.ToLower(sub) {
+				vals = append(vals, kv[1])
+			}
+		}
+		if vals == nil {
+			return nil, false, true
+		}
+		return []byte(strings.Join(vals, ",")), true, true
+	case "path":
+		return header(":path")
+	case "host":
+		return header(":authority")
+	case "scheme":
+		return header(":scheme")
+	case "method":
+		return header(":method")
+	case "referer":
+		return header("referer")
+	case "useragent":
+		return header("user-agent")
+	case "id":
+		return header("x-request-id")
+	}
+	p, ok, _ := header(":path")
+	if !ok {
+		return nil, false, true
+	}
+	path, query, _ := strings.Cut(string(p), "?")
+	if key == "url_path" {
+		return []byte(path), true, true
+	}
+	query, _, _ = strings.Cut(query, "#")
+	return []byte(query), true, true
 }
 
 func (h *Host) exportABI(ctx context.Context) error {
@@ -599,14 +725,18 @@ func (h *Host) exportABI(ctx context.Context) error {
 		t, retPtr, retSize := uint32(s[0]), uint32(s[1]), uint32(s[2])
 		m := h.headerMap(t)
 		if m == nil {
-			return statusBadArgument
+			// Envoy hands out an unavailable map as an empty one.
+			if t > mapResponseTrailers {
+				return statusBadArgument
+			}
+			m = &Headers{}
 		}
 		h.give(ctx, mod, serializeMap(*m), retPtr, retSize)
 		return statusOK
 	})
 	fn("proxy_set_header_map_pairs", sig(i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		t, ptr, size := uint32(s[0]), uint32(s[1]), uint32(s[2])
-		m := h.headerMap(t)
+		m := h.mutableHeaderMap(t)
 		if m == nil {
 			return statusBadArgument
 		}
@@ -619,7 +749,7 @@ func (h *Host) exportABI(ctx context.Context) error {
 	})
 	fn("proxy_add_header_map_value", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		t, keyPtr, keySize, valPtr, valSize := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3]), uint32(s[4])
-		m := h.headerMap(t)
+		m := h.mutableHeaderMap(t)
 		if m == nil {
 			return statusBadArgument
 		}
@@ -628,7 +758,7 @@ func (h *Host) exportABI(ctx context.Context) error {
 	})
 	fn("proxy_replace_header_map_value", sig(i32, i32, i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		t, keyPtr, keySize, valPtr, valSize := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3]), uint32(s[4])
-		m := h.headerMap(t)
+		m := h.mutableHeaderMap(t)
 		if m == nil {
 			return statusBadArgument
 		}
@@ -639,7 +769,7 @@ func (h *Host) exportABI(ctx context.Context) error {
 	})
 	fn("proxy_remove_header_map_value", sig(i32, i32, i32), func(ctx context.Context, mod api.Module, s []uint64) uint32 {
 		t, keyPtr, keySize := uint32(s[0]), uint32(s[1]), uint32(s[2])
-		m := h.headerMap(t)
+		m := h.mutableHeaderMap(t)
 		if m == nil {
 			return statusBadArgument
 		}

@@ -146,13 +146,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		direction = 1
 	}
 	s.Properties[Path("xds", "listener_direction")] = u64(direction)
-	s.Properties[Path("request", "path")] = []byte(r.URL.RequestURI())
-	s.Properties[Path("request", "url_path")] = []byte(r.URL.Path)
-	s.Properties[Path("request", "host")] = []byte(r.Host)
-	s.Properties[Path("request", "method")] = []byte(r.Method)
-	s.Properties[Path("request", "scheme")] = []byte("http")
+	// request.path, .url_path, .host, .method, .scheme, .id, ... are
+	// served from s.RequestHeaders while Envoy would (Host.property).
 	s.Properties[Path("request", "protocol")] = []byte(r.Proto)
-	s.Properties[Path("request", "id")] = []byte(reqID)
 	s.Properties[Path("connection", "mtls")] = []byte{0}
 	s.Properties[Path("source", "address")] = []byte(r.RemoteAddr)
 	if p.cfg.RouteName != "" {

@@ -482,3 +482,36 @@ func TestIdentityAndDirectionUnderEitherName(t *testing.T) {
 		}
 	}
 }
+
+// Envoy serves the request.* attributes computed from the request headers
+// only while its Wasm context has them: in proxy_on_request_headers and
+// proxy_on_log, not in the response callbacks. So does the stand-in, from
+// the headers as the filter left them; the request header map likewise.
+func TestRequestAttributesOnlyWithRequestHeaders(t *testing.T) {
+	h := &Host{}
+	s := &Stream{h: h, Properties: map[string][]byte{}, FilterState: map[string][]byte{},
+		RequestHeaders: Headers{{":path", "/reviews/0?a=1#f"}, {":authority", "reviews:9080"}, {":method", "GET"},
+			{"x-request-id", "r1"}, {"x-tenant", "a"}, {"x-tenant", "b"}}}
+	h.cur = s
+	want := map[string]string{
+		Path("request", "path"): "/reviews/0?a=1#f", Path("request", "url_path"): "/reviews/0",
+		Path("request", "query"): "a=1", Path("request", "host"): "reviews:9080", Path("request", "method"): "GET",
+		Path("request", "id"): "r1", Path("request", "headers", "x-tenant"): "a,b",
+	}
+	for _, p := range []phase{phaseRequestHeaders, phaseResponseHeaders, phaseResponseTrailers, phaseOther, phaseLog} {
+		s.phase = p
+		served := p == phaseRequestHeaders || p == phaseLog
+		for path, v := range want {
+			got, ok := h.property(path)
+			if ok != served || (served && string(got) != v) {
+				t.Errorf("phase %d: %q = %q, %v; want served %v", p, path, got, ok, served)
+			}
+		}
+		if _, ok := h.property(Path("request", "scheme")); ok {
+			t.Errorf("phase %d: request.scheme without a :scheme header served", p)
+		}
+		if (h.headerMap(mapRequestHeaders) != nil) != served {
+			t.Errorf("phase %d: request header map available %v", p, !served)
+		}
+	}
+}
