@@ -186,15 +186,16 @@ type httpContext struct {
 	reqBody uint64
 	resBody uint64
 
-	trace      traceResult
-	traced     bool
-	m          requestMetrics
-	peer       workload
-	peerKnown  bool
-	attrsDone  bool
-	statusSeen bool
-	grpc       bool // the request's content-type is application/grpc*
-	recycled   bool // in the plugin's free list
+	trace       traceResult
+	traced      bool
+	m           requestMetrics
+	peer        workload
+	peerKnown   bool
+	peerWritten bool // the peer attributes are in filter state
+	attrsDone   bool
+	statusSeen  bool
+	grpc        bool // the request's content-type is application/grpc*
+	recycled    bool // in the plugin's free list
 }
 
 // guard turns a panic in a callback (a failed host call, a bug) into a
@@ -276,7 +277,32 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 	}
 
 	h.readRequest(list)
+	if h.destination() {
+		h.writeRequestPeer()
+	}
 	return types.ActionContinue
+}
+
+// writeRequestPeer resolves the principals and, on the destination side,
+// stores the peer identity now: the peer is known from the request (the
+// metadata exchange header or downstream_peer, the connection's
+// certificate), and Envoy's configured access loggers run before the
+// filter's proxy_on_log, so what is written later than the last header
+// callback the request reaches never gets into the access log (a client
+// that resets before the response).
+func (h *httpContext) writeRequestPeer() {
+	s := h.p.s
+	if s.metrics || s.accessLog {
+		h.resolvePrincipals()
+	}
+	if !s.accessLog {
+		return
+	}
+	if err := writePeerAttributes(&h.peer); err != nil {
+		h.fail()
+		return
+	}
+	h.peerWritten = true
 }
 
 // readRequest takes what the metrics and the peer identity need from the
@@ -374,7 +400,7 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 	if !h.readResponse() {
 		return types.ActionContinue
 	}
-	h.writeLateAttributes()
+	h.writeResponseAttributes()
 	return types.ActionContinue
 }
 
@@ -439,11 +465,12 @@ func (h *httpContext) OnHttpResponseTrailers(int) types.Action {
 	return types.ActionContinue
 }
 
-// writeLateAttributes resolves the mTLS principals (metric labels and
-// peer attributes) and stores the configured attributes and the peer
-// identity once the response starts, when both are known, and before
-// Envoy writes the access log entry.
-func (h *httpContext) writeLateAttributes() {
+// writeResponseAttributes resolves the mTLS principals (metric labels and
+// peer attributes) and stores the configured attributes read at response
+// headers and, on the source side, the peer identity, which the response
+// brings. It is the last point where the filter writes filter state:
+// Envoy's configured access loggers run before proxy_on_log.
+func (h *httpContext) writeResponseAttributes() {
 	if h.attrsDone {
 		return
 	}
@@ -463,6 +490,9 @@ func (h *httpContext) writeLateAttributes() {
 			h.fail()
 			return
 		}
+	}
+	if h.peerWritten {
+		return
 	}
 	if err := writePeerAttributes(&h.peer); err != nil {
 		h.fail()
@@ -525,10 +555,12 @@ func (h *httpContext) OnHttpStreamDone() {
 	if !h.resSeen && !h.readResponse() {
 		return
 	}
-	h.writeLateAttributes()
+	// Nothing is written to filter state here: Envoy has written its
+	// access log already.
 	if h.failed || !h.p.s.metrics {
 		return
 	}
+	h.resolvePrincipals()
 	hp := h.p.host
 	if d, ok := hp.pathUint(&pathRequestDuration); ok {
 		h.m.durationMs = d / uint64(time.Millisecond)

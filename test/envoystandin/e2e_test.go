@@ -102,6 +102,11 @@ func TestAccessLogReachesReceiver(t *testing.T) {
 	if fs["wasm.meshtrail_h_x_tenant"] != "acme" || fs["wasm.meshtrail_peer_workload"] != "productpage-v1" {
 		t.Errorf("filter_state %v lacks the configured header or the peer", fs)
 	}
+	// The entry is sent before proxy_on_log, as Envoy's is: the peer was
+	// written by then.
+	if fs["wasm.meshtrail_peer_namespace"] != "default" {
+		t.Errorf("filter_state %v lacks the peer namespace", fs)
+	}
 	// Envoy serves request.url_path only while the filter has the request
 	// headers (as the stand-in does): read then, it reaches the record.
 	if fs["wasm.meshtrail_h_request_url_path"] != "/reviews/0" {

@@ -437,7 +437,8 @@ func (s *Stream) OnResponseTrailers() (uint64, error) {
 }
 
 // Done runs proxy_on_log, proxy_on_done and proxy_on_delete, as Envoy does
-// when a stream ends (the access log is written after proxy_on_log).
+// when a stream ends. Envoy's configured access loggers (HttpGrpcAccessLog)
+// run before proxy_on_log: write the access log entry before calling Done.
 func (s *Stream) Done() error {
 	if _, err := s.callIn(phaseLog, s.h.abi.log, uint64(s.id)); err != nil {
 		return err

@@ -207,11 +207,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Properties[Path("response", "size")] = u64(uint64(len(respBody)))
 	s.Properties[Path("response", "total_size")] = u64(uint64(len(respBody)) + respHeaderBytes)
 	s.Properties[Path("response", "flags")] = u64(flags)
-	if err := s.Done(); err != nil {
-		p.errors.Add(1)
-	}
+	// Envoy's configured access loggers (the gRPC ALS here) run before
+	// the filter's proxy_on_log: the connection manager adds them to the
+	// stream's access log handlers when the stream is created, before the
+	// filter chain adds the Wasm filter's, and runs the handlers in order
+	// (conn_manager_impl.cc ActiveStream, FilterManager::log). What the
+	// filter writes in proxy_on_log is not in the entry.
 	if p.cfg.ALS != nil {
 		p.cfg.ALS.Log(p.entry(r, s, start, dur, status, flags, uint64(len(body)), uint64(len(respBody)), reqHeaderBytes, respHeaderBytes, upstreamAddr))
+	}
+	if err := s.Done(); err != nil {
+		p.errors.Add(1)
 	}
 }
 

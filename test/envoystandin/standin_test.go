@@ -515,3 +515,57 @@ func TestRequestAttributesOnlyWithRequestHeaders(t *testing.T) {
 		}
 	}
 }
+
+// Envoy's access log is written before the filter's proxy_on_log, so
+// what it needs must be in filter state after the last header callback a
+// request reaches. A client that resets before the response: the
+// destination side's peer and trace ids are there after the request
+// headers.
+func TestPeerWrittenWithRequestHeaders(t *testing.T) {
+	h, err := NewHost(context.Background(), filterModule(t), HostOptions{
+		PluginConfig: []byte(`{}`), Properties: reviews.Properties(),
+		CompilationCacheDir: filepath.Join(os.TempDir(), "meshtrail-wazero-cache"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, fromFilterState := range []bool{false, true} {
+		s, err := h.NewStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.RequestHeaders = Headers{{":authority", "reviews:9080"}, {":path", "/"}, {":method", "GET"}}
+		if fromFilterState {
+			fs, _ := FilterStatePeer(productpage.PeerMetadataHeader())
+			s.Properties[Path("filter_state", "downstream_peer")] = fs
+		} else {
+			s.RequestHeaders = append(s.RequestHeaders, [2]string{"x-envoy-peer-metadata", productpage.PeerMetadataHeader()})
+		}
+		s.Properties[Path("xds", "listener_direction")] = u64(1)
+		s.Properties[Path("connection", "mtls")] = []byte{1}
+		s.Properties[Path("connection", "uri_san_peer_certificate")] = []byte("spiffe://cluster.local/ns/default/sa/bookinfo-productpage")
+		if _, err := s.OnRequestHeaders(true); err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range map[string]string{
+			"wasm.meshtrail_peer_workload": "productpage-v1", "wasm.meshtrail_peer_namespace": "default",
+			"wasm.meshtrail_peer_canonical_service": "productpage",
+			"wasm.meshtrail_peer_principal":         "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+		} {
+			if got := string(s.FilterState[k]); got != want {
+				t.Errorf("downstream_peer %v: after the request headers %s = %q, want %q", fromFilterState, k, got, want)
+			}
+		}
+		if len(s.FilterState["wasm.meshtrail_trace_id"]) != 32 {
+			t.Errorf("no trace id after the request headers: %q", s.FilterState)
+		}
+		// The client resets: Envoy logs, then runs proxy_on_log.
+		if err := s.Done(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, ok := h.Metric("meshtrail_filter_errors_total"); !ok || m.Value != 0 {
+		t.Errorf("filter errors %+v", m)
+	}
+}
