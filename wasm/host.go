@@ -14,14 +14,6 @@ import (
 // 8-byte little endian and booleans as one byte.
 type envoyHost struct{}
 
-func (envoyHost) propertyString(path []string) string {
-	b, err := proxywasm.GetProperty(path)
-	if err != nil {
-		return ""
-	}
-	return string(b)
-}
-
 // renamedAttr is an attribute Envoy has served under two names: the
 // Wasm-only top-level one (node, listener_direction) and the xds.* one of
 // Envoy's CEL attributes. Envoy 1.33 removed the top-level names

@@ -516,3 +516,59 @@ func TestDestinationServiceFromClusterMetadata(t *testing.T) {
 		})
 	}
 }
+
+// The local identity is read until Envoy names one: a plaintext first
+// request (PERMISSIVE mTLS; a worker's first outbound call to a non-TLS
+// upstream) has no local certificate, and must not leave the principal
+// unknown for the worker's lifetime.
+func TestLocalPrincipalAfterPlaintextRequest(t *testing.T) {
+	eachRunner(t, func(t *testing.T, vm types.VMContext) {
+		t.Run("destination", func(t *testing.T) {
+			plain := map[string]string{"connection|mtls": "\x00"}
+			for k, v := range reviewsNode {
+				if !strings.HasPrefix(k, "connection|") {
+					plain[k] = v
+				}
+			}
+			e := start(t, vm, `{"reporter":"destination"}`, plain)
+			req := [][2]string{{":authority", "reviews.default.svc.cluster.local:9080"}, {"x-envoy-peer-metadata", productpagePeer(t)}}
+			e.request(req, nil)
+			plainLabels := strings.Replace(reviewsLabels, "source_principal=.=spiffe://cluster.local/ns/default/sa/bookinfo-productpage;.;", "source_principal=.=unknown;.;", 1)
+			plainLabels = strings.Replace(plainLabels, "destination_principal=.=spiffe://cluster.local/ns/default/sa/bookinfo-reviews;.;", "destination_principal=.=unknown;.;", 1)
+			plainLabels = strings.Replace(plainLabels, "connection_security_policy=.=mutual_tls;.;", "connection_security_policy=.=none;.;", 1)
+			if got, err := e.GetCounterMetric(plainLabels + "istio_requests_total"); err != nil || got != 1 {
+				t.Errorf("plaintext series: %d, %v", got, err)
+			}
+			for _, k := range []string{"connection|mtls", "connection|uri_san_peer_certificate", "connection|uri_san_local_certificate"} {
+				if err := e.SetProperty(strings.Split(k, "|"), []byte(reviewsNode[k])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.request(req, nil)
+			if got, err := e.GetCounterMetric(reviewsLabels + "istio_requests_total"); err != nil || got != 1 {
+				t.Errorf("mTLS series after a plaintext request: %d, %v", got, err)
+			}
+		})
+		t.Run("source", func(t *testing.T) {
+			e := start(t, vm, `{"reporter":"source"}`, productpageNode)
+			sourceRequest(t, e)
+			if got, err := e.GetCounterMetric(sourceSeries); err != nil || got != 1 {
+				t.Errorf("plaintext upstream series: %d, %v", got, err)
+			}
+			for k, v := range map[string]string{
+				"upstream|uri_san_peer_certificate":  "spiffe://cluster.local/ns/bookinfo/sa/ratings",
+				"upstream|uri_san_local_certificate": "spiffe://cluster.local/ns/default/sa/productpage",
+			} {
+				if err := e.SetProperty(strings.Split(k, "|"), []byte(v)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sourceRequest(t, e)
+			want := strings.Replace(sourceSeries, "source_principal=.=unknown;.;", "source_principal=.=spiffe://cluster.local/ns/default/sa/productpage;.;", 1)
+			want = strings.Replace(want, "destination_principal=.=unknown;.;", "destination_principal=.=spiffe://cluster.local/ns/bookinfo/sa/ratings;.;", 1)
+			if got, err := e.GetCounterMetric(want); err != nil || got != 1 {
+				t.Errorf("TLS upstream series after a plaintext one: %d, %v", got, err)
+			}
+		})
+	})
+}

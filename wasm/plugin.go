@@ -42,8 +42,6 @@ type pluginContext struct {
 	// from direction.
 	reporter  string
 	direction renamedAttr
-	// localPrincipalRead: the local mTLS identity is read once.
-	localPrincipalRead bool
 	// clockDuration: the host lacks request.duration, use the guest clock.
 	clockDuration bool
 
@@ -66,11 +64,15 @@ var (
 	pathConnMTLS        = mkPath("connection", "mtls")
 	pathConnPeerSAN     = mkPath("connection", "uri_san_peer_certificate")
 	pathUpstreamPeerSAN = mkPath("upstream", "uri_san_peer_certificate")
-	pathRequestDuration = mkPath("request", "duration")
-	pathRequestSize     = mkPath("request", "total_size")
-	pathResponseSize    = mkPath("response", "total_size")
-	pathResponseCode    = mkPath("response", "code")
-	pathResponseFlags   = mkPath("response", "flags")
+	// The local identity, read until known (a plaintext connection has
+	// none).
+	pathConnLocalSAN     = mkPath("connection", "uri_san_local_certificate")
+	pathUpstreamLocalSAN = mkPath("upstream", "uri_san_local_certificate")
+	pathRequestDuration  = mkPath("request", "duration")
+	pathRequestSize      = mkPath("request", "total_size")
+	pathResponseSize     = mkPath("response", "total_size")
+	pathResponseCode     = mkPath("response", "code")
+	pathResponseFlags    = mkPath("response", "flags")
 )
 
 // Stat names of the filter's own counters (Envoy adds "wasmcustom.").
@@ -511,18 +513,21 @@ func (h *httpContext) resolvePrincipals() {
 		if mtls, _ := hp.pathBool(&pathConnMTLS); mtls {
 			h.m.labels[lConnectionSecurityPolicy] = "mutual_tls"
 			h.peer.principal = hp.pathString(&pathConnPeerSAN)
+			// The local identity is read until known, and only over
+			// mTLS: on a plaintext connection (PERMISSIVE mode) Envoy
+			// has no local certificate to name.
+			if h.p.local.principal == "" {
+				h.p.local.principal = strings.Clone(hp.pathString(&pathConnLocalSAN))
+			}
 		} else {
 			h.m.labels[lConnectionSecurityPolicy] = "none"
 		}
-		if !h.p.localPrincipalRead {
-			h.p.local.principal = hp.propertyString([]string{"connection", "uri_san_local_certificate"})
-			h.p.localPrincipalRead = true
-		}
 	} else {
 		h.peer.principal = hp.pathString(&pathUpstreamPeerSAN)
-		if !h.p.localPrincipalRead {
-			h.p.local.principal = hp.propertyString([]string{"upstream", "uri_san_local_certificate"})
-			h.p.localPrincipalRead = true
+		// Likewise only over a TLS upstream, whose peer certificate
+		// named the peer.
+		if h.peer.principal != "" && h.p.local.principal == "" {
+			h.p.local.principal = strings.Clone(hp.pathString(&pathUpstreamLocalSAN))
 		}
 		// Istio reports the client side's policy as unknown.
 		h.m.labels[lConnectionSecurityPolicy] = "unknown"
