@@ -62,10 +62,23 @@ func TestAccessLogReachesReceiver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Behind Istio's peer_metadata filter: the header is consumed, the
+	// filter takes the peer from downstream_peer, and Envoy logs that
+	// object as Any(Struct), which the receiver makes the record's source.
+	_, pi := startProxy(t, HostOptions{PluginConfig: []byte(`{"tracing":{"sampling_percentage":100}}`)},
+		ProxyConfig{
+			Upstream: up.URL, Inbound: true, UpstreamCluster: "inbound|9080||", ALS: als, IstioPeerMetadata: true,
+			FilterStateObjectsToLog: append([]string{"downstream_peer"}, filterStateKeys...),
+		})
+	_, seen3 := get(t, pi, map[string]string{"x-envoy-peer-metadata": productpage.PeerMetadataHeader()})
+	istio, err := tracecontext.ParseTraceparent(seen3.Get("traceparent"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := als.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if sent, dropped, streams := als.Stats(); sent != 2 || dropped != 0 || streams != 1 {
+	if sent, dropped, streams := als.Stats(); sent != 3 || dropped != 0 || streams != 1 {
 		t.Errorf("ALS client: sent %d dropped %d streams %d", sent, dropped, streams)
 	}
 
@@ -87,7 +100,7 @@ func TestAccessLogReachesReceiver(t *testing.T) {
 				recs[id] = r
 			}
 		}
-		for _, id := range []string{started.TraceID.String(), continued.TraceID.String()} {
+		for _, id := range []string{started.TraceID.String(), continued.TraceID.String(), istio.TraceID.String()} {
 			if recs[id] == nil {
 				return fmt.Errorf("no record with trace_id %s in:\n%s", id, b)
 			}
@@ -122,6 +135,15 @@ func TestAccessLogReachesReceiver(t *testing.T) {
 	fs2, _ := r2["filter_state"].(map[string]any)
 	if fs2["wasm.meshtrail_parent_span_id"] != "a2fb4a1d1a96d312" {
 		t.Errorf("continued trace: filter_state %v, want parent a2fb4a1d1a96d312", fs2)
+	}
+	r3 := recs[istio.TraceID.String()]
+	fs3, _ := r3["filter_state"].(map[string]any)
+	src, _ := r3["source"].(map[string]any)
+	if src["workload"] != "productpage-v1" || src["namespace"] != "default" {
+		t.Errorf("downstream_peer: record source %v, want productpage-v1 in default", r3["source"])
+	}
+	if fs3["wasm.meshtrail_peer_workload"] != "productpage-v1" {
+		t.Errorf("downstream_peer: filter_state %v lacks the peer", fs3)
 	}
 	if t.Failed() {
 		b, _ := json.MarshalIndent(r, "", "  ")

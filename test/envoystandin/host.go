@@ -22,6 +22,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Proxy-Wasm ABI status codes (proxy-wasm spec, WasmResult in Envoy).
@@ -345,6 +346,11 @@ type Stream struct {
 	// Envoy's key ("wasm.<name>").
 	FilterState map[string][]byte
 
+	// IstioPeers are the filter state objects Istio's peer_metadata
+	// filter keeps (downstream_peer, upstream_peer), as the Struct
+	// Envoy's access logger logs.
+	IstioPeers map[string]*structpb.Struct
+
 	// phase is the callback running, for what Envoy serves in it.
 	phase phase
 }
@@ -370,7 +376,7 @@ const (
 func (h *Host) NewStream() (*Stream, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s := &Stream{h: h, id: h.newID(), Properties: map[string][]byte{}, FilterState: map[string][]byte{}}
+	s := &Stream{h: h, id: h.newID(), Properties: map[string][]byte{}, FilterState: map[string][]byte{}, IstioPeers: map[string]*structpb.Struct{}}
 	h.cur = s
 	defer func() { h.cur = nil }()
 	if _, err := h.abi.contextCreate.Call(h.ctx, uint64(s.id), uint64(h.rootID)); err != nil {

@@ -88,6 +88,31 @@ func (n Node) PeerMetadataHeader() string {
 // CelState, which Envoy hands a Wasm filter as a CEL map in Proxy-Wasm
 // pairs. Labels beyond these are Istio's additional_labels, none here.
 func FilterStatePeer(header string) ([]byte, bool) {
+	fields, ok := peerObject(header)
+	if !ok {
+		return nil, false
+	}
+	return serializeMap(fields), true
+}
+
+// PeerStruct is the same peer object as the google.protobuf.Struct Envoy's
+// access logger logs for Istio's downstream_peer / upstream_peer filter
+// state (in filter_state_objects_to_log, as Any(Struct)).
+func PeerStruct(header string) (*structpb.Struct, bool) {
+	fields, ok := peerObject(header)
+	if !ok {
+		return nil, false
+	}
+	s := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	for _, kv := range fields {
+		s.Fields[kv[0]] = structpb.NewStringValue(kv[1])
+	}
+	return s, true
+}
+
+// peerObject is the keys Istio's peer object has for the peer whose
+// metadata exchange header is header.
+func peerObject(header string) (Headers, bool) {
 	raw, err := base64.StdEncoding.DecodeString(header)
 	if err != nil {
 		return nil, false
@@ -110,5 +135,5 @@ func FilterStatePeer(header string) ([]byte, bool) {
 			out = append(out, kv)
 		}
 	}
-	return serializeMap(out), true
+	return out, len(out) > 0
 }

@@ -51,10 +51,14 @@ type ProxyConfig struct {
 	// ALS receives an entry per request when set, carrying the filter
 	// state objects listed in FilterStateObjectsToLog and the request
 	// headers in AdditionalRequestHeadersToLog (after the filter ran).
-	// IstioPeerMetadata plays Istio's peer_metadata filter ahead of the
-	// Wasm filter on an inbound listener: the x-envoy-peer-metadata(-id)
+	// IstioPeerMetadata plays Istio's peer_metadata filter: on an inbound
+	// listener, ahead of the Wasm filter, the x-envoy-peer-metadata(-id)
 	// request headers are consumed and the peer becomes the filter state
-	// downstream_peer, as the filter reads it (see FilterStatePeer).
+	// downstream_peer, as the filter reads it (see FilterStatePeer); on
+	// an outbound one the upstream's response header becomes
+	// upstream_peer after the filter's response callback. Listed in
+	// FilterStateObjectsToLog, both are logged as Any(Struct), as Envoy
+	// logs Istio's peer objects (see PeerStruct).
 	IstioPeerMetadata             bool
 	ALS                           *ALSClient
 	FilterStateObjectsToLog       []string
@@ -166,6 +170,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if fs, ok := FilterStatePeer(v); ok {
 				s.Properties[Path("filter_state", "downstream_peer")] = fs
 			}
+			if st, ok := PeerStruct(v); ok {
+				s.IstioPeers["downstream_peer"] = st
+			}
 		}
 		s.RequestHeaders = removeAll(removeAll(s.RequestHeaders, "x-envoy-peer-metadata"), "x-envoy-peer-metadata-id")
 	}
@@ -187,6 +194,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, respBody, upstreamAddr = p.forward(r.Context(), s, body, &flags)
 	}
 	p.check(s.OnResponseHeaders(len(respBody) == 0))
+	if p.cfg.IstioPeerMetadata && !p.cfg.Inbound {
+		if st, ok := PeerStruct(s.ResponseHeaders.Get("x-envoy-peer-metadata")); ok {
+			s.IstioPeers["upstream_peer"] = st
+		}
+	}
 	for _, kv := range s.ResponseHeaders {
 		if !strings.HasPrefix(kv[0], ":") {
 			w.Header().Add(kv[0], kv[1])
@@ -305,6 +317,15 @@ func (p *Proxy) entry(r *http.Request, s *Stream, start time.Time, dur time.Dura
 		common.ResponseFlags = &alsdatav3.ResponseFlags{UpstreamConnectionFailure: true}
 	}
 	for _, key := range p.cfg.FilterStateObjectsToLog {
+		if st, ok := s.IstioPeers[key]; ok {
+			if a, err := anypb.New(st); err == nil {
+				if common.FilterStateObjects == nil {
+					common.FilterStateObjects = map[string]*anypb.Any{}
+				}
+				common.FilterStateObjects[key] = a
+			}
+			continue
+		}
 		v, ok := s.FilterState[key]
 		if !ok {
 			continue
