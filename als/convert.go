@@ -109,7 +109,8 @@ type entryNotes struct {
 	redacted       int
 	truncated      int
 	badFilterState []string
-	headerCopies   bool // filter state holds the Wasm filter's header copies
+	headerCopies   bool   // filter state holds the Wasm filter's header copies
+	logType        uint64 // access_log_type (Envoy >= 1.27), 0 if not sent
 }
 
 // noteHeaderCopy remembers that a filter state key is one of the Wasm
@@ -125,6 +126,15 @@ func (n *entryNotes) noteHeaderCopy(key string) {
 // trace context (read before redaction could remove a header), redaction,
 // and which side of the hop the reporting proxy is.
 func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]string, notes *entryNotes) {
+	if r.Kind == record.KindHTTP && tcpType(notes.logType) {
+		// A TCP connection logged by Envoy's HTTP gRPC logger (Istio's
+		// envoyHttpAls provider on a tcp_proxy): its bytes are in the
+		// request and response body counts, and it is no HTTP request.
+		r.Kind = record.KindTCP
+		r.ReceivedBytes, r.SentBytes = r.HTTP.RequestBodyBytes, r.HTTP.ResponseBodyBytes
+		r.HTTP = record.HTTP{}
+		reqHeaders, r.ResponseHeaders, r.ResponseTrailers = nil, nil, nil
+	}
 	if r.Kind == record.KindHTTP {
 		r.Trace, notes.invalidTrace = traceFrom(r.FilterState, reqHeaders, c.traceOrder, notes.invalidTrace)
 		r.RequestHeaders = c.headers(reqHeaders, notes)

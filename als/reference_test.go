@@ -115,6 +115,7 @@ func (c *converter) refCommon(p *proxy, cp *accesslogv3.AccessLogCommon, r *reco
 	r.StreamID = cp.GetStreamId()
 	//lint:ignore SA1019 older Envoys still send the deprecated flag
 	r.Intermediate = cp.GetIntermediateLogEntry() || intermediateType(uint64(cp.GetAccessLogType()))
+	notes.logType = uint64(cp.GetAccessLogType())
 	r.SampleRate = cp.GetSampleRate()
 	r.Tags = nonEmpty(cp.GetCustomTags())
 	var ds decodedState

@@ -1,12 +1,15 @@
 package als
 
 import (
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshtrail/meshtrail/record"
 )
 
 func socketAddress(ip string, port uint32) *corev3.Address {
@@ -146,5 +149,35 @@ func TestWaypointEntriesAreReportedByTheWaypoint(t *testing.T) {
 	}
 	if v := metricValue(t, text, "meshtrail_requests_total", `reporter="waypoint"`, `destination_service_name="reviews"`); v != "1" {
 		t.Errorf("waypoint request counted %q times, want 1", v)
+	}
+}
+
+// Istio attaches the envoyHttpAls provider to tcp_proxy filter chains too,
+// and Envoy's HTTP gRPC logger then sends each TCP connection as an HTTP
+// entry whose access_log_type is a TCP one. It must count as a
+// connection, not as an HTTP request with response code 0.
+func TestTCPConnectionsLoggedAsHTTPEntriesAreTCP(t *testing.T) {
+	ts := startService(t, nil)
+	e := httpEntry(nil)
+	e.CommonProperties.UpstreamCluster = "outbound|5432||pg.db.svc.cluster.local"
+	e.CommonProperties.AccessLogType = accesslogv3.AccessLogType_TcpConnectionEnd
+	e.Request = &accesslogv3.HTTPRequestProperties{RequestBodyBytes: 1200}
+	e.Response = &accesslogv3.HTTPResponseProperties{ResponseBodyBytes: 34000}
+	if err := ts.send(ts.dial(), httpMessage(true, e)); err != nil {
+		t.Fatal(err)
+	}
+	m := ts.metrics(false)
+	r := ts.records()[0]
+	if r.Kind != record.KindTCP || r.ReceivedBytes != 1200 || r.SentBytes != 34000 || r.HTTP.Method != "" {
+		t.Errorf("record kind %q received %d sent %d method %q, want a TCP connection", r.Kind, r.ReceivedBytes, r.SentBytes, r.HTTP.Method)
+	}
+	if v := metricValue(t, m, "meshtrail_tcp_connections_closed_total", `destination_service="pg.db.svc.cluster.local"`); v != "1" {
+		t.Errorf("connections closed %q, want 1", v)
+	}
+	if v := metricValue(t, m, "meshtrail_tcp_received_bytes_total", `destination_service="pg.db.svc.cluster.local"`); v != "1200" {
+		t.Errorf("received bytes %q, want 1200", v)
+	}
+	if strings.Contains(m, `meshtrail_requests_total{`) {
+		t.Errorf("a TCP connection was counted as an HTTP request")
 	}
 }

@@ -499,6 +499,7 @@ func (d *wireDecoder) common(p *proxy, b []byte, r *record.Record, notes *entryN
 			r.Intermediate = r.Intermediate || u != 0
 		case 33:
 			r.Intermediate = r.Intermediate || intermediateType(u)
+			notes.logType = u
 		case 28:
 			r.Downstream.TransportFailure = d.str(v)
 		case 29:
@@ -524,6 +525,17 @@ func (d *wireDecoder) common(p *proxy, b []byte, r *record.Record, notes *entryN
 		r.Source = ds.downstreamPeer
 	}
 	return nil
+}
+
+// tcpType reports whether an AccessLogType is one of a TCP connection's:
+// Istio attaches the envoyHttpAls provider to tcp_proxy too, and Envoy's
+// HTTP gRPC logger then sends connections as HTTP entries of these types.
+func tcpType(t uint64) bool {
+	switch t {
+	case 1, 2, 3, 14: // TcpUpstreamConnected, TcpPeriodic, TcpConnectionEnd, TcpConnectionStart
+		return true
+	}
+	return false
 }
 
 // intermediateType reports whether an AccessLogType (Envoy >= 1.27) marks
