@@ -52,7 +52,7 @@ const IstioSnippet = `  # meshConfig (istioctl install / IstioOperator / istiod 
       additionalRequestHeadersToLog: [traceparent, tracestate, b3, x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled, x-b3-flags, content-type]
       additionalResponseHeadersToLog: [grpc-status]
       additionalResponseTrailersToLog: [grpc-status]
-      filterStateObjectsToLog: [wasm.meshtrail_trace_id, wasm.meshtrail_span_id, wasm.meshtrail_parent_span_id, wasm.meshtrail_sampled, upstream_peer, downstream_peer]
+      filterStateObjectsToLog: [wasm.meshtrail_trace_id, wasm.meshtrail_span_id, wasm.meshtrail_parent_span_id, wasm.meshtrail_sampled, upstream_peer, downstream_peer, io.istio.peer_principal, io.istio.local_principal]
   ---
   apiVersion: telemetry.istio.io/v1
   kind: Telemetry

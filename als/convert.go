@@ -188,10 +188,10 @@ func (c *converter) identify(p *proxy, r *record.Record) {
 		// peer metadata, never the waypoint's own workload.
 		r.Reporter = record.ReporterWaypoint
 		r.ConnectionSecurityPolicy = "none"
-		if r.TLS.PeerURISAN != "" {
+		if peerSAN, _ := principals(r); peerSAN != "" {
 			r.ConnectionSecurityPolicy = "mutual_tls"
 			if r.Source.Principal == "" {
-				r.Source.Principal = r.TLS.PeerURISAN
+				r.Source.Principal = peerSAN
 			}
 		}
 		return
@@ -210,16 +210,22 @@ func (c *converter) identify(p *proxy, r *record.Record) {
 		if r.Destination.Name == "" {
 			r.Destination = p.workload
 		}
-		if r.Destination.Principal == "" {
-			r.Destination.Principal = r.TLS.LocalURISAN
+		peerSAN, localSAN := principals(r)
+		// Istio's destination_principal is the identity the proxy served
+		// this request with: unknown over plaintext, whatever the service
+		// account would imply. The stream remembers it for the entries
+		// the same proxy reports as the caller.
+		r.Destination.Principal = localSAN
+		if localSAN != "" {
+			p.principal = localSAN
 		}
-		if r.TLS.PeerURISAN != "" {
+		if peerSAN != "" {
 			r.ConnectionSecurityPolicy = "mutual_tls"
 			if r.Source.Principal == "" {
-				r.Source.Principal = r.TLS.PeerURISAN
+				r.Source.Principal = peerSAN
 			}
 			if r.Source.Namespace == "" {
-				r.Source.Namespace = principalNamespace(r.TLS.PeerURISAN)
+				r.Source.Namespace = principalNamespace(peerSAN)
 			}
 		} else {
 			r.ConnectionSecurityPolicy = "none"
@@ -232,6 +238,12 @@ func (c *converter) identify(p *proxy, r *record.Record) {
 	case record.ReporterSource:
 		if r.Source.Name == "" {
 			r.Source = p.workload
+			if p.principal != "" {
+				// The identity this proxy showed on its inbound
+				// entries; before one arrives, the one its service
+				// account and trust domain imply.
+				r.Source.Principal = p.principal
+			}
 		}
 		r.ConnectionSecurityPolicy = "unknown"
 		if r.Destination.Namespace == "" {
@@ -241,6 +253,28 @@ func (c *converter) identify(p *proxy, r *record.Record) {
 			r.Destination.CanonicalService = r.Upstream.ServiceName
 		}
 	}
+}
+
+// Filter state Istio sets from the downstream mTLS handshake (istio_authn /
+// set_filter_state: the HBONE peer on a waypoint or an ambient-captured
+// sidecar, whose access log never sees that TLS). Istio's stats read them
+// before the connection's own TLS properties.
+const (
+	fsPeerPrincipal  = "io.istio.peer_principal"
+	fsLocalPrincipal = "io.istio.local_principal"
+)
+
+// principals returns the peer's and the proxy's own identity for an
+// inbound entry, as Istio's stats take them: filter state first, else the
+// downstream TLS certificates.
+func principals(r *record.Record) (peer, local string) {
+	if fs := r.FilterState; fs != nil {
+		peer, local = fs[fsPeerPrincipal], fs[fsLocalPrincipal]
+	}
+	if peer == "" && local == "" {
+		peer, local = r.TLS.PeerURISAN, r.TLS.LocalURISAN
+	}
+	return peer, local
 }
 
 // directionWithoutCluster decides the direction of an entry whose upstream

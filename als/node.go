@@ -20,6 +20,9 @@ const (
 type proxy struct {
 	node     record.Node
 	workload record.Workload // the proxy's own workload, for the side it reports
+	// principal is the identity the proxy showed on an inbound entry,
+	// learned from the stream; its outbound entries carry it.
+	principal string
 }
 
 // parseNode reads an Envoy node the way Istio builds it: id

@@ -7,6 +7,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshtrail/meshtrail/record"
@@ -179,5 +181,75 @@ func TestTCPConnectionsLoggedAsHTTPEntriesAreTCP(t *testing.T) {
 	}
 	if strings.Contains(m, `meshtrail_requests_total{`) {
 		t.Errorf("a TCP connection was counted as an HTTP request")
+	}
+}
+
+func uriSAN(uri string) *accesslogv3.TLSProperties_CertificateProperties {
+	return &accesslogv3.TLSProperties_CertificateProperties{SubjectAltName: []*accesslogv3.TLSProperties_CertificateProperties_SubjectAltName{
+		{San: &accesslogv3.TLSProperties_CertificateProperties_SubjectAltName_Uri{Uri: uri}}}}
+}
+
+// Principals are what Istio's stats report: the identity the proxy served
+// the request with (unknown over plaintext), never one made up from the
+// service account and a guessed trust domain; the proxy's outbound entries
+// carry the identity it showed inbound.
+func TestPrincipalsAreTheCertificatesNotGuesses(t *testing.T) {
+	const self, caller = "spiffe://corp.example/ns/shop/sa/cart", "spiffe://corp.example/ns/web/sa/frontend"
+	plain := httpEntry(map[string]string{"x-case": "plaintext inbound"})
+	plain.CommonProperties.UpstreamCluster = "inbound|8080||"
+	mtls := httpEntry(map[string]string{"x-case": "mTLS inbound"})
+	mtls.CommonProperties.UpstreamCluster = "inbound|8080||"
+	mtls.CommonProperties.TlsProperties = &accesslogv3.TLSProperties{PeerCertificateProperties: uriSAN(caller), LocalCertificateProperties: uriSAN(self)}
+	out := httpEntry(map[string]string{"x-case": "outbound"}) // outbound|8080||api.shop...
+	m := httpMessage(false, plain, mtls, out)
+	md, err := structpb.NewStruct(map[string]any{"NAMESPACE": "shop", "SERVICE_ACCOUNT": "cart", "WORKLOAD_NAME": "cart"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Identifier = &accesslogsvc.StreamAccessLogsMessage_Identifier{LogName: "test",
+		Node: &corev3.Node{Id: "sidecar~10.1.2.3~cart-5d8f7c9b6d-abcde.shop~shop.svc.cluster.local", Metadata: md}}
+	ts := startService(t, nil)
+	if err := ts.send(ts.dial(), m); err != nil {
+		t.Fatal(err)
+	}
+	recs := ts.records()
+	if p := recs[0].Destination.Principal; p != "" || recs[0].ConnectionSecurityPolicy != "none" {
+		t.Errorf("plaintext inbound: destination principal %q policy %q, want none known", p, recs[0].ConnectionSecurityPolicy)
+	}
+	if p := recs[1].Destination.Principal; p != self || recs[1].Source.Principal != caller || recs[1].ConnectionSecurityPolicy != "mutual_tls" {
+		t.Errorf("mTLS inbound: destination %q source %q policy %q", p, recs[1].Source.Principal, recs[1].ConnectionSecurityPolicy)
+	}
+	if p := recs[2].Source.Principal; p != self {
+		t.Errorf("outbound after an mTLS inbound: source principal %q, want the proxy's own %q", p, self)
+	}
+}
+
+// On an ambient waypoint the mTLS handshake ends a hop before the HTTP
+// access log; Istio hands the identities over in filter state, and its
+// stats read them first.
+func TestWaypointPrincipalsFromIstioFilterState(t *testing.T) {
+	str := func(s string) *anypb.Any {
+		a, err := anypb.New(wrapperspb.String(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	e := httpEntry(nil)
+	e.CommonProperties.UpstreamCluster = "inbound-vip|9080|http|reviews.default.svc.cluster.local"
+	e.CommonProperties.FilterStateObjects = map[string]*anypb.Any{
+		"io.istio.peer_principal":  str("spiffe://cluster.local/ns/default/sa/bookinfo-productpage"),
+		"io.istio.local_principal": str("spiffe://cluster.local/ns/default/sa/waypoint"),
+	}
+	m := httpMessage(false, e)
+	m.Identifier = &accesslogsvc.StreamAccessLogsMessage_Identifier{LogName: "test",
+		Node: &corev3.Node{Id: "waypoint~10.1.9.9~waypoint-7d9f8c6b5d-q2w7e.default~default.svc.cluster.local"}}
+	ts := startService(t, nil)
+	if err := ts.send(ts.dial(), m); err != nil {
+		t.Fatal(err)
+	}
+	r := ts.records()[0]
+	if r.ConnectionSecurityPolicy != "mutual_tls" || r.Source.Principal != "spiffe://cluster.local/ns/default/sa/bookinfo-productpage" {
+		t.Errorf("waypoint: policy %q source principal %q", r.ConnectionSecurityPolicy, r.Source.Principal)
 	}
 }
