@@ -109,9 +109,9 @@ func New(opts Options, reg prometheus.Registerer) (*Metrics, error) {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: p + "request_duration_milliseconds",
 			Help: "Request duration in milliseconds, from Envoy access logs.", Buckets: DurationBuckets}, HTTPLabels),
 		reqBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: p + "request_bytes",
-			Help: "Request size (headers and body) in bytes.", Buckets: BytesBuckets}, HTTPLabels),
+			Help: "Request size in bytes on the wire (headers and body from Envoys that log no wire bytes).", Buckets: BytesBuckets}, HTTPLabels),
 		respBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: p + "response_bytes",
-			Help: "Response size (headers and body) in bytes.", Buckets: BytesBuckets}, HTTPLabels),
+			Help: "Response size in bytes on the wire (headers and body from Envoys that log no wire bytes).", Buckets: BytesBuckets}, HTTPLabels),
 		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "tcp_sent_bytes_total",
 			Help: "Bytes sent to the downstream over TCP connections."}, TCPLabels),
 		tcpRecv: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "tcp_received_bytes_total",
@@ -202,8 +202,7 @@ func (m *Metrics) observeHTTP(r *record.Record, recent *recentSeries) {
 		return
 	}
 	ms := float64(r.Timings.Total.Microseconds()) / 1000
-	reqBytes := float64(r.HTTP.RequestHeaderBytes + r.HTTP.RequestBodyBytes)
-	respBytes := float64(r.HTTP.ResponseHeaderBytes + r.HTTP.ResponseBodyBytes)
+	reqBytes, respBytes := messageBytes(r)
 	if tid := r.Trace.TraceID; tid != "" && m.wantExemplar(s, r) {
 		ex := prometheus.Labels{"trace_id": tid}
 		s.requests.(prometheus.ExemplarAdder).AddWithExemplar(1, ex)
@@ -376,6 +375,17 @@ func requestProtocol(r *record.Record) string {
 		return "grpc"
 	}
 	return "http"
+}
+
+// messageBytes are the request and response sizes Istio records: the
+// downstream wire bytes (istio_stats.cc, getDownstreamBytesMeter), which
+// Envoy logs since 1.22; before that, header and body sizes.
+func messageBytes(r *record.Record) (req, resp float64) {
+	if d := &r.Downstream; d.WireBytesReceived > 0 || d.WireBytesSent > 0 {
+		return float64(d.WireBytesReceived), float64(d.WireBytesSent)
+	}
+	h := &r.HTTP
+	return float64(h.RequestHeaderBytes + h.RequestBodyBytes), float64(h.ResponseHeaderBytes + h.ResponseBodyBytes)
 }
 
 // grpcResponseStatus is Istio's grpc_response_status: empty unless the

@@ -113,7 +113,24 @@ func TestMetricNamesLabelsAndBucketsAreIstios(t *testing.T) {
 		t.Errorf("duration sum %v ms, want 42", dur.GetSampleSum())
 	}
 	if resp := mfs["istio_response_bytes"].GetMetric()[0].GetHistogram(); resp.GetSampleSum() != 4200 {
-		t.Errorf("response bytes %v, want 4200 (headers and body)", resp.GetSampleSum())
+		t.Errorf("response bytes %v, want 4200 (headers and body: this Envoy logged no wire bytes)", resp.GetSampleSum())
+	}
+}
+
+// Istio records the downstream wire bytes as request and response size;
+// Envoys since 1.22 log them, and they win over header and body sizes.
+func TestSizesAreWireBytesWhenEnvoyLogsThem(t *testing.T) {
+	m, reg := newMetrics(t, Options{Prefix: "istio_"})
+	r := httpRecord(200)
+	r.Downstream.WireBytesReceived, r.Downstream.WireBytesSent = 57, 1830 // HTTP/2, compressed headers
+	if err := m.ConsumeRecords(context.Background(), []*record.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	mfs := gather(t, reg)
+	req := mfs["istio_request_bytes"].GetMetric()[0].GetHistogram().GetSampleSum()
+	resp := mfs["istio_response_bytes"].GetMetric()[0].GetHistogram().GetSampleSum()
+	if req != 57 || resp != 1830 {
+		t.Errorf("request/response bytes %v/%v, want the wire bytes 57/1830", req, resp)
 	}
 }
 
