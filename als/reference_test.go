@@ -151,7 +151,7 @@ func refAddress(a *corev3.Address) string {
 		return "unix:" + p.GetPath()
 	}
 	if ei := a.GetEnvoyInternalAddress(); ei != nil {
-		return "envoy://" + ei.GetServerListenerName()
+		return internalAddress(ei.GetServerListenerName(), ei.GetEndpointId())
 	}
 	return ""
 }

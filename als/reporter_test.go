@@ -131,6 +131,8 @@ func TestWaypointEntriesAreReportedByTheWaypoint(t *testing.T) {
 	ts := startService(t, nil)
 	e := httpEntry(nil)
 	e.CommonProperties.UpstreamCluster = "inbound-vip|9080|http|reviews.default.svc.cluster.local"
+	e.CommonProperties.UpstreamRemoteAddress = &corev3.Address{Address: &corev3.Address_EnvoyInternalAddress{EnvoyInternalAddress: &corev3.EnvoyInternalAddress{
+		AddressNameSpecifier: &corev3.EnvoyInternalAddress_ServerListenerName{ServerListenerName: "connect_originate"}, EndpointId: "10.244.1.12:9080"}}}
 	e.CommonProperties.TlsProperties = &accesslogv3.TLSProperties{PeerCertificateProperties: &accesslogv3.TLSProperties_CertificateProperties{
 		SubjectAltName: []*accesslogv3.TLSProperties_CertificateProperties_SubjectAltName{{San: &accesslogv3.TLSProperties_CertificateProperties_SubjectAltName_Uri{Uri: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"}}}}}
 	m := httpMessage(false, e)
@@ -144,10 +146,10 @@ func TestWaypointEntriesAreReportedByTheWaypoint(t *testing.T) {
 	text := ts.metrics(false)
 	r := ts.records()[0]
 	if r.Reporter != "waypoint" || r.Destination.Name == "waypoint" || r.Source.Name == "waypoint" ||
-		r.Upstream.ServiceName != "reviews" || r.ConnectionSecurityPolicy != "mutual_tls" ||
+		r.Upstream.ServiceName != "reviews" || r.ConnectionSecurityPolicy != "mutual_tls" || r.Upstream.Host != "envoy://connect_originate/10.244.1.12:9080" ||
 		r.Source.Principal != "spiffe://cluster.local/ns/default/sa/bookinfo-productpage" {
-		t.Errorf("waypoint record: reporter %q source %+v destination %+v service %q policy %q",
-			r.Reporter, r.Source, r.Destination, r.Upstream.ServiceName, r.ConnectionSecurityPolicy)
+		t.Errorf("waypoint record: reporter %q source %+v destination %+v service %q policy %q upstream host %q",
+			r.Reporter, r.Source, r.Destination, r.Upstream.ServiceName, r.ConnectionSecurityPolicy, r.Upstream.Host)
 	}
 	if v := metricValue(t, text, "meshtrail_requests_total", `reporter="waypoint"`, `destination_service_name="reviews"`); v != "1" {
 		t.Errorf("waypoint request counted %q times, want 1", v)

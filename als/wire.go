@@ -805,19 +805,34 @@ func (d *wireDecoder) parseAddress(b []byte, stable bool) (string, error) {
 				}
 				return nil
 			})
-		case 3: // EnvoyInternalAddress: server_listener_name (1)
+		case 3: // EnvoyInternalAddress: server_listener_name (1), endpoint_id (2)
+			var listener, endpoint []byte
 			err = fields(v, shapeInternal, func(num protowire.Number, _ protowire.Type, _ uint64, v []byte) error {
-				if num == 1 {
-					out = "envoy://" + d.fresh(v)
+				switch num {
+				case 1:
+					listener = v
+				case 2:
+					endpoint = v
 				}
 				return nil
 			})
+			out = internalAddress(d.fresh(listener), d.fresh(endpoint))
 		}
 		if err != nil {
 			return "", err
 		}
 	}
 	return out, nil
+}
+
+// internalAddress renders an EnvoyInternalAddress the way Envoy prints it:
+// envoy://LISTENER/ENDPOINT. An ambient waypoint's upstream hosts are
+// envoy://connect_originate/POD_IP:PORT, the endpoint being the pod.
+func internalAddress(listener, endpoint string) string {
+	if endpoint == "" {
+		return "envoy://" + listener
+	}
+	return "envoy://" + listener + "/" + endpoint
 }
 
 // socketAddress renders SocketAddress: address (2), port_value (3),
