@@ -99,7 +99,7 @@ func DecodeOrderFree(b []byte, str func([]byte) string) (w Workload, ok, orderFr
 	)
 	ok = Walk(b, func(key, val, sub []byte) bool {
 		any = true
-		if sub != nil && string(key) == "LABELS" {
+		if sub != nil && (string(key) == "LABELS" || string(key) == "labels") { // node metadata; a WorkloadMetadataObject's extra labels
 			if set&bLabels != 0 {
 				orderFree = false
 			}

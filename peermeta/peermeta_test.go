@@ -81,3 +81,15 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// Istio's WorkloadMetadataObject serializes its extra labels under a
+// lowercase "labels" struct; the app.kubernetes.io fallbacks come from there.
+func TestLowercaseLabelsOfAPeerObject(t *testing.T) {
+	b := marshal(t, map[string]any{"workload": "w", "namespace": "ns",
+		"labels": map[string]any{"app.kubernetes.io/name": "shop", "app.kubernetes.io/version": "2.1"}})
+	w, ok := Decode(b, copyString)
+	svc, rev := w.Canonical()
+	if !ok || svc != "shop" || rev != "2.1" {
+		t.Errorf("canonical %q/%q from lowercase labels, want shop/2.1 (%+v)", svc, rev, w)
+	}
+}
