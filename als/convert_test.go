@@ -45,13 +45,13 @@ func TestResponseFlagsRenderAsEnvoyDoes(t *testing.T) {
 func TestParseNode(t *testing.T) {
 	md, _ := structpb.NewStruct(map[string]any{
 		"NAME": "reviews-v2-5b64f47978-x7k2p", "NAMESPACE": "default", "WORKLOAD_NAME": "reviews-v2",
-		"CLUSTER_ID": "east", "MESH_ID": "mesh1", "SERVICE_ACCOUNT": "bookinfo-reviews",
+		"CLUSTER_ID": "east", "MESH_ID": "mesh1", "NETWORK": "net-a", "SERVICE_ACCOUNT": "bookinfo-reviews",
 		"LABELS": map[string]any{"app": "reviews", "version": "v2", "service.istio.io/canonical-name": "reviews-svc"},
 	})
 	p := parseNode(&corev3.Node{Id: "sidecar~10.44.0.7~reviews-v2-5b64f47978-x7k2p.default~default.svc.cluster.local", Cluster: "reviews.default", Metadata: md}, "als")
 	want := record.Node{ID: "sidecar~10.44.0.7~reviews-v2-5b64f47978-x7k2p.default~default.svc.cluster.local", Cluster: "reviews.default",
 		Type: "sidecar", IP: "10.44.0.7", Pod: "reviews-v2-5b64f47978-x7k2p", Namespace: "default", Workload: "reviews-v2",
-		Mesh: "mesh1", Network: "east", LogName: "als"}
+		Mesh: "mesh1", Network: "net-a", ClusterID: "east", LogName: "als"}
 	if p.node != want {
 		t.Errorf("node:\n got %+v\nwant %+v", p.node, want)
 	}

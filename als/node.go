@@ -63,7 +63,8 @@ func parseNode(n *corev3.Node, logName string) proxy {
 	}
 	p.node.Workload = str("WORKLOAD_NAME")
 	p.node.Mesh = str("MESH_ID")
-	p.node.Network = str("CLUSTER_ID")
+	p.node.Network = str("NETWORK")
+	p.node.ClusterID = str("CLUSTER_ID")
 	if p.node.Workload == "" {
 		p.node.Workload = workloadFromPod(p.node.Pod)
 	}
@@ -77,7 +78,7 @@ func parseNode(n *corev3.Node, logName string) proxy {
 		CanonicalRevision: lbl(labelCanonicalRevision),
 		App:               lbl("app"),
 		Version:           lbl("version"),
-		Cluster:           p.node.Network,
+		Cluster:           p.node.ClusterID,
 		Pod:               p.node.Pod,
 		IP:                p.node.IP,
 	}

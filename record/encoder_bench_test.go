@@ -21,7 +21,7 @@ func envoyBatch(n int) []*Record {
 		Namespace: "bookinfo",
 		Workload:  "productpage-v1",
 		Mesh:      "cluster.local",
-		Network:   "Kubernetes",
+		ClusterID: "Kubernetes",
 		LogName:   "envoy_accesslog",
 	}
 	self := Workload{

@@ -154,7 +154,7 @@ func TestEncoderMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var nodes []Node
 	for range 4 {
-		nodes = append(nodes, Node{ID: randString(rng), Cluster: randString(rng), Pod: randString(rng), LogName: maybe(rng, func() string { return randString(rng) })})
+		nodes = append(nodes, Node{ID: randString(rng), Cluster: randString(rng), Pod: randString(rng), ClusterID: maybe(rng, func() string { return randString(rng) }), LogName: maybe(rng, func() string { return randString(rng) })})
 	}
 	var workloads []Workload
 	for range 7 {

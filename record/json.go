@@ -187,6 +187,7 @@ func appendNode(b []byte, n *Node) []byte {
 	b = jStr(b, `,"workload":"`, n.Workload)
 	b = jStr(b, `,"mesh":"`, n.Mesh)
 	b = jStr(b, `,"network":"`, n.Network)
+	b = jStr(b, `,"cluster_id":"`, n.ClusterID)
 	b = jStr(b, `,"log_name":"`, n.LogName)
 	return jClose(b, o)
 }

@@ -49,6 +49,7 @@ func refAppendJSON(b []byte, r *Record) []byte {
 		b = refJStr(b, `,"workload":`, n.Workload)
 		b = refJStr(b, `,"mesh":`, n.Mesh)
 		b = refJStr(b, `,"network":`, n.Network)
+		b = refJStr(b, `,"cluster_id":`, n.ClusterID)
 		b = refJStr(b, `,"log_name":`, n.LogName)
 		b = refJClose(b, o)
 	}

@@ -62,8 +62,9 @@ type Node struct {
 	Pod       string `json:"pod,omitempty"`
 	Namespace string `json:"namespace,omitempty"`
 	Workload  string `json:"workload,omitempty"`
-	Mesh      string `json:"mesh,omitempty"`    // Istio MESH_ID
-	Network   string `json:"network,omitempty"` // Istio CLUSTER_ID (k8s cluster)
+	Mesh      string `json:"mesh,omitempty"`       // Istio MESH_ID
+	Network   string `json:"network,omitempty"`    // Istio NETWORK (multi-network meshes)
+	ClusterID string `json:"cluster_id,omitempty"` // Istio CLUSTER_ID (the Kubernetes cluster)
 	LogName   string `json:"log_name,omitempty"`
 }
 

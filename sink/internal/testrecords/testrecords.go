@@ -136,7 +136,7 @@ func (g *Gen) hop(reporter string, src, dst record.Workload, start time.Time, to
 		Node: record.Node{
 			ID:      "sidecar~" + self.IP + "~" + self.Pod + "." + g.Namespace + "~" + g.Namespace + ".svc.cluster.local",
 			Cluster: self.Name + "." + g.Namespace, Type: "sidecar", IP: self.IP, Pod: self.Pod,
-			Namespace: g.Namespace, Workload: self.Name, Mesh: "cluster.local", Network: "Kubernetes", LogName: "meshtrail",
+			Namespace: g.Namespace, Workload: self.Name, Mesh: "cluster.local", ClusterID: "Kubernetes", LogName: "meshtrail",
 		},
 		Reporter:    reporter,
 		Source:      src,
