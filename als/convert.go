@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 
+	"github.com/meshtrail/meshtrail/istiocluster"
 	"github.com/meshtrail/meshtrail/record"
 	"github.com/meshtrail/meshtrail/tracecontext"
 )
@@ -157,7 +158,7 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 	c.identify(p, r)
 	if r.Kind == record.KindHTTP && r.Upstream.Service == "" && r.HTTP.Authority != "" {
 		switch {
-		case catchAll(r.Upstream.ServiceName):
+		case istiocluster.IsCatchAll(r.Upstream.ServiceName):
 			// Istio labels passthrough and blocked requests with the host
 			// asked for as destination_service.
 			r.Upstream.Service = hostOf(r.HTTP.Authority)
@@ -167,16 +168,6 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 			fillServiceFromAuthority(&r.Upstream, r.HTTP.Authority, r.Destination.Namespace)
 		}
 	}
-}
-
-// catchAll reports whether a service name is one of Istio's catch-all
-// clusters rather than a service.
-func catchAll(name string) bool {
-	switch name {
-	case clusterPassthrough, clusterBlackHole, "InboundPassthroughClusterIpv4", "InboundPassthroughClusterIpv6", "InboundPassthroughCluster":
-		return true
-	}
-	return false
 }
 
 // identify decides the reporter and fills the side of the hop the proxy
@@ -249,7 +240,7 @@ func (c *converter) identify(p *proxy, r *record.Record) {
 		if r.Destination.Namespace == "" {
 			r.Destination.Namespace = r.Upstream.ServiceNamespace
 		}
-		if r.Destination.CanonicalService == "" && !catchAll(r.Upstream.ServiceName) {
+		if r.Destination.CanonicalService == "" && !istiocluster.IsCatchAll(r.Upstream.ServiceName) {
 			r.Destination.CanonicalService = r.Upstream.ServiceName
 		}
 	}
@@ -286,12 +277,8 @@ func principals(r *record.Record) (peer, local string) {
 // downstream connected to is the proxy's own (inbound traffic is
 // redirected to the pod's address, outbound keeps the service's).
 func directionWithoutCluster(p *proxy, r *record.Record) {
-	switch r.RouteName {
-	case "block_all":
-		r.Upstream.Direction, r.Upstream.ServiceName = "outbound", clusterBlackHole
-		return
-	case "allow_any":
-		r.Upstream.Direction, r.Upstream.ServiceName = "outbound", clusterPassthrough
+	if ca := istiocluster.RouteCatchAll(r.RouteName); ca != "" {
+		r.Upstream.Direction, r.Upstream.ServiceName = "outbound", ca
 		return
 	}
 	if p.node.Type != "sidecar" || p.node.IP == "" || r.Downstream.LocalAddress == "" {

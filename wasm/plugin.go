@@ -11,6 +11,7 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
+	"github.com/meshtrail/meshtrail/istiocluster"
 	"github.com/meshtrail/meshtrail/tracecontext"
 )
 
@@ -637,10 +638,8 @@ func (h *httpContext) fillWorkloadLabels() {
 	// or blackhole cluster) stays.
 	svc := l[lDestinationService]
 	name, ns := svc, dst.namespace
-	if i := strings.IndexByte(svc, '.'); i >= 0 {
-		if j := strings.IndexByte(svc[i+1:], '.'); j >= 0 && strings.HasPrefix(svc[i+1+j+1:], "svc.") {
-			name, ns = svc[:i], svc[i+1:i+1+j]
-		}
+	if n, s, ok := istiocluster.ServiceParts(svc); ok {
+		name, ns = n, s
 	}
 	if l[lDestinationServiceName] == "" {
 		l[lDestinationServiceName] = name

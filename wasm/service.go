@@ -2,8 +2,9 @@ package main
 
 import (
 	"encoding/binary"
-	"strings"
 	"unsafe"
+
+	"github.com/meshtrail/meshtrail/istiocluster"
 )
 
 // Where Istio takes destination_service and destination_service_name
@@ -35,35 +36,6 @@ var (
 	pathClusterService = mkPath("xds", "cluster_metadata", "filter_metadata", "istio", "services", "0")
 )
 
-// passthroughName returns the cluster name when it is one of Istio's
-// passthrough or blackhole clusters, which stand for the service name.
-func passthroughName(cluster string) string {
-	switch cluster {
-	case "BlackHoleCluster", "PassthroughCluster", "InboundPassthroughCluster",
-		"InboundPassthroughClusterIpv4", "InboundPassthroughClusterIpv6":
-		return cluster
-	}
-	return ""
-}
-
-// outboundHost returns HOST from Istio's outbound|PORT|SUBSET|HOST.
-func outboundHost(cluster string) string {
-	rest, ok := strings.CutPrefix(cluster, "outbound|")
-	if !ok {
-		return ""
-	}
-	i := strings.IndexByte(rest, '|') // after PORT
-	if i < 0 {
-		return ""
-	}
-	rest = rest[i+1:]
-	i = strings.IndexByte(rest, '|') // after SUBSET
-	if i < 0 || strings.IndexByte(rest[i+1:], '|') >= 0 {
-		return ""
-	}
-	return rest[i+1:]
-}
-
 // resolveService sets destination_service, and destination_service_name
 // when Istio's rule names it otherwise than by the host (fillWorkloadLabels
 // derives the rest), from what readRequest took from :authority.
@@ -76,7 +48,7 @@ func (h *httpContext) resolveService() {
 				l[lDestinationService] = host
 				l[lDestinationServiceName] = name
 			}
-		} else if n := passthroughName(hp.pathString(&pathClusterName)); n != "" {
+		} else if n := istiocluster.Parse(hp.pathString(&pathClusterName)).CatchAll; n != "" {
 			l[lDestinationServiceName] = n
 		}
 		if l[lDestinationService] == "" {
@@ -87,18 +59,15 @@ func (h *httpContext) resolveService() {
 	cluster := hp.pathString(&pathClusterName)
 	if cluster == "" {
 		// No cluster: a direct response, Istio's block_all among them.
-		switch hp.pathString(&pathRouteName) {
-		case "block_all":
-			l[lDestinationServiceName] = "BlackHoleCluster"
-		case "allow_any":
-			l[lDestinationServiceName] = "PassthroughCluster"
+		if n := istiocluster.RouteCatchAll(hp.pathString(&pathRouteName)); n != "" {
+			l[lDestinationServiceName] = n
 		}
 		return
 	}
-	if n := passthroughName(cluster); n != "" {
-		l[lDestinationServiceName] = n
-	} else if host := outboundHost(cluster); host != "" {
-		l[lDestinationService] = host
+	if c := istiocluster.Parse(cluster); c.CatchAll != "" {
+		l[lDestinationServiceName] = c.CatchAll
+	} else if c.Direction == "outbound" && c.Host != "" {
+		l[lDestinationService] = c.Host
 	}
 }
 
