@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 
+	"github.com/meshtrail/meshtrail/filterstate"
 	"github.com/meshtrail/meshtrail/istiocluster"
 	"github.com/meshtrail/meshtrail/record"
 	"github.com/meshtrail/meshtrail/tracecontext"
@@ -49,20 +50,8 @@ func (c *converter) withTraceOrder(order []tracecontext.Format) *converter {
 }
 
 // headerCopyPrefix starts the filter state keys under which the Wasm
-// filter logs the request headers it was told to (access_log.headers):
-// wasm.meshtrail_h_ + the name lowercased, every character outside
-// [a-z0-9_] as '_' (wasm/config.go, filterStateName).
-const headerCopyPrefix = "wasm.meshtrail_h_"
-
-func headerCopyKey(header string) string {
-	b := []byte(headerCopyPrefix + strings.ToLower(header))
-	for i := len(headerCopyPrefix); i < len(b); i++ {
-		if c := b[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
-}
+// filter logs the request headers it was told to (access_log.headers).
+const headerCopyPrefix = filterstate.WasmPrefix + filterstate.HeaderPrefix
 
 // sensitiveHeaders never enter a record unless configured: they carry
 // credentials.
@@ -85,7 +74,7 @@ func newConverter(allowSensitive []string, extraRedact []string, maxHeaderBytes 
 	}
 	c.redactState = map[string]bool{}
 	for h := range c.redact {
-		c.redactState[headerCopyKey(h)] = true
+		c.redactState[filterstate.WasmPrefix+filterstate.HeaderKey(h)] = true
 	}
 	return c
 }

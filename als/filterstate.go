@@ -1,6 +1,7 @@
 package als
 
 import (
+	"github.com/meshtrail/meshtrail/filterstate"
 	"github.com/meshtrail/meshtrail/peermeta"
 	"github.com/meshtrail/meshtrail/record"
 
@@ -10,14 +11,13 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// Filter state keys the meshtrail Wasm filter writes (with
-// proxywasm.SetProperty; Envoy prefixes "wasm."). The contract is shared
-// with wasm/.
+// Filter state keys the meshtrail Wasm filter writes, as Envoy logs them
+// (package filterstate is the contract).
 const (
-	fsTraceID      = "wasm.meshtrail_trace_id"
-	fsSpanID       = "wasm.meshtrail_span_id"
-	fsParentSpanID = "wasm.meshtrail_parent_span_id"
-	fsSampled      = "wasm.meshtrail_sampled"
+	fsTraceID      = filterstate.WasmPrefix + filterstate.TraceID
+	fsSpanID       = filterstate.WasmPrefix + filterstate.SpanID
+	fsParentSpanID = filterstate.WasmPrefix + filterstate.ParentSpanID
+	fsSampled      = filterstate.WasmPrefix + filterstate.Sampled
 )
 
 // Istio's peer metadata filter state keys.

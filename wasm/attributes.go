@@ -1,17 +1,18 @@
 package main
 
-import "unsafe"
+import (
+	"unsafe"
 
-// Filter state properties the filter writes. Envoy stores
-// proxywasm.SetProperty([]string{name}) under "wasm.<name>"; listed in
-// HttpGrpcAccessLogConfig.common_config.filter_state_objects_to_log they
-// reach the ALS receiver as Any(google.protobuf.BytesValue). The receiver
-// (package als) decodes exactly these names: keep them in step.
+	"github.com/meshtrail/meshtrail/filterstate"
+)
+
+// Filter state properties the filter writes (package filterstate is the
+// contract with the ALS receiver).
 var (
-	propTraceID       = mkPath("meshtrail_trace_id")       // 32 lowercase hex
-	propSpanID        = mkPath("meshtrail_span_id")        // 16 hex: the span id sent upstream
-	propParentSpanID  = mkPath("meshtrail_parent_span_id") // 16 hex: the inbound span; unset when the trace started here
-	propSampled       = mkPath("meshtrail_sampled")        // "1" or "0"
+	propTraceID       = mkPath(filterstate.TraceID)
+	propSpanID        = mkPath(filterstate.SpanID)
+	propParentSpanID  = mkPath(filterstate.ParentSpanID)
+	propSampled       = mkPath(filterstate.Sampled)
 	propPeerPrincipal = mkPath("meshtrail_peer_principal")
 	propPeerWorkload  = mkPath("meshtrail_peer_workload")
 	propPeerNamespace = mkPath("meshtrail_peer_namespace")

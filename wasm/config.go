@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/meshtrail/meshtrail/filterstate"
 	"github.com/meshtrail/meshtrail/tracecontext"
 )
 
@@ -212,7 +213,7 @@ func (c *Config) compile() (*settings, error) {
 		if !validHeaderName(name) {
 			return nil, fmt.Errorf("access_log.headers[%d]: %q is not a header name", i, h)
 		}
-		prop := filterStateName(name)
+		prop := filterstate.HeaderKey(name)
 		if prev, dup := seen[prop]; dup {
 			return nil, fmt.Errorf("access_log.headers[%d]: %q maps to %s like %q", i, h, prop, prev)
 		}
@@ -224,7 +225,7 @@ func (c *Config) compile() (*settings, error) {
 		if err != nil {
 			return nil, fmt.Errorf("access_log.attributes[%d]: %v", i, err)
 		}
-		prop := filterStateName(a)
+		prop := filterstate.HeaderKey(a)
 		if prev, dup := seen[prop]; dup {
 			return nil, fmt.Errorf("access_log.attributes[%d]: %q maps to %s like %q", i, a, prop, prev)
 		}
@@ -424,20 +425,6 @@ func attributePath(a string) ([]string, error) {
 		}
 	}
 	return parts, nil
-}
-
-// filterStateName is the property a header or attribute is logged under:
-// meshtrail_h_ + the name lowercased with every character outside
-// [a-z0-9_] as '_' (x-request-id -> meshtrail_h_x_request_id).
-func filterStateName(name string) string {
-	b := []byte("meshtrail_h_" + strings.ToLower(name))
-	for i := len("meshtrail_h_"); i < len(b); i++ {
-		c := b[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }
 
 func validTagName(s string) bool {

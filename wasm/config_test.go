@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/meshtrail/meshtrail/filterstate"
 )
 
 // An invalid configuration is refused at start (Envoy then rejects it), and
@@ -147,8 +149,8 @@ func TestDisabledParts(t *testing.T) {
 
 func TestFilterStateName(t *testing.T) {
 	for in, want := range map[string]string{"x-request-id": "meshtrail_h_x_request_id", "User-Agent": "meshtrail_h_user_agent", "request.path": "meshtrail_h_request_path", ":authority": "meshtrail_h__authority"} {
-		if got := filterStateName(in); got != want {
-			t.Errorf("filterStateName(%q) = %q, want %q", in, got, want)
+		if got := filterstate.HeaderKey(in); got != want {
+			t.Errorf("HeaderKey(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -178,8 +180,8 @@ func TestTypedAttributes(t *testing.T) {
 		for i := 0; i < 2; i++ { // the second one from the kept values
 			x := e.request([][2]string{{":authority", "reviews"}}, nil)
 			for j, a := range attrs {
-				if got := x.state[filterStateName(a)]; got != want[j] {
-					t.Errorf("filter state %s = %q, want %q", filterStateName(a), got, want[j])
+				if got := x.state[filterstate.HeaderKey(a)]; got != want[j] {
+					t.Errorf("filter state %s = %q, want %q", filterstate.HeaderKey(a), got, want[j])
 				}
 			}
 		}
