@@ -126,25 +126,19 @@ func TestFilterOnRealHTTP(t *testing.T) {
 	}
 	// listener_direction inbound -> reporter destination; the peer from
 	// the metadata exchange header; the local side from node metadata.
-	var found bool
-	for _, m := range h.Metrics() {
-		if strings.HasSuffix(m.Name, "istio_requests_total") {
-			found = true
-			for _, want := range []string{"reporter=.=destination;.;", "source_workload=.=productpage-v1;.;", "destination_workload=.=reviews-v1;.;",
-				"destination_canonical_service=.=reviews;.;", "destination_service_name=.=reviews;.;", "response_code=.=200;.;", "connection_security_policy=.=none;.;"} {
-				if !strings.Contains(m.Name, want) {
-					t.Errorf("%s lacks %s", m.Name, want)
-				}
-			}
-			if m.Value != 1 {
-				t.Errorf("%s = %d", m.Name, m.Value)
-			}
+	series := requestSeries(t, h, "reporter=.=destination;.;", "source_workload=.=productpage-v1;.;", "destination_workload=.=reviews-v1;.;",
+		"destination_canonical_service=.=reviews;.;", "destination_service_name=.=reviews;.;", "response_code=.=200;.;", "connection_security_policy=.=none;.;")
+	for _, m := range series {
+		if m.Value != 1 {
+			t.Errorf("%s = %d", m.Name, m.Value)
 		}
+	}
+	for _, m := range h.Metrics() {
 		if strings.HasSuffix(m.Name, "istio_request_duration_milliseconds") && m.Count != 1 {
 			t.Errorf("duration histogram count %d", m.Count)
 		}
 	}
-	if !found {
+	if len(series) == 0 {
 		t.Errorf("no istio_requests_total among %v", h.Metrics())
 	}
 	if p.FilterErrors() != 0 {
@@ -226,23 +220,14 @@ func TestLocalReplyBeforeFilterCounted(t *testing.T) {
 	if m, ok := h.Metric("meshtrail_filter_errors_total"); !ok || m.Value != 0 {
 		t.Errorf("filter errors %+v", m)
 	}
-	var found bool
-	for _, m := range h.Metrics() {
-		if !strings.HasSuffix(m.Name, "istio_requests_total") {
-			continue
-		}
-		found = true
-		for _, want := range []string{"reporter=.=destination;.;", "source_workload=.=productpage-v1;.;", "destination_service=.=reviews.default.svc.cluster.local;.;",
-			"request_protocol=.=http;.;", "response_code=.=403;.;", "connection_security_policy=.=none;.;", "tenant=.=acme;.;"} {
-			if !strings.Contains(m.Name, want) {
-				t.Errorf("%s lacks %s", m.Name, want)
-			}
-		}
+	series := requestSeries(t, h, "reporter=.=destination;.;", "source_workload=.=productpage-v1;.;", "destination_service=.=reviews.default.svc.cluster.local;.;",
+		"request_protocol=.=http;.;", "response_code=.=403;.;", "connection_security_policy=.=none;.;", "tenant=.=acme;.;")
+	for _, m := range series {
 		if m.Value != 1 {
 			t.Errorf("%s = %d", m.Name, m.Value)
 		}
 	}
-	if !found {
+	if len(series) == 0 {
 		t.Errorf("local reply not counted: %v", h.Metrics())
 	}
 }
@@ -257,18 +242,8 @@ func TestPeerFromIstioFilterState(t *testing.T) {
 	if code != 200 || seen.Get("X-Envoy-Peer-Metadata") != "" {
 		t.Fatalf("status %d, peer header reached the upstream: %q", code, seen.Get("X-Envoy-Peer-Metadata"))
 	}
-	var found bool
-	for _, m := range h.Metrics() {
-		if strings.HasSuffix(m.Name, "istio_requests_total") {
-			found = true
-			for _, want := range []string{"source_workload=.=productpage-v1;.;", "source_workload_namespace=.=default;.;",
-				"source_canonical_service=.=productpage;.;", "source_app=.=productpage;.;", "source_version=.=v1;.;", "source_cluster=.=Kubernetes;.;"} {
-				if !strings.Contains(m.Name, want) {
-					t.Errorf("%s lacks %s", m.Name, want)
-				}
-			}
-		}
-	}
+	found := len(requestSeries(t, h, "source_workload=.=productpage-v1;.;", "source_workload_namespace=.=default;.;",
+		"source_canonical_service=.=productpage;.;", "source_app=.=productpage;.;", "source_version=.=v1;.;", "source_cluster=.=Kubernetes;.;")) > 0
 	if !found || p.FilterErrors() != 0 {
 		t.Errorf("found %v, filter errors %d", found, p.FilterErrors())
 	}
@@ -328,18 +303,7 @@ func TestDestinationServiceFromCluster(t *testing.T) {
 			if resp.StatusCode != c.wantStatus {
 				t.Fatalf("status %d, want %d", resp.StatusCode, c.wantStatus)
 			}
-			var found bool
-			for _, m := range h.Metrics() {
-				if !strings.HasSuffix(m.Name, "istio_requests_total") {
-					continue
-				}
-				found = true
-				for _, want := range c.want {
-					if !strings.Contains(m.Name, want) {
-						t.Errorf("%s lacks %s", m.Name, want)
-					}
-				}
-			}
+			found := len(requestSeries(t, h, c.want...)) > 0
 			if !found || p.FilterErrors() != 0 {
 				t.Errorf("series found %v, filter errors %d: %v", found, p.FilterErrors(), h.Metrics())
 			}
@@ -457,22 +421,13 @@ func TestIdentityAndDirectionUnderEitherName(t *testing.T) {
 					get(t, p, peer)
 				}
 				perRequest[names] = (h.HostCalls()["proxy_get_property"] - before) / n
-				var found bool
-				for _, m := range h.Metrics() {
-					if !strings.HasSuffix(m.Name, "istio_requests_total") {
-						continue
-					}
-					found = true
-					for _, w := range want {
-						if !strings.Contains(m.Name, w) {
-							t.Errorf("%s lacks %s", m.Name, w)
-						}
-					}
+				series := requestSeries(t, h, want...)
+				for _, m := range series {
 					if m.Value != 1+n {
 						t.Errorf("%s = %d", m.Name, m.Value)
 					}
 				}
-				if !found || p.FilterErrors() != 0 {
+				if found := len(series) > 0; !found || p.FilterErrors() != 0 {
 					t.Errorf("series found %v, filter errors %d: %v", found, p.FilterErrors(), h.Metrics())
 				}
 			})
@@ -568,4 +523,23 @@ func TestPeerWrittenWithRequestHeaders(t *testing.T) {
 	if m, ok := h.Metric("meshtrail_filter_errors_total"); !ok || m.Value != 0 {
 		t.Errorf("filter errors %+v", m)
 	}
+}
+
+// requestSeries returns the istio_requests_total series the filter
+// recorded, failing t for every wanted label fragment a series lacks.
+func requestSeries(t *testing.T, h *Host, want ...string) []Metric {
+	t.Helper()
+	var series []Metric
+	for _, m := range h.Metrics() {
+		if !strings.HasSuffix(m.Name, "istio_requests_total") {
+			continue
+		}
+		series = append(series, m)
+		for _, w := range want {
+			if !strings.Contains(m.Name, w) {
+				t.Errorf("%s lacks %s", m.Name, w)
+			}
+		}
+	}
+	return series
 }
