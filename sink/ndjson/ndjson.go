@@ -3,7 +3,7 @@
 package ndjson
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,22 +27,34 @@ type Rotation struct {
 
 // Sink writes records as NDJSON. Writes are buffered and flushed at least
 // every FlushInterval, and on Close.
+//
+// Every write to the output holds whole lines: the rotating file rotates
+// only between writes, so a line never starts in one file and ends in the
+// next (a bufio.Writer flushes at its size, mid-line, which split a record
+// at every rotation for whoever tails the files).
 type Sink struct {
-	mu     sync.Mutex
-	w      *bufio.Writer
-	out    io.Writer
-	closer io.Closer
-	bufs   sync.Pool // of *encodeBuf
-	stop   chan struct{}
-	done   chan struct{}
+	mu      sync.Mutex
+	pending []byte // whole lines not yet written, under mu
+	out     io.Writer
+	closer  io.Closer
+	bufs    sync.Pool // of *encodeBuf
+	stop    chan struct{}
+	done    chan struct{}
 
 	records prometheus.Counter
 	bytes   prometheus.Counter
 	errors  prometheus.Counter
+	dropped prometheus.Counter
 }
 
 // FlushInterval bounds how long a record waits in the buffer.
 const FlushInterval = time.Second
+
+// writeChunk is the buffer size that triggers a write, and the most one
+// write carries unless a single line is longer: well under the 1 MB
+// smallest rotation size, which the rotating file refuses to exceed in
+// one write.
+const writeChunk = 256 << 10
 
 // New opens path ("-" for stdout) for writing. reg receives the sink's
 // metrics.
@@ -60,13 +72,14 @@ func New(path string, rot Rotation, reg prometheus.Registerer) (*Sink, error) {
 		lj := &lumberjack.Logger{Filename: path, MaxSize: rot.MaxSizeMB, MaxBackups: rot.MaxBackups, Compress: rot.Compress}
 		s.out, s.closer = lj, lj
 	}
-	s.w = bufio.NewWriterSize(s.out, 256<<10)
+	s.pending = make([]byte, 0, writeChunk+64<<10)
 	s.bufs.New = func() any { return &encodeBuf{b: make([]byte, 0, 64<<10)} }
 	s.records = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_records_written_total", Help: "Records written to the NDJSON output."})
 	s.bytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_bytes_written_total", Help: "Bytes written to the NDJSON output."})
 	s.errors = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_write_errors_total", Help: "Writes to the NDJSON output that failed."})
+	s.dropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_records_dropped_total", Help: "Buffered records lost because a write to the NDJSON output failed (disk full, file removed)."})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.records, s.bytes, s.errors} {
+		for _, c := range []prometheus.Collector{s.records, s.bytes, s.errors, s.dropped} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
@@ -99,7 +112,11 @@ func (s *Sink) ConsumeRecords(_ context.Context, recs []*record.Record) error {
 		buf = append(buf, '\n')
 	}
 	s.mu.Lock()
-	_, err := s.w.Write(buf)
+	s.pending = append(s.pending, buf...)
+	var err error
+	if len(s.pending) >= writeChunk {
+		err = s.writePending()
+	}
 	s.mu.Unlock()
 	n := len(buf)
 	if cap(buf) <= 1<<20 { // do not pin huge buffers in the pool
@@ -107,7 +124,6 @@ func (s *Sink) ConsumeRecords(_ context.Context, recs []*record.Record) error {
 		s.bufs.Put(eb)
 	}
 	if err != nil {
-		s.errors.Inc()
 		return fmt.Errorf("ndjson sink: %w", err)
 	}
 	s.records.Add(float64(len(recs)))
@@ -133,7 +149,33 @@ func (s *Sink) flushLoop() {
 func (s *Sink) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.w.Flush()
+	return s.writePending()
+}
+
+// writePending writes the buffered lines in chunks of at most writeChunk
+// bytes cut after a newline (a longer line goes alone). On an error the
+// unwritten lines are dropped and counted: keeping them would grow the
+// buffer without bound while the disk stays full.
+func (s *Sink) writePending() error {
+	p := s.pending
+	s.pending = s.pending[:0]
+	for len(p) > 0 {
+		n := len(p)
+		if n > writeChunk {
+			if i := bytes.LastIndexByte(p[:writeChunk], '\n'); i >= 0 {
+				n = i + 1
+			} else if j := bytes.IndexByte(p[writeChunk:], '\n'); j >= 0 {
+				n = writeChunk + j + 1
+			}
+		}
+		if _, err := s.out.Write(p[:n]); err != nil {
+			s.errors.Inc()
+			s.dropped.Add(float64(bytes.Count(p, []byte{'\n'})))
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
 }
 
 // Close flushes and closes the output.

@@ -2,6 +2,7 @@ package ndjson
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,5 +62,63 @@ func TestConcurrentBatchesWriteAppendJSONLines(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("%d lines written, %d expected, or they differ", len(got), len(want))
+	}
+}
+
+// Rotation happens between lines: every rotated file starts and ends with
+// a whole record, so whoever tails them (Fluent Bit, Promtail) never sees
+// half a record, and no record is lost across the files.
+func TestRotationKeepsLinesWhole(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.ndjson")
+	s, err := New(path, Rotation{MaxSizeMB: 1, MaxBackups: 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 9000 // about 3 MB: two rotations at least
+	batch := make([]*record.Record, 0, 7)
+	for i := range total {
+		batch = append(batch, &record.Record{
+			Kind: record.KindHTTP, StartTime: time.Unix(1763719200, int64(i)),
+			HTTP: record.HTTP{Path: fmt.Sprintf("/items/%d/%s", i, strings.Repeat("x", i%300)), ResponseCode: 200},
+		})
+		if len(batch) == cap(batch) || i == total-1 {
+			if err := s.ConsumeRecords(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "out*.ndjson"))
+	if len(files) < 3 {
+		t.Fatalf("%d files, want a rotation at least twice", len(files))
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) > 1<<20 {
+			t.Errorf("%s: %d bytes, over the 1 MB rotation size", f, len(data))
+		}
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			t.Errorf("%s ends mid-line: %q", f, data[max(0, len(data)-40):])
+		}
+		for n, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+			var r struct {
+				Path string `json:"path"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("%s line %d is not a whole record: %v: %.60q", f, n+1, err, line)
+			}
+			seen[r.Path] = true
+		}
+	}
+	if len(seen) != total {
+		t.Fatalf("%d distinct records across the files, want %d", len(seen), total)
 	}
 }
