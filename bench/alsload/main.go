@@ -1,7 +1,8 @@
 // Command alsload is a load generator for ALS receivers: many concurrent
 // streams (one per simulated Envoy), each sending its identifier first and
 // then batches of Istio-shaped HTTP access log entries of about 16 KiB,
-// like Envoy's default flush. Messages are marshalled once up front so the
+// like Envoy's default flush. Like an Envoy, a stream carries only its own
+// proxy's entries: stream i is a replica of Bookinfo's proxy i mod 7. Messages are marshalled once up front so the
 // generator spends its CPU on sending, not encoding.
 package main
 
@@ -35,7 +36,7 @@ func main() {
 	batchBytes := flag.Int("batch-bytes", 16<<10, "bytes per message, like Envoy's buffer_size_bytes flush")
 	flag.Parse()
 
-	msgs, perMsg := prepare(*batchBytes)
+	proxies, msgs, perMsg := prepare(*batchBytes)
 	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
 	if err != nil {
@@ -65,8 +66,9 @@ func main() {
 			if err != nil {
 				fail(err)
 			}
-			w := meshsim.Bookinfo(uint64(i)).ProductPage
-			w.Pod = fmt.Sprintf("productpage-v1-7d9f8c6b5d-%05d", i)
+			w := *proxies[i%len(proxies)]
+			w.Pod = fmt.Sprintf("%s-7d9f8c6b5d-%05d", w.Name, i)
+			mine := msgs[w.Name]
 			id, _ := proto.Marshal(&accesslogsvc.StreamAccessLogsMessage{Identifier: w.Identifier("bench")})
 			if err := s.SendMsg(id); err != nil {
 				fail(err)
@@ -79,7 +81,7 @@ func main() {
 				if budget == 0 {
 					sent.Add(int64(perMsg))
 				}
-				if err := s.SendMsg(msgs[j%len(msgs)]); err != nil {
+				if err := s.SendMsg(mine[j%len(mine)]); err != nil {
 					fail(err)
 				}
 				if interval > 0 {
@@ -104,31 +106,44 @@ func main() {
 	fmt.Printf("sent %d entries in %d-entry messages over %d streams in %.2fs (%.0f entries/s)\n", n, perMsg, *streams, el.Seconds(), float64(n)/el.Seconds())
 }
 
-// prepare marshals a pool of realistic messages of about batchBytes each,
-// all with the same entry count so totals are exact.
-func prepare(batchBytes int) ([][]byte, int) {
+// prepare marshals, for every proxy of the mesh, a pool of realistic
+// messages of about batchBytes each, all with the same entry count so
+// totals are exact. The pools are keyed by the proxy's workload name.
+func prepare(batchBytes int) ([]*meshsim.Workload, map[string][][]byte, int) {
 	mesh := meshsim.Bookinfo(42)
-	var entries []meshsim.Entry
+	proxies := mesh.Workloads()
+	byProxy := map[*meshsim.Workload][]meshsim.Entry{}
 	start := time.Now()
-	for len(entries) < 20000 {
-		r := mesh.Request(start.Add(time.Duration(len(entries)) * time.Millisecond))
-		entries = append(entries, r.Entries...)
+	for n := 0; n < 40000; {
+		r := mesh.Request(start.Add(time.Duration(n) * time.Millisecond))
+		for _, e := range r.Entries {
+			byProxy[e.Proxy] = append(byProxy[e.Proxy], e)
+		}
+		n += len(r.Entries)
 	}
-	one := proto.Size(entries[0].HTTP) + 3
+	one := proto.Size(byProxy[mesh.ProductPage][0].HTTP) + 3
 	per := max(1, batchBytes/one)
-	var out [][]byte
-	for i := 0; i+per <= len(entries) && len(out) < 200; i += per {
-		m := &accesslogsvc.StreamAccessLogsMessage_HTTPAccessLogEntries{}
-		for _, e := range entries[i : i+per] {
-			m.LogEntry = append(m.LogEntry, e.HTTP)
+	out := map[string][][]byte{}
+	for _, w := range proxies {
+		entries := byProxy[w]
+		var msgs [][]byte
+		for i := 0; i+per <= len(entries) && len(msgs) < 30; i += per {
+			m := &accesslogsvc.StreamAccessLogsMessage_HTTPAccessLogEntries{}
+			for _, e := range entries[i : i+per] {
+				m.LogEntry = append(m.LogEntry, e.HTTP)
+			}
+			b, err := proto.Marshal(&accesslogsvc.StreamAccessLogsMessage{LogEntries: &accesslogsvc.StreamAccessLogsMessage_HttpLogs{HttpLogs: m}})
+			if err != nil {
+				fail(err)
+			}
+			msgs = append(msgs, b)
 		}
-		b, err := proto.Marshal(&accesslogsvc.StreamAccessLogsMessage{LogEntries: &accesslogsvc.StreamAccessLogsMessage_HttpLogs{HttpLogs: m}})
-		if err != nil {
-			fail(err)
+		if len(msgs) == 0 {
+			fail(fmt.Errorf("proxy %s logged fewer than %d entries", w.Name, per))
 		}
-		out = append(out, b)
+		out[w.Name] = msgs
 	}
-	return out, per
+	return proxies, out, per
 }
 
 type rawCodec struct{}
