@@ -100,6 +100,7 @@ type entryNotes struct {
 	truncated      int
 	badFilterState []string
 	headerCopies   bool   // filter state holds the Wasm filter's header copies
+	filterTrace    filterTrace
 	logType        uint64 // access_log_type (Envoy >= 1.27), 0 if not sent
 }
 
@@ -126,7 +127,7 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 		reqHeaders, r.ResponseHeaders, r.ResponseTrailers = nil, nil, nil
 	}
 	if r.Kind == record.KindHTTP {
-		r.Trace, notes.invalidTrace = traceFrom(r.FilterState, reqHeaders, c.traceOrder, notes.invalidTrace)
+		r.Trace, notes.invalidTrace = traceFrom(&notes.filterTrace, reqHeaders, c.traceOrder, notes.invalidTrace)
 		r.RequestHeaders = c.headers(reqHeaders, notes)
 		r.ResponseHeaders = c.headers(r.ResponseHeaders, notes)
 		r.ResponseTrailers = c.headers(r.ResponseTrailers, notes)
@@ -139,7 +140,10 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 			r.HTTP.GRPCStatus = gs // trailers-only responses
 		}
 	} else {
-		r.Trace, notes.invalidTrace = traceFrom(r.FilterState, nil, c.traceOrder, notes.invalidTrace)
+		r.Trace, notes.invalidTrace = traceFrom(&notes.filterTrace, nil, c.traceOrder, notes.invalidTrace)
+	}
+	if r.Trace.Source != traceFromFilterState {
+		r.FilterState = notes.filterTrace.restore(r.FilterState)
 	}
 	if r.Timings.Total == 0 {
 		r.Timings.Total = r.Timings.LastDownstreamTxByte

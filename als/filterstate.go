@@ -35,6 +35,7 @@ const (
 // decodedState is what the receiver takes from one entry's filter state.
 type decodedState struct {
 	values                   map[string]string
+	trace                    filterTrace
 	upstreamPeer             record.Workload
 	downstreamPeer           record.Workload
 	hasUpstream, hasDownPeer bool
@@ -108,6 +109,9 @@ func decodePeer(value []byte, str func([]byte) string) (w record.Workload, ok, o
 }
 
 func (ds *decodedState) set(k, v string) {
+	if ds.trace.set(k, v) {
+		return
+	}
 	if ds.values == nil {
 		ds.values = make(map[string]string, 4)
 	}
@@ -140,4 +144,47 @@ func wrapperValue(b []byte, text func([]byte) string) (string, bool) {
 		b = b[m:]
 	}
 	return text(v), true // a copy: nothing aliases the message buffer
+}
+
+// filterTrace is the trace context the meshtrail filter wrote into filter
+// state. It stays out of the record's FilterState map when it becomes the
+// record's Trace: the same ids twice would cost every record about 230
+// bytes and the map its allocations. An invalid one goes back into the
+// map, so the user sees what the filter wrote.
+type filterTrace struct {
+	values  [4]string // in the order of filterTraceKeys
+	present uint8     // bit i: filterTraceKeys[i] was logged
+}
+
+var filterTraceKeys = [4]string{fsTraceID, fsSpanID, fsParentSpanID, fsSampled}
+
+// set keeps v if k is one of the filter's trace keys.
+func (ft *filterTrace) set(k, v string) bool {
+	for i, key := range filterTraceKeys {
+		if k == key {
+			ft.values[i], ft.present = v, ft.present|1<<i
+			return true
+		}
+	}
+	return false
+}
+
+func (ft *filterTrace) get(i int) (string, bool) {
+	return ft.values[i], ft.present&(1<<i) != 0
+}
+
+// restore puts the logged keys back into a FilterState map.
+func (ft *filterTrace) restore(m map[string]string) map[string]string {
+	if ft.present == 0 {
+		return m
+	}
+	if m == nil {
+		m = make(map[string]string, 4)
+	}
+	for i, key := range filterTraceKeys {
+		if v, ok := ft.get(i); ok {
+			m[key] = v
+		}
+	}
+	return m
 }

@@ -470,6 +470,31 @@ func TestFilterStateFromTheWasmFilterWinsOverHeaders(t *testing.T) {
 	if r.FilterState["wasm.meshtrail_h_x_tenant"] != "acme" {
 		t.Errorf("filter state not decoded: %v", r.FilterState)
 	}
+	// The ids became the record's trace: they are not repeated as text.
+	if len(r.FilterState) != 1 {
+		t.Errorf("filter state %v repeats the trace it became", r.FilterState)
+	}
+}
+
+// A filter-state trace id that is not valid is not used, and stays in the
+// record's filter state so the user sees what the filter wrote.
+func TestInvalidFilterStateTraceStaysVisible(t *testing.T) {
+	ts := startService(t, nil)
+	e := httpEntry(map[string]string{"traceparent": "00-11111111111111111111111111111111-2222222222222222-01"})
+	e.CommonProperties.FilterStateObjects = map[string]*anypb.Any{
+		"wasm.meshtrail_trace_id": bytesValue(t, "not-a-trace-id"),
+		"wasm.meshtrail_span_id":  bytesValue(t, "00f067aa0ba902b7"),
+	}
+	if err := ts.send(ts.dial(), httpMessage(true, e)); err != nil {
+		t.Fatal(err)
+	}
+	r := ts.records()[0]
+	if r.Trace.TraceID != "11111111111111111111111111111111" || r.Trace.Source != "traceparent" {
+		t.Errorf("trace = %+v, want the traceparent's", r.Trace)
+	}
+	if r.FilterState["wasm.meshtrail_trace_id"] != "not-a-trace-id" || r.FilterState["wasm.meshtrail_span_id"] != "00f067aa0ba902b7" {
+		t.Errorf("filter state %v lost the invalid trace the filter wrote", r.FilterState)
+	}
 }
 
 func TestFloodIsHeldBackByFlowControl(t *testing.T) {

@@ -125,7 +125,7 @@ func (c *converter) refCommon(p *proxy, cp *accesslogv3.AccessLogCommon, r *reco
 		}
 		notes.noteHeaderCopy(k)
 	}
-	r.FilterState = ds.values
+	r.FilterState, notes.filterTrace = ds.values, ds.trace
 	if ds.hasUpstream {
 		r.Destination = ds.upstreamPeer
 	}

@@ -27,17 +27,17 @@ type invalidTrace struct {
 // headers Envoy logged, in order (trace.header_order). A header that
 // is present but invalid is reported and skipped, as both specs say: the
 // request is then treated as having no context from that header.
-func traceFrom(state map[string]string, headers map[string]string, order []tracecontext.Format, invalid []invalidTrace) (record.Trace, []invalidTrace) {
-	if id, ok := state[fsTraceID]; ok {
+func traceFrom(state *filterTrace, headers map[string]string, order []tracecontext.Format, invalid []invalidTrace) (record.Trace, []invalidTrace) {
+	if id, ok := state.get(0); ok {
 		if validHexID(id, 32) {
 			tr := record.Trace{TraceID: id, Source: traceFromFilterState}
-			if sp := state[fsSpanID]; validHexID(sp, 16) {
+			if sp, _ := state.get(1); validHexID(sp, 16) {
 				tr.SpanID = sp
 			}
-			if pp := state[fsParentSpanID]; validHexID(pp, 16) {
+			if pp, _ := state.get(2); validHexID(pp, 16) {
 				tr.ParentSpanID = pp
 			}
-			switch state[fsSampled] {
+			switch sampled, _ := state.get(3); sampled {
 			case "1", "true":
 				tr.Sampled = &sampledTrue
 			case "0", "false":

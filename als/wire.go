@@ -517,7 +517,7 @@ func (d *wireDecoder) common(p *proxy, b []byte, r *record.Record, notes *entryN
 		return fmt.Errorf("common_properties: %w", err)
 	}
 	r.ResponseFlags = flags.String()
-	r.FilterState = ds.values
+	r.FilterState, notes.filterTrace = ds.values, ds.trace
 	if ds.hasUpstream {
 		r.Destination = ds.upstreamPeer
 	}

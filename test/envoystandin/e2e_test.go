@@ -109,8 +109,10 @@ func TestAccessLogReachesReceiver(t *testing.T) {
 	})
 	r := recs[started.TraceID.String()]
 	fs, _ := r["filter_state"].(map[string]any)
-	if fs["wasm.meshtrail_trace_id"] != started.TraceID.String() || fs["wasm.meshtrail_span_id"] != started.SpanID.String() {
-		t.Errorf("filter_state %v does not carry the ids sent upstream (%s)", fs, seen1.Get("traceparent"))
+	// The filter's ids became the record's trace (and are not repeated in
+	// filter_state).
+	if r["trace_source"] != "filter_state" || r["span_id"] != started.SpanID.String() || fs["wasm.meshtrail_trace_id"] != nil {
+		t.Errorf("record trace %v/%v, filter_state %v: not the ids the filter sent upstream (%s)", r["trace_source"], r["span_id"], fs, seen1.Get("traceparent"))
 	}
 	if fs["wasm.meshtrail_h_x_tenant"] != "acme" || fs["wasm.meshtrail_peer_workload"] != "productpage-v1" {
 		t.Errorf("filter_state %v lacks the configured header or the peer", fs)
@@ -125,16 +127,15 @@ func TestAccessLogReachesReceiver(t *testing.T) {
 	if fs["wasm.meshtrail_h_request_url_path"] != "/reviews/0" {
 		t.Errorf("filter_state %v lacks request.url_path", fs)
 	}
-	if _, ok := fs["wasm.meshtrail_parent_span_id"]; ok {
-		t.Errorf("a trace started at this hop has no parent span: %v", fs)
+	if _, ok := r["parent_span_id"]; ok {
+		t.Errorf("a trace started at this hop has no parent span: %v", r["parent_span_id"])
 	}
 	r2 := recs[continued.TraceID.String()]
 	if continued.TraceID.String() != "0000000000000000463ac35c9f6413ad" {
 		t.Errorf("B3 64-bit trace id not continued: %s", continued.TraceID)
 	}
-	fs2, _ := r2["filter_state"].(map[string]any)
-	if fs2["wasm.meshtrail_parent_span_id"] != "a2fb4a1d1a96d312" {
-		t.Errorf("continued trace: filter_state %v, want parent a2fb4a1d1a96d312", fs2)
+	if r2["trace_source"] != "filter_state" || r2["parent_span_id"] != "a2fb4a1d1a96d312" {
+		t.Errorf("continued trace: %v parent %v, want the filter's, a2fb4a1d1a96d312", r2["trace_source"], r2["parent_span_id"])
 	}
 	r3 := recs[istio.TraceID.String()]
 	fs3, _ := r3["filter_state"].(map[string]any)
