@@ -2,7 +2,8 @@
 // streams (one per simulated Envoy), each sending its identifier first and
 // then batches of Istio-shaped HTTP access log entries of about 16 KiB,
 // like Envoy's default flush. Like an Envoy, a stream carries only its own
-// proxy's entries: stream i is a replica of Bookinfo's proxy i mod 7. Messages are marshalled once up front so the
+// proxy's entries, and the streams are shared among Bookinfo's proxies in
+// proportion to the entries each logs, so the load is the mesh's own mix. Messages are marshalled once up front so the
 // generator spends its CPU on sending, not encoding.
 package main
 
@@ -36,7 +37,7 @@ func main() {
 	batchBytes := flag.Int("batch-bytes", 16<<10, "bytes per message, like Envoy's buffer_size_bytes flush")
 	flag.Parse()
 
-	proxies, msgs, perMsg := prepare(*batchBytes)
+	proxies, msgs, perMsg := prepare(*batchBytes, *streams)
 	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
 	if err != nil {
@@ -66,7 +67,7 @@ func main() {
 			if err != nil {
 				fail(err)
 			}
-			w := *proxies[i%len(proxies)]
+			w := *proxies[i]
 			w.Pod = fmt.Sprintf("%s-7d9f8c6b5d-%05d", w.Name, i)
 			mine := msgs[w.Name]
 			id, _ := proto.Marshal(&accesslogsvc.StreamAccessLogsMessage{Identifier: w.Identifier("bench")})
@@ -108,21 +109,24 @@ func main() {
 
 // prepare marshals, for every proxy of the mesh, a pool of realistic
 // messages of about batchBytes each, all with the same entry count so
-// totals are exact. The pools are keyed by the proxy's workload name.
-func prepare(batchBytes int) ([]*meshsim.Workload, map[string][][]byte, int) {
+// totals are exact. The pools are keyed by the proxy's workload name. It
+// also gives each stream its proxy: proxies get streams in proportion to
+// the entries they log, so the entries sent are the mesh's mix.
+func prepare(batchBytes, streams int) ([]*meshsim.Workload, map[string][][]byte, int) {
 	mesh := meshsim.Bookinfo(42)
 	proxies := mesh.Workloads()
 	byProxy := map[*meshsim.Workload][]meshsim.Entry{}
 	start := time.Now()
-	for n := 0; n < 40000; {
-		r := mesh.Request(start.Add(time.Duration(n) * time.Millisecond))
+	total, size := 0, 0
+	for total < 40000 {
+		r := mesh.Request(start.Add(time.Duration(total) * time.Millisecond))
 		for _, e := range r.Entries {
 			byProxy[e.Proxy] = append(byProxy[e.Proxy], e)
+			size += proto.Size(e.HTTP) + 3
 		}
-		n += len(r.Entries)
+		total += len(r.Entries)
 	}
-	one := proto.Size(byProxy[mesh.ProductPage][0].HTTP) + 3
-	per := max(1, batchBytes/one)
+	per := max(1, batchBytes/(size/total))
 	out := map[string][][]byte{}
 	for _, w := range proxies {
 		entries := byProxy[w]
@@ -143,7 +147,22 @@ func prepare(batchBytes int) ([]*meshsim.Workload, map[string][][]byte, int) {
 		}
 		out[w.Name] = msgs
 	}
-	return proxies, out, per
+	// Stream i serves the proxy whose share of all entries covers the
+	// point (i+0.5)/streams: with 100 streams each proxy gets within one
+	// stream of its share.
+	assigned := make([]*meshsim.Workload, streams)
+	for i := range assigned {
+		at, cum := (float64(i)+0.5)/float64(streams)*float64(total), 0
+		for _, w := range proxies {
+			cum += len(byProxy[w])
+			if float64(cum) > at || w == proxies[len(proxies)-1] {
+				assigned[i] = w
+				break
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "alsload: %d entries per message, %d bytes per entry on average\n", per, size/total)
+	return assigned, out, per
 }
 
 type rawCodec struct{}
