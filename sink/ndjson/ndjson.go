@@ -50,11 +50,14 @@ type Sink struct {
 // FlushInterval bounds how long a record waits in the buffer.
 const FlushInterval = time.Second
 
-// writeChunk is the buffer size that triggers a write, and the most one
-// write carries unless a single line is longer: well under the 1 MB
-// smallest rotation size, which the rotating file refuses to exceed in
-// one write.
-const writeChunk = 256 << 10
+// flushAt is the buffered size that triggers a write. maxWrite is the most
+// one write carries unless a single line is longer: room for a batch past
+// flushAt (one write, not two), and still under the 1 MB smallest rotation
+// size, which the rotating file refuses to exceed in one write.
+const (
+	flushAt  = 256 << 10
+	maxWrite = 512 << 10
+)
 
 // New opens path ("-" for stdout) for writing. reg receives the sink's
 // metrics.
@@ -72,7 +75,7 @@ func New(path string, rot Rotation, reg prometheus.Registerer) (*Sink, error) {
 		lj := &lumberjack.Logger{Filename: path, MaxSize: rot.MaxSizeMB, MaxBackups: rot.MaxBackups, Compress: rot.Compress}
 		s.out, s.closer = lj, lj
 	}
-	s.pending = make([]byte, 0, writeChunk+64<<10)
+	s.pending = make([]byte, 0, flushAt+64<<10)
 	s.bufs.New = func() any { return &encodeBuf{b: make([]byte, 0, 64<<10)} }
 	s.records = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_records_written_total", Help: "Records written to the NDJSON output."})
 	s.bytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_bytes_written_total", Help: "Bytes written to the NDJSON output."})
@@ -114,7 +117,7 @@ func (s *Sink) ConsumeRecords(_ context.Context, recs []*record.Record) error {
 	s.mu.Lock()
 	s.pending = append(s.pending, buf...)
 	var err error
-	if len(s.pending) >= writeChunk {
+	if len(s.pending) >= flushAt {
 		err = s.writePending()
 	}
 	s.mu.Unlock()
@@ -152,7 +155,7 @@ func (s *Sink) Flush() error {
 	return s.writePending()
 }
 
-// writePending writes the buffered lines in chunks of at most writeChunk
+// writePending writes the buffered lines in chunks of at most maxWrite
 // bytes cut after a newline (a longer line goes alone). On an error the
 // unwritten lines are dropped and counted: keeping them would grow the
 // buffer without bound while the disk stays full.
@@ -161,11 +164,11 @@ func (s *Sink) writePending() error {
 	s.pending = s.pending[:0]
 	for len(p) > 0 {
 		n := len(p)
-		if n > writeChunk {
-			if i := bytes.LastIndexByte(p[:writeChunk], '\n'); i >= 0 {
+		if n > maxWrite {
+			if i := bytes.LastIndexByte(p[:maxWrite], '\n'); i >= 0 {
 				n = i + 1
-			} else if j := bytes.IndexByte(p[writeChunk:], '\n'); j >= 0 {
-				n = writeChunk + j + 1
+			} else if j := bytes.IndexByte(p[maxWrite:], '\n'); j >= 0 {
+				n = maxWrite + j + 1
 			}
 		}
 		if _, err := s.out.Write(p[:n]); err != nil {
