@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
-	"time"
 
 	"github.com/meshtrail/meshtrail/config"
 )
@@ -26,10 +25,17 @@ Examples:
   # embedded defaults: gRPC on 127.0.0.1:18000, metrics on 127.0.0.1:18090, NDJSON to stdout
   meshtrail als
 
-  # what a cluster deployment runs: all interfaces, mTLS, a rotated file
+  # in an Istio mesh: all interfaces, a rotated file. Give the receiver's
+  # pod a sidecar: Istio's mutual TLS then protects the hop from every
+  # Envoy (they reach it through their outbound cluster, as the snippet
+  # below configures), and a PeerAuthentication in STRICT mode enforces it
   meshtrail als --listen 0.0.0.0:18000 --metrics-listen 0.0.0.0:18090 \
-    --tls-cert /certs/tls.crt --tls-key /certs/tls.key --tls-client-ca /certs/ca.crt \
     --out /var/log/meshtrail/records.ndjson
+
+  # Envoys outside the mesh, or a receiver without a sidecar: TLS here, and
+  # client certificates from this CA required (mutual TLS)
+  meshtrail als --listen 0.0.0.0:18000 --tls-cert /certs/tls.crt \
+    --tls-key /certs/tls.key --tls-client-ca /certs/ca.crt
 
   # everything from a YAML file (flags given on the command line win)
   meshtrail als --config als.yaml
@@ -66,12 +72,17 @@ const IstioSnippet = `  # meshConfig (istioctl install / IstioOperator / istiod 
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("als", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout) // asked for: it goes where a pager or grep reads
+		}
+	}
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usageText)
-		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), usageText)
+		printFlags(fs)
 	}
 	def := DefaultConfig()
-	configPath := fs.String("config", "", "YAML configuration file (see examples/als.yaml)")
+	configPath := fs.String("config", "", "YAML configuration file: every setting, flags override it (the project's examples/als.yaml documents each key)")
 	listen := fs.String("listen", def.Listen, "gRPC HOST:PORT Envoys stream access logs to")
 	metricsListen := fs.String("metrics-listen", def.MetricsListen, "HOST:PORT for /metrics, /healthz, /readyz (empty disables)")
 	out := fs.String("out", def.Out, `NDJSON output: a file path (size-rotated) or "-" for stdout; empty disables`)
@@ -83,7 +94,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	traceOrder := fs.String("trace-header-order", strings.Join(def.Trace.HeaderOrder, ","), "which logged trace header gives a record its trace id when several disagree: w3c, b3, b3multi in order of precedence (b3,b3multi,w3c for a mesh traced with Zipkin)")
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
 	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof on the metrics listener")
-	grace := fs.Duration("shutdown-grace", 20*time.Second, "how long open streams may finish on SIGTERM before sinks are flushed")
+	grace := fs.Duration("shutdown-grace", def.ShutdownGrace.D(), "on SIGTERM: the time to end open streams (each after the message in hand; idle ones are cut at half of it) and to flush every sink; keep it under the pod's terminationGracePeriodSeconds. A second signal exits at once")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -127,6 +138,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.LogLevel = *logLevel
 		case "pprof":
 			cfg.Pprof = *pprofOn
+		case "shutdown-grace":
+			cfg.ShutdownGrace = config.Duration(*grace)
 		}
 	})
 	if err := cfg.Validate(); err != nil {
@@ -146,11 +159,28 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Error("cannot start", "error", err)
 		return 1
 	}
-	if err := svc.Wait(ctx, *grace); err != nil {
+	if err := svc.Wait(ctx, cfg.ShutdownGrace.D()); err != nil {
 		logger.Error("shutdown", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// printFlags lists the flags as they are typed, --name, with their
+// defaults.
+func printFlags(fs *flag.FlagSet) {
+	w := fs.Output()
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if typ != "" {
+			line += " " + typ
+		}
+		if f.DefValue != "" && f.DefValue != "false" {
+			usage += fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+	})
 }
 
 // NewLogger returns a text logger at level (debug, info, warn, error).

@@ -44,6 +44,10 @@ type Config struct {
 	// Pprof serves Go's /debug/pprof on the metrics listener (off by
 	// default: profiles reveal internals).
 	Pprof bool `json:"pprof"`
+	// ShutdownGrace is what a SIGTERM gives the receiver: half to end its
+	// streams (each after the message in hand), the rest to flush every
+	// sink. Keep it under the pod's terminationGracePeriodSeconds.
+	ShutdownGrace config.Duration `json:"shutdown_grace"`
 }
 
 // Rotation bounds the NDJSON file.
@@ -153,10 +157,11 @@ func DefaultConfig() Config {
 			KeepaliveTimeout:      config.Duration(20 * time.Second),
 			KeepaliveMinTime:      config.Duration(10 * time.Second),
 		},
-		Headers:  HeaderConfig{MaxValueBytes: 8 << 10},
-		Trace:    TraceConfig{HeaderOrder: []string{"w3c", "b3", "b3multi"}},
-		Metrics:  MeshMetricsConfig{Prefix: "meshtrail_", MaxSeries: 50000},
-		LogLevel: "info",
+		Headers:       HeaderConfig{MaxValueBytes: 8 << 10},
+		Trace:         TraceConfig{HeaderOrder: []string{"w3c", "b3", "b3multi"}},
+		Metrics:       MeshMetricsConfig{Prefix: "meshtrail_", MaxSeries: 50000},
+		LogLevel:      "info",
+		ShutdownGrace: config.Duration(20 * time.Second),
 	}
 }
 
@@ -170,6 +175,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Out != "" && c.Out != "-" && c.OutRotation.MaxSizeMB <= 0 {
 		return config.Errorf("out_rotation.max_size_mb", "must be > 0, got %d", c.OutRotation.MaxSizeMB)
+	}
+	if c.ShutdownGrace <= 0 {
+		return config.Errorf("shutdown_grace", "must be > 0 (the time to end streams and flush the sinks), got %s", c.ShutdownGrace.D())
 	}
 	if c.OutRotation.MaxBackups < 0 {
 		return config.Errorf("out_rotation.max_backups", "must be >= 0, got %d", c.OutRotation.MaxBackups)

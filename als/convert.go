@@ -99,7 +99,7 @@ type entryNotes struct {
 	redacted       int
 	truncated      int
 	badFilterState []string
-	headerCopies   bool   // filter state holds the Wasm filter's header copies
+	headerCopies   bool // filter state holds the Wasm filter's header copies
 	filterTrace    filterTrace
 	logType        uint64 // access_log_type (Envoy >= 1.27), 0 if not sent
 }

@@ -11,6 +11,7 @@ type receiverMetrics struct {
 	streamsOpen      prometheus.Gauge
 	streamsTotal     prometheus.Counter
 	streamErrors     *prometheus.CounterVec // by reason
+	handshakeErrors  *prometheus.CounterVec // failed TLS handshakes, by reason
 	messages         prometheus.Counter
 	bytes            prometheus.Counter
 	received         *prometheus.CounterVec // entries by type
@@ -27,13 +28,17 @@ type receiverMetrics struct {
 func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 	m := &receiverMetrics{
 		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "meshtrail_als_streams_open", Help: "ALS streams open now (one per connected Envoy).",
+			Name: "meshtrail_als_streams_open", Help: "ALS streams open now (an Envoy opens one per worker thread and access logger).",
 		}),
 		streamsTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshtrail_als_streams_total", Help: "ALS streams accepted.",
 		}),
 		streamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshtrail_als_stream_errors_total", Help: "ALS streams ended by an error, by reason.",
+		}, []string{"reason"}),
+		handshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrail_als_tls_handshake_errors_total",
+			Help: "Connections whose TLS handshake failed, by reason (plaintext, client_certificate, protocol_version, closed, other).",
 		}, []string{"reason"}),
 		messages: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshtrail_als_messages_total", Help: "StreamAccessLogsMessage messages received.",
@@ -69,17 +74,25 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
 		}),
 	}
-	reg.MustRegister(m.streamsOpen, m.streamsTotal, m.streamErrors, m.messages, m.bytes, m.received, m.converted,
+	reg.MustRegister(m.streamsOpen, m.streamsTotal, m.streamErrors, m.handshakeErrors, m.messages, m.bytes, m.received, m.converted,
 		m.rejected, m.invalidTrace, m.redacted, m.truncated, m.sinkErrors, m.processing,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "meshtrail_als_messages_utf8_repaired_total",
 			Help: "Messages whose string fields held invalid UTF-8, repaired instead of dropped.",
 		}, func() float64 { return float64(m.repairedMessages.Load()) }),
 	)
-	// Pre-create the common series so dashboards see zeros, not gaps.
+	// Pre-create the series so dashboards see zeros, not gaps, and an
+	// alert on rate() or increase() fires on the first error (a series
+	// born at 1 has no increase).
 	for _, t := range []string{"http", "tcp"} {
 		m.received.WithLabelValues(t)
 		m.converted.WithLabelValues(t)
+	}
+	for _, r := range []string{"malformed_entry", reasonMissingCommon, reasonMissingRequest, reasonMissingResponse, "bad_filter_state"} {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, r := range []string{"malformed_message", "missing_identifier", "message_too_large", "receive_error", "too_many_streams"} {
+		m.streamErrors.WithLabelValues(r)
 	}
 	return m
 }

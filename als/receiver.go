@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ type Receiver struct {
 	logLimit   *logLimiter
 	maxStreams int64
 	streams    atomic.Int64
+	draining   atomic.Bool // set by Drain: streams end after the message in hand
 	now        func() time.Time
 	bufs       messageBuffers // receive buffers, handed out by wireCodec
 }
@@ -70,6 +72,11 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 	if n := r.streams.Add(1); r.maxStreams > 0 && n > r.maxStreams {
 		r.streams.Add(-1)
 		r.metrics.streamErrors.WithLabelValues("too_many_streams").Inc()
+		from := "unknown peer"
+		if p, ok := peer.FromContext(stream.Context()); ok {
+			from = p.Addr.String()
+		}
+		r.logf("too_many_streams", "ALS stream refused: max_streams reached; raise it or add replicas", "peer", from, "limit", r.maxStreams)
 		return status.Errorf(codes.ResourceExhausted, "meshtrail: %d streams open, the limit is %d; retry against another replica", n-1, r.maxStreams)
 	}
 	r.metrics.streamsOpen.Inc()
@@ -95,7 +102,7 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 	for {
 		if err := stream.RecvMsg(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil
+				return closeStream(stream)
 			}
 			// A message over the size limit ends only this stream. gRPC may
 			// already have cancelled the stream for it, so this is checked
@@ -180,7 +187,41 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 		r.metrics.processing.Observe(time.Since(start).Seconds())
 		r.bufs.put(raw)
 		raw = nil
+		if r.draining.Load() {
+			// Shutting down: end the stream cleanly now that its last
+			// message is consumed. Envoy opens a new one at its next flush,
+			// to another replica (the listener is closed).
+			return closeStream(stream)
+		}
 	}
+}
+
+// handshakeFailed counts a failed TLS handshake and logs it, unless the
+// client merely hung up (probes do that all day).
+func (r *Receiver) handshakeFailed(remote net.Addr, err error) {
+	reason := handshakeReason(err)
+	r.metrics.handshakeErrors.WithLabelValues(reason).Inc()
+	if reason != "closed" {
+		r.logf("tls_handshake_"+reason, "TLS handshake failed: the client cannot stream (check its TLS settings and certificate)",
+			"peer", remote.String(), "reason", reason, "error", err)
+	}
+}
+
+// Drain makes every stream end, with status OK, once the message it is
+// receiving has been consumed: Envoy never ends its access log stream, so
+// this is how a shutting-down receiver lets go of its Envoys without
+// losing what they already sent.
+func (r *Receiver) Drain() { r.draining.Store(true) }
+
+// Streams is the number of streams open now.
+func (r *Receiver) Streams() int64 { return r.streams.Load() }
+
+// closeStream ends a stream as the client-streaming RPC is defined: one
+// (empty) StreamAccessLogsResponse, then status OK. Envoy ignores the
+// response; a gRPC client library waits for it.
+func closeStream(stream grpc.ServerStream) error {
+	_ = stream.SendMsg(&accesslogsvc.StreamAccessLogsResponse{})
+	return nil
 }
 
 // account counts and logs what was wrong with entry i, if anything.

@@ -574,3 +574,87 @@ func (b blockingConsumer) ConsumeRecords(ctx context.Context, _ []*record.Record
 }
 
 var _ = rand.Read
+
+// Envoy never ends its access log stream. On shutdown a stream that is
+// still sending ends cleanly (a response, status OK) right after its next
+// message, whose records are written: a rolling update loses nothing the
+// Envoys already sent, and does not wait for the grace to run out.
+func TestShutdownEndsBusyStreamsAfterTheirNextMessage(t *testing.T) {
+	ts := startService(t, nil)
+	stream, err := accesslogsvc.NewAccessLogServiceClient(ts.dial()).StreamAccessLogs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := httpEntry(nil)
+	first.Request.Path = "/before-shutdown"
+	if err := stream.Send(httpMessage(true, first)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		return ts.svc.receiver.Streams() == 1 && strings.Contains(ts.metrics(false), `meshtrail_als_entries_converted_total{type="http"} 1`)
+	})
+	shutdownDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		shutdownDone <- ts.svc.Shutdown(ctx)
+	}()
+	waitFor(t, func() bool { return ts.svc.receiver.draining.Load() })
+	second := httpEntry(nil)
+	second.Request.Path = "/during-shutdown"
+	if err := stream.Send(httpMessage(false, second)); err != nil {
+		t.Fatal(err)
+	}
+	// Like Envoy, the client never closes its side: the server ends it.
+	var resp accesslogsvc.StreamAccessLogsResponse
+	if err := stream.RecvMsg(&resp); err != nil {
+		t.Fatalf("stream ended by %v, want a response and status OK", err)
+	}
+	if err := <-shutdownDone; err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(ts.logText(), "cutting the streams") {
+		t.Errorf("the busy stream was cut instead of ended after its message:\n%s", ts.logText())
+	}
+	recs := ts.records()
+	if len(recs) != 2 || recs[1].HTTP.Path != "/during-shutdown" {
+		t.Fatalf("records %d (%v), want both messages' entries", len(recs), recs)
+	}
+}
+
+// A stream with nothing in flight is cut once half the grace is gone, so
+// the sinks keep the other half to flush.
+func TestShutdownCutsIdleStreams(t *testing.T) {
+	ts := startService(t, nil)
+	stream, err := accesslogsvc.NewAccessLogServiceClient(ts.dial()).StreamAccessLogs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(httpMessage(true, httpEntry(nil))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return ts.svc.receiver.Streams() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := ts.svc.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("shutdown used the whole grace: the sinks had none left")
+	}
+	if !strings.Contains(ts.logText(), "cutting the streams still open") || !strings.Contains(ts.logText(), "streams=1") {
+		t.Errorf("no log line says an idle stream was cut:\n%s", ts.logText())
+	}
+	if recs := ts.records(); len(recs) != 1 {
+		t.Errorf("%d records, want the one sent before the shutdown", len(recs))
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
+	}
+}

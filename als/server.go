@@ -3,9 +3,12 @@ package als
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,11 +42,48 @@ func NewGRPCServer(r *Receiver, cfg GRPCConfig, tlsCfg TLSConfig) (*grpc.Server,
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		opts = append(opts, grpc.Creds(handshakeWatch{credentials.NewTLS(tc), r.handshakeFailed}))
 	}
 	s := grpc.NewServer(opts...)
 	s.RegisterService(&serviceDesc, r)
 	return s, nil
+}
+
+// handshakeWatch reports failed TLS handshakes (a plaintext client, an
+// unknown CA, no client certificate): the client sees the failure, the
+// server would otherwise show nothing, and a misconfigured fleet would
+// just look quiet.
+type handshakeWatch struct {
+	credentials.TransportCredentials
+	failed func(remote net.Addr, err error)
+}
+
+func (h handshakeWatch) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := h.TransportCredentials.ServerHandshake(c)
+	if err != nil {
+		h.failed(c.RemoteAddr(), err)
+	}
+	return conn, info, err
+}
+
+func (h handshakeWatch) Clone() credentials.TransportCredentials {
+	return handshakeWatch{h.TransportCredentials.Clone(), h.failed}
+}
+
+// handshakeReason sorts a failed handshake for the metric's label.
+func handshakeReason(err error) string {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, io.EOF) || strings.Contains(msg, "connection reset"):
+		return "closed" // the client hung up first: a TCP probe, a load balancer check
+	case strings.Contains(msg, "does not look like a TLS handshake"):
+		return "plaintext"
+	case strings.Contains(msg, "certificate"):
+		return "client_certificate"
+	case strings.Contains(msg, "protocol version"):
+		return "protocol_version"
+	}
+	return "other"
 }
 
 // serverTLS loads the certificate, re-reading it when the files change

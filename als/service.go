@@ -56,7 +56,7 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 
 	var sinks []fanout.Sink
 	if cfg.Out != "" {
-		nd, err := ndjson.New(cfg.Out, ndjson.Rotation(cfg.OutRotation), s.Registry)
+		nd, err := ndjson.New(cfg.Out, ndjson.Rotation(cfg.OutRotation), s.Registry, logger)
 		if err != nil {
 			return nil, fmt.Errorf("out: %w", err)
 		}
@@ -186,8 +186,13 @@ func (s *Service) MetricsAddr() string {
 // (a fan-out's queues flush or persist there).
 func (s *Service) AddCloser(f func(context.Context) error) { s.closers = append(s.closers, f) }
 
-// Shutdown stops accepting streams, lets open streams finish until ctx is
-// done, then flushes every sink. Calling it again returns the first result.
+// Shutdown stops accepting streams and ends the open ones, each after the
+// message it is receiving, then flushes every sink. Envoy never ends its
+// access log stream, but it sends at least every flush interval (1 s by
+// default), so a busy stream ends within about a second; streams still open
+// after half the time ctx leaves (idle ones, with nothing in flight) are
+// cut, and the other half is the sinks' to flush. Calling it again returns
+// the first result.
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
 	return s.stopErr
@@ -195,11 +200,25 @@ func (s *Service) Shutdown(ctx context.Context) error {
 
 func (s *Service) shutdown(ctx context.Context) error {
 	close(s.stopLog)
+	s.receiver.Drain()
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	var cut <-chan time.Time
+	if deadline, ok := ctx.Deadline(); ok {
+		t := time.NewTimer(time.Until(deadline) / 2)
+		defer t.Stop()
+		cut = t.C
+	}
 	select {
 	case <-stopped:
+	case <-cut:
 	case <-ctx.Done():
+	}
+	select {
+	case <-stopped:
+	default:
+		s.log.Warn("shutdown: cutting the streams still open (idle ones; a busy stream ends after its next message)",
+			"streams", s.receiver.Streams())
 		s.grpc.Stop()
 		<-stopped
 	}

@@ -46,10 +46,31 @@ func TestMutualTLS(t *testing.T) {
 	if err := ts.send(dial(withCert), httpMessage(true, httpEntry(map[string]string{"x-via": "mtls"}))); err != nil {
 		t.Fatalf("client with a CA-signed certificate: %v", err)
 	}
+	// The refused clients are visible on the server side too: counted by
+	// reason and logged with their address.
+	m := ts.metrics(false)
+	for _, reason := range []string{"client_certificate", "plaintext"} {
+		if !strings.Contains(m, `meshtrail_als_tls_handshake_errors_total{reason="`+reason+`"}`) {
+			t.Errorf("no %s handshake failure counted:\n%s", reason, grepLines(m, "handshake"))
+		}
+	}
+	if lt := ts.logText(); !strings.Contains(lt, "TLS handshake failed") || !strings.Contains(lt, "reason=plaintext") {
+		t.Errorf("failed handshakes not logged:\n%s", lt)
+	}
 	recs := ts.records()
 	if len(recs) != 1 || recs[0].RequestHeaders["x-via"] != "mtls" {
 		t.Fatalf("want exactly the mTLS client's record, got %d", len(recs))
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func TestTLSFilesAreCheckedAtStart(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -33,13 +34,17 @@ type Rotation struct {
 // next (a bufio.Writer flushes at its size, mid-line, which split a record
 // at every rotation for whoever tails the files).
 type Sink struct {
-	mu      sync.Mutex
-	pending []byte // whole lines not yet written, under mu
-	out     io.Writer
-	closer  io.Closer
-	bufs    sync.Pool // of *encodeBuf
-	stop    chan struct{}
-	done    chan struct{}
+	mu          sync.Mutex
+	pending     []byte // whole lines not yet written, under mu
+	pendingRecs int    // the records in pending, under mu
+	out         io.Writer
+	log         *slog.Logger
+	lastLog     time.Time // of the last write error logged, under mu
+	unlogged    int       // write errors since then, under mu
+	closer      io.Closer
+	bufs        sync.Pool // of *encodeBuf
+	stop        chan struct{}
+	done        chan struct{}
 
 	records prometheus.Counter
 	bytes   prometheus.Counter
@@ -60,9 +65,12 @@ const (
 )
 
 // New opens path ("-" for stdout) for writing. reg receives the sink's
-// metrics.
-func New(path string, rot Rotation, reg prometheus.Registerer) (*Sink, error) {
-	s := &Sink{stop: make(chan struct{}), done: make(chan struct{})}
+// metrics; write errors are logged to logger (nil: not logged).
+func New(path string, rot Rotation, reg prometheus.Registerer, logger *slog.Logger) (*Sink, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Sink{stop: make(chan struct{}), done: make(chan struct{}), log: logger}
 	if path == "-" {
 		s.out = os.Stdout
 	} else {
@@ -77,7 +85,7 @@ func New(path string, rot Rotation, reg prometheus.Registerer) (*Sink, error) {
 	}
 	s.pending = make([]byte, 0, flushAt+64<<10)
 	s.bufs.New = func() any { return &encodeBuf{b: make([]byte, 0, 64<<10)} }
-	s.records = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_records_written_total", Help: "Records written to the NDJSON output."})
+	s.records = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_records_written_total", Help: "Records written to the NDJSON output (handed to the file, not only buffered)."})
 	s.bytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_bytes_written_total", Help: "Bytes written to the NDJSON output."})
 	s.errors = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_write_errors_total", Help: "Writes to the NDJSON output that failed."})
 	s.dropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_records_dropped_total", Help: "Buffered records lost because a write to the NDJSON output failed (disk full, file removed)."})
@@ -116,12 +124,12 @@ func (s *Sink) ConsumeRecords(_ context.Context, recs []*record.Record) error {
 	}
 	s.mu.Lock()
 	s.pending = append(s.pending, buf...)
+	s.pendingRecs += len(recs)
 	var err error
 	if len(s.pending) >= flushAt {
 		err = s.writePending()
 	}
 	s.mu.Unlock()
-	n := len(buf)
 	if cap(buf) <= 1<<20 { // do not pin huge buffers in the pool
 		eb.b = buf
 		s.bufs.Put(eb)
@@ -129,8 +137,6 @@ func (s *Sink) ConsumeRecords(_ context.Context, recs []*record.Record) error {
 	if err != nil {
 		return fmt.Errorf("ndjson sink: %w", err)
 	}
-	s.records.Add(float64(len(recs)))
-	s.bytes.Add(float64(n))
 	return nil
 }
 
@@ -157,11 +163,13 @@ func (s *Sink) Flush() error {
 
 // writePending writes the buffered lines in chunks of at most maxWrite
 // bytes cut after a newline (a longer line goes alone). On an error the
-// unwritten lines are dropped and counted: keeping them would grow the
-// buffer without bound while the disk stays full.
+// unwritten lines are dropped, counted and logged (at most once a minute):
+// keeping them would grow the buffer without bound while the disk stays
+// full.
 func (s *Sink) writePending() error {
-	p := s.pending
-	s.pending = s.pending[:0]
+	p, recs := s.pending, s.pendingRecs
+	s.pending, s.pendingRecs = s.pending[:0], 0
+	total := len(p)
 	for len(p) > 0 {
 		n := len(p)
 		if n > maxWrite {
@@ -172,13 +180,31 @@ func (s *Sink) writePending() error {
 			}
 		}
 		if _, err := s.out.Write(p[:n]); err != nil {
+			lost := bytes.Count(p, []byte{'\n'})
 			s.errors.Inc()
-			s.dropped.Add(float64(bytes.Count(p, []byte{'\n'})))
+			s.dropped.Add(float64(lost))
+			s.records.Add(float64(recs - lost))
+			s.bytes.Add(float64(total - len(p)))
+			s.logWriteError(err, lost)
 			return err
 		}
 		p = p[n:]
 	}
+	s.records.Add(float64(recs))
+	s.bytes.Add(float64(total))
 	return nil
+}
+
+// logWriteError logs a failed write, at most once a minute (a full disk
+// fails every flush).
+func (s *Sink) logWriteError(err error, lost int) {
+	s.unlogged++
+	if time.Since(s.lastLog) < time.Minute {
+		return
+	}
+	s.log.Error("NDJSON output: write failed, buffered records dropped (is the disk full or the file gone?)",
+		"error", err, "records_dropped", lost, "failed_writes_since_last_log", s.unlogged)
+	s.lastLog, s.unlogged = time.Now(), 0
 }
 
 // Close flushes and closes the output.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshtrail/meshtrail/record"
 )
 
@@ -19,7 +22,7 @@ import (
 // come out as exactly the lines record.AppendJSON writes.
 func TestConcurrentBatchesWriteAppendJSONLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.ndjson")
-	s, err := New(path, Rotation{MaxSizeMB: 100}, nil)
+	s, err := New(path, Rotation{MaxSizeMB: 100}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +74,7 @@ func TestConcurrentBatchesWriteAppendJSONLines(t *testing.T) {
 func TestRotationKeepsLinesWhole(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.ndjson")
-	s, err := New(path, Rotation{MaxSizeMB: 1, MaxBackups: 10}, nil)
+	s, err := New(path, Rotation{MaxSizeMB: 1, MaxBackups: 10}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,5 +123,39 @@ func TestRotationKeepsLinesWhole(t *testing.T) {
 	}
 	if len(seen) != total {
 		t.Fatalf("%d distinct records across the files, want %d", len(seen), total)
+	}
+}
+
+// A failed write (here a full disk) drops the buffered records, counts
+// them as dropped and not as written, and says so in the log; the sink
+// keeps working for the writes after it.
+func TestWriteFailureIsCountedAndLogged(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var logs strings.Builder
+	s, err := New("/dev/full", Rotation{MaxSizeMB: 100}, reg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]*record.Record, 26)
+	for i := range recs {
+		recs[i] = &record.Record{Kind: record.KindHTTP, HTTP: record.HTTP{Path: fmt.Sprint("/", i)}}
+	}
+	if err := s.ConsumeRecords(context.Background(), recs); err != nil {
+		t.Fatal(err) // buffered: the failure comes at the flush
+	}
+	if err := s.Close(); err == nil {
+		t.Fatal("Close on a full disk returned no error")
+	}
+	got := map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetCounter().GetValue()
+	}
+	if got["meshtrail_ndjson_records_dropped_total"] != 26 || got["meshtrail_ndjson_records_written_total"] != 0 ||
+		got["meshtrail_ndjson_write_errors_total"] != 1 {
+		t.Errorf("metrics %v: want 26 dropped, 0 written, 1 error", got)
+	}
+	if !strings.Contains(logs.String(), "write failed") || !strings.Contains(logs.String(), "records_dropped=26") {
+		t.Errorf("log %q does not report the failed write", logs.String())
 	}
 }
