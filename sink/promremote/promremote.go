@@ -50,6 +50,7 @@ type Exporter struct {
 
 	mu     sync.Mutex // one export at a time: totals are read-modify-write
 	series map[seriesKey]*totals
+	lastMs int64 // timestamp of the last export, under mu
 }
 
 var _ fanout.Exporter = (*Exporter)(nil)
@@ -125,7 +126,13 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 	if len(next) == 0 {
 		return nil
 	}
-	body := snappy.Encode(nil, Encode(nil, next, e.o.Now()))
+	// Every export gets its own millisecond: Prometheus refuses a second
+	// sample of a series at the same timestamp ("duplicate sample for
+	// timestamp"), which would drop the batch when two exports (a retry
+	// after an outage, a busy queue) fall in one millisecond.
+	ms := max(e.o.Now().UnixMilli(), e.lastMs+1)
+	e.lastMs = ms
+	body := snappy.Encode(nil, Encode(nil, next, time.UnixMilli(ms)))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.o.URL, bytes.NewReader(body))
 	if err != nil {
 		return fanout.Permanent(err)

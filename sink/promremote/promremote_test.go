@@ -21,7 +21,11 @@ func TestPrometheus(t *testing.T) {
 	p := harness.StartPrometheus(t, harness.PrometheusOptions{})
 	ctx := context.Background()
 	down, _ := New(Options{URL: "http://" + harness.FreeAddr(t) + "/api/v1/write"})
-	e, err := New(Options{URL: p.URL + "/api/v1/write"})
+	// A clock that stands still: every export falls in one millisecond, as
+	// two quick ones do, and Prometheus refuses a second sample of a series
+	// at the same timestamp.
+	now := time.Now()
+	e, err := New(Options{URL: p.URL + "/api/v1/write", Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
