@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -19,10 +20,64 @@ func Load(path string, dst any) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	if extraDocument(b) {
+		return fmt.Errorf("config %s: holds more than one YAML document (a line \"---\" followed by more settings); put every setting in one", path)
+	}
 	if err := yaml.UnmarshalStrict(b, dst); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
+		return fmt.Errorf("config %s: %s", path, explain(b, err))
 	}
 	return nil
+}
+
+// explain rewrites a decoding error for the person editing the file: the
+// YAML goes through JSON, whose wording ("error unmarshaling JSON: while
+// decoding JSON: json: unknown field") would only confuse, and an unknown
+// field is located by its line.
+func explain(b []byte, err error) string {
+	msg := err.Error()
+	for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "json: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	if name, ok := strings.CutPrefix(msg, "unknown field "); ok {
+		key := strings.Trim(name, `"`)
+		where := ""
+		for i, line := range strings.Split(string(b), "\n") {
+			t := strings.TrimLeft(line, " -")
+			if strings.HasPrefix(t, key+":") {
+				where = fmt.Sprintf("line %d: ", i+1)
+				break
+			}
+		}
+		return fmt.Sprintf("%sunknown setting %q: misspelt, or at the wrong indentation (examples/ lists every key)", where, key)
+	}
+	return msg
+}
+
+// extraDocument reports whether b holds a second YAML document, which the
+// decoder would silently ignore.
+func extraDocument(b []byte) bool {
+	lines := strings.Split(string(b), "\n")
+	for i, line := range lines {
+		if strings.TrimRight(line, " \r") != "---" {
+			continue
+		}
+		before, after := false, false
+		for _, l := range lines[:i] {
+			before = before || meaningful(l)
+		}
+		for _, l := range lines[i+1:] {
+			after = after || meaningful(l)
+		}
+		if before && after {
+			return true
+		}
+	}
+	return false
+}
+
+func meaningful(line string) bool {
+	t := strings.TrimSpace(line)
+	return t != "" && !strings.HasPrefix(t, "#") && t != "---"
 }
 
 // Duration is a time.Duration written as a Go duration string ("250ms",
