@@ -81,7 +81,14 @@ type GRPCConfig struct {
 	// connections x window however fast Envoys send. Fixing it also turns
 	// off gRPC's window growth (BDP estimation), which would otherwise let
 	// a fast sender buffer megabytes per connection.
-	WindowBytes           int32           `json:"window_bytes"`
+	WindowBytes int32 `json:"window_bytes"`
+	// MaxConnectionAge sends an Envoy's connection a GOAWAY (gRPC adds
+	// +-10% jitter); the stream on it then ends cleanly after its next
+	// message once it is 1.1 x this old, and Envoy reopens it on a new
+	// connection, possibly to another replica. MaxConnectionAgeGrace is
+	// how long after the GOAWAY a connection is cut regardless: keep it
+	// above a fifth of MaxConnectionAge, or streams are cut (and what is in
+	// flight on them lost) before they can end cleanly. 0 means no limit.
 	MaxConnectionAge      config.Duration `json:"max_connection_age"`
 	MaxConnectionAgeGrace config.Duration `json:"max_connection_age_grace"`
 	KeepaliveTime         config.Duration `json:"keepalive_time"`
@@ -152,7 +159,7 @@ func DefaultConfig() Config {
 			MaxConcurrentStreams:  100,
 			WindowBytes:           256 << 10,
 			MaxConnectionAge:      config.Duration(30 * time.Minute),
-			MaxConnectionAgeGrace: config.Duration(time.Minute),
+			MaxConnectionAgeGrace: config.Duration(10 * time.Minute),
 			KeepaliveTime:         config.Duration(2 * time.Minute),
 			KeepaliveTimeout:      config.Duration(20 * time.Second),
 			KeepaliveMinTime:      config.Duration(10 * time.Second),
@@ -261,8 +268,12 @@ func validAddr(field, addr string, required bool) error {
 		}
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
 		return config.Errorf(field, "%q is not HOST:PORT: %v", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return config.Errorf(field, "%q: the port must be a number from 0 to 65535", addr)
 	}
 	return nil
 }

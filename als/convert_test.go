@@ -102,26 +102,31 @@ func TestParseCluster(t *testing.T) {
 }
 
 func TestConfigValidationNamesTheField(t *testing.T) {
-	cases := map[string]func(*Config){
-		"listen":                      func(c *Config) { c.Listen = "" },
-		"metrics_listen":              func(c *Config) { c.MetricsListen = "9090" },
-		"tls":                         func(c *Config) { c.TLS.CertFile = "a.crt" },
-		"tls.client_ca_file":          func(c *Config) { c.TLS.ClientCAFile = "ca.crt" },
-		"grpc.max_recv_message_bytes": func(c *Config) { c.GRPC.MaxRecvMessageBytes = 10 },
-		"grpc.max_connection_age":     func(c *Config) { c.GRPC.MaxConnectionAge = -1 },
-		"metrics.prefix":              func(c *Config) { c.Metrics.Prefix = "9bad-" },
-		"log_level":                   func(c *Config) { c.LogLevel = "loud" },
-		"headers.max_value_bytes":     func(c *Config) { c.Headers.MaxValueBytes = -5 },
-		"out_rotation.max_size_mb":    func(c *Config) { c.Out = "/tmp/x"; c.OutRotation.MaxSizeMB = 0 },
-		"trace.header_order[1]":       func(c *Config) { c.Trace.HeaderOrder = []string{"b3", "jaeger"} },
-		"trace.header_order[2]":       func(c *Config) { c.Trace.HeaderOrder = []string{"b3", "w3c", "b3"} },
+	cases := []struct {
+		field  string
+		mutate func(*Config)
+	}{
+		{"listen", func(c *Config) { c.Listen = "" }},
+		{"metrics_listen", func(c *Config) { c.MetricsListen = "9090" }},
+		{"tls", func(c *Config) { c.TLS.CertFile = "a.crt" }},
+		{"tls.client_ca_file", func(c *Config) { c.TLS.ClientCAFile = "ca.crt" }},
+		{"grpc.max_recv_message_bytes", func(c *Config) { c.GRPC.MaxRecvMessageBytes = 10 }},
+		{"grpc.max_connection_age", func(c *Config) { c.GRPC.MaxConnectionAge = -1 }},
+		{"metrics.prefix", func(c *Config) { c.Metrics.Prefix = "9bad-" }},
+		{"log_level", func(c *Config) { c.LogLevel = "loud" }},
+		{"headers.max_value_bytes", func(c *Config) { c.Headers.MaxValueBytes = -5 }},
+		{"out_rotation.max_size_mb", func(c *Config) { c.Out = "/tmp/x"; c.OutRotation.MaxSizeMB = 0 }},
+		{"trace.header_order[1]", func(c *Config) { c.Trace.HeaderOrder = []string{"b3", "jaeger"} }},
+		{"trace.header_order[2]", func(c *Config) { c.Trace.HeaderOrder = []string{"b3", "w3c", "b3"} }},
+		{"listen", func(c *Config) { c.Listen = "127.0.0.1:99999" }},
+		{"shutdown_grace", func(c *Config) { c.ShutdownGrace = 0 }},
 	}
-	for field, mutate := range cases {
+	for _, tc := range cases {
 		c := DefaultConfig()
-		mutate(&c)
+		tc.mutate(&c)
 		err := c.Validate()
-		if err == nil || !strings.HasPrefix(err.Error(), field+":") {
-			t.Errorf("%s: got %v, want an error naming the field", field, err)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.field+":") {
+			t.Errorf("%s: got %v, want an error naming the field", tc.field, err)
 		}
 	}
 	c := DefaultConfig()

@@ -10,6 +10,7 @@ import (
 type receiverMetrics struct {
 	streamsOpen      prometheus.Gauge
 	streamsTotal     prometheus.Counter
+	streamsAged      prometheus.Counter
 	streamErrors     *prometheus.CounterVec // by reason
 	handshakeErrors  *prometheus.CounterVec // failed TLS handshakes, by reason
 	messages         prometheus.Counter
@@ -32,6 +33,9 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 		}),
 		streamsTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshtrail_als_streams_total", Help: "ALS streams accepted.",
+		}),
+		streamsAged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshtrail_als_streams_aged_total", Help: "ALS streams ended cleanly at their max age (grpc.max_connection_age), for Envoy to reopen on a new connection.",
 		}),
 		streamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshtrail_als_stream_errors_total", Help: "ALS streams ended by an error, by reason.",
@@ -74,7 +78,7 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
 		}),
 	}
-	reg.MustRegister(m.streamsOpen, m.streamsTotal, m.streamErrors, m.handshakeErrors, m.messages, m.bytes, m.received, m.converted,
+	reg.MustRegister(m.streamsOpen, m.streamsTotal, m.streamsAged, m.streamErrors, m.handshakeErrors, m.messages, m.bytes, m.received, m.converted,
 		m.rejected, m.invalidTrace, m.redacted, m.truncated, m.sinkErrors, m.processing,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "meshtrail_als_messages_utf8_repaired_total",

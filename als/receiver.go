@@ -30,6 +30,7 @@ type Receiver struct {
 	log        *slog.Logger
 	logLimit   *logLimiter
 	maxStreams int64
+	maxAge     time.Duration
 	streams    atomic.Int64
 	draining   atomic.Bool // set by Drain: streams end after the message in hand
 	now        func() time.Time
@@ -50,6 +51,11 @@ type ReceiverOptions struct {
 	// TraceOrder is the precedence of the trace header formats; nil means
 	// tracecontext.DefaultOrder.
 	TraceOrder []tracecontext.Format
+	// MaxStreamAge ends a stream (status OK) after its next message once
+	// it is this old; 0 never. Envoy never ends its stream, so without it
+	// the connection's max age could only cut it, losing what is in
+	// flight.
+	MaxStreamAge time.Duration
 }
 
 // NewReceiver returns a Receiver handing records to consumer. Its metrics
@@ -62,6 +68,7 @@ func NewReceiver(consumer record.Consumer, opts ReceiverOptions, reg prometheus.
 		log:        logger,
 		logLimit:   newLogLimiter(10 * time.Second),
 		maxStreams: int64(opts.MaxStreams),
+		maxAge:     opts.MaxStreamAge,
 		now:        time.Now,
 	}
 }
@@ -86,6 +93,7 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 		r.metrics.streamsOpen.Dec()
 	}()
 
+	opened := time.Now()
 	ctx := stream.Context()
 	from := "unknown peer"
 	if p, ok := peer.FromContext(ctx); ok {
@@ -191,6 +199,13 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 			// Shutting down: end the stream cleanly now that its last
 			// message is consumed. Envoy opens a new one at its next flush,
 			// to another replica (the listener is closed).
+			return closeStream(stream)
+		}
+		if r.maxAge > 0 && start.Sub(opened) > r.maxAge {
+			// Its connection got a GOAWAY at its max age: end the stream
+			// before the connection is cut, so Envoy reopens it on a new
+			// connection with nothing lost.
+			r.metrics.streamsAged.Inc()
 			return closeStream(stream)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meshtrail/meshtrail/config"
 	"github.com/meshtrail/meshtrail/meshsim"
 	"github.com/meshtrail/meshtrail/record"
 )
@@ -600,6 +602,10 @@ func TestShutdownEndsBusyStreamsAfterTheirNextMessage(t *testing.T) {
 		shutdownDone <- ts.svc.Shutdown(ctx)
 	}()
 	waitFor(t, func() bool { return ts.svc.receiver.draining.Load() })
+	// Not ready any more: Kubernetes sends new connections elsewhere.
+	if resp, err := http.Get("http://" + ts.svc.MetricsAddr() + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while shutting down: %v %v, want 503", resp.Status, err)
+	}
 	second := httpEntry(nil)
 	second.Request.Path = "/during-shutdown"
 	if err := stream.Send(httpMessage(false, second)); err != nil {
@@ -656,5 +662,36 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not reached in 10s")
 		}
+	}
+}
+
+// At its connection's max age a stream ends cleanly after its next
+// message (the GOAWAY is out), so Envoy reopens it on a new connection and
+// the grace's hard cut finds nothing in flight.
+func TestStreamEndsCleanlyAtMaxAge(t *testing.T) {
+	ts := startService(t, func(c *Config) {
+		c.GRPC.MaxConnectionAge = config.Duration(200 * time.Millisecond)
+		c.GRPC.MaxConnectionAgeGrace = config.Duration(time.Minute)
+	})
+	stream, err := accesslogsvc.NewAccessLogServiceClient(ts.dial()).StreamAccessLogs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(httpMessage(true, httpEntry(nil))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // past 1.1 x the max age
+	if err := stream.Send(httpMessage(false, httpEntry(nil))); err != nil {
+		t.Fatal(err)
+	}
+	var resp accesslogsvc.StreamAccessLogsResponse
+	if err := stream.RecvMsg(&resp); err != nil {
+		t.Fatalf("stream ended by %v, want a response and status OK", err)
+	}
+	if m := ts.metrics(false); !strings.Contains(m, "meshtrail_als_streams_aged_total 1") {
+		t.Errorf("aged stream not counted:\n%s", grepLines(m, "streams_"))
+	}
+	if recs := ts.records(); len(recs) != 2 {
+		t.Errorf("%d records, want both messages'", len(recs))
 	}
 }

@@ -119,6 +119,7 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 		RedactHeaders:         cfg.Headers.Redact,
 		MaxHeaderBytes:        maxHeader,
 		TraceOrder:            cfg.Trace.traceOrder(),
+		MaxStreamAge:          cfg.GRPC.MaxConnectionAge.D() * 11 / 10, // past gRPC's jitter: the GOAWAY was sent
 	}, s.Registry, logger)
 
 	if s.grpc, err = NewGRPCServer(s.receiver, cfg.GRPC, cfg.TLS); err != nil {
@@ -145,7 +146,14 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ready") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if s.receiver.draining.Load() {
+				// Shutting down: Kubernetes stops sending new connections here.
+				http.Error(w, "shutting down", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		})
 		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		s.wg.Add(1)
 		go func() {
