@@ -117,7 +117,7 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 			// before the context.
 			if status.Code(err) == codes.ResourceExhausted {
 				r.metrics.streamErrors.WithLabelValues("message_too_large").Inc()
-				r.logf("message_too_large", "ALS stream ended: message over grpc.max_recv_message_bytes", "node", nodeName(px), "peer", from, "error", err)
+				r.logf("message_too_large", "ALS stream ended: message over grpc.max_recv_message_bytes", "node", nodeName(px), "peer", from, "reason", "message_too_large", "error", err)
 				return err
 			}
 			if status.Code(err) == codes.Canceled || ctx.Err() != nil {
