@@ -593,7 +593,7 @@ func TestShutdownEndsBusyStreamsAfterTheirNextMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool {
-		return ts.svc.receiver.Streams() == 1 && strings.Contains(ts.metrics(false), `meshtrail_als_entries_converted_total{type="http"} 1`)
+		return ts.svc.receiver.Streams() == 1 && strings.Contains(ts.metrics(false), "meshtrail_als_processing_seconds_count 1")
 	})
 	shutdownDone := make(chan error, 1)
 	go func() {
@@ -639,7 +639,9 @@ func TestShutdownCutsIdleStreams(t *testing.T) {
 	if err := stream.Send(httpMessage(true, httpEntry(nil))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return ts.svc.receiver.Streams() == 1 })
+	// The message is consumed before the shutdown starts: the stream is
+	// idle in its next receive.
+	waitFor(t, func() bool { return strings.Contains(ts.metrics(false), "meshtrail_als_processing_seconds_count 1") })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := ts.svc.Shutdown(ctx); err != nil {
