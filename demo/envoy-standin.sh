@@ -41,5 +41,4 @@ kill "$als_pid"; wait "$als_pid" 2>/dev/null || true
 
 echo
 echo "== What reached the ALS receiver: one record per request, trace ids from the filter's filter state"
-jq -c '{path, response_code, trace_id, span_id, parent_span_id, trace_source, reporter,
-        filter_state: (.filter_state // {} | with_entries(select(.key | startswith("wasm.meshtrail_"))))}' "$dir/records.ndjson"
+jq -c '{path, response_code, trace_id, span_id, parent_span_id, trace_source, reporter}' "$dir/records.ndjson"
