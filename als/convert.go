@@ -142,9 +142,7 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 	} else {
 		r.Trace, notes.invalidTrace = traceFrom(&notes.filterTrace, nil, c.traceOrder, notes.invalidTrace)
 	}
-	if r.Trace.Source != traceFromFilterState {
-		r.FilterState = notes.filterTrace.restore(r.FilterState)
-	}
+	r.FilterState = notes.filterTrace.restoreUnused(r.FilterState, &r.Trace)
 	if r.Timings.Total == 0 {
 		r.Timings.Total = r.Timings.LastDownstreamTxByte
 	}

@@ -173,18 +173,41 @@ func (ft *filterTrace) get(i int) (string, bool) {
 	return ft.values[i], ft.present&(1<<i) != 0
 }
 
-// restore puts the logged keys back into a FilterState map.
-func (ft *filterTrace) restore(m map[string]string) map[string]string {
+// restoreUnused puts the logged keys that did not become part of tr (an
+// invalid value, or a trace taken from elsewhere) back into a FilterState
+// map, so the user sees what the filter wrote.
+func (ft *filterTrace) restoreUnused(m map[string]string, tr *record.Trace) map[string]string {
 	if ft.present == 0 {
 		return m
 	}
-	if m == nil {
-		m = make(map[string]string, 4)
-	}
+	fromState := tr.Source == traceFromFilterState
 	for i, key := range filterTraceKeys {
-		if v, ok := ft.get(i); ok {
-			m[key] = v
+		v, ok := ft.get(i)
+		if !ok {
+			continue
 		}
+		if fromState {
+			switch i {
+			case 0:
+				continue
+			case 1:
+				if v == tr.SpanID {
+					continue
+				}
+			case 2:
+				if v == tr.ParentSpanID {
+					continue
+				}
+			case 3:
+				if tr.Sampled != nil {
+					continue
+				}
+			}
+		}
+		if m == nil {
+			m = make(map[string]string, 4)
+		}
+		m[key] = v
 	}
 	return m
 }

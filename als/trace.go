@@ -31,17 +31,28 @@ func traceFrom(state *filterTrace, headers map[string]string, order []traceconte
 	if id, ok := state.get(0); ok {
 		if validHexID(id, 32) {
 			tr := record.Trace{TraceID: id, Source: traceFromFilterState}
-			if sp, _ := state.get(1); validHexID(sp, 16) {
+			bad := func(key, want string) {
+				invalid = append(invalid, invalidTrace{format: "filter_state", reason: "malformed", err: errors.New(key + " is not " + want)})
+			}
+			if sp, ok := state.get(1); validHexID(sp, 16) {
 				tr.SpanID = sp
+			} else if ok {
+				bad(fsSpanID, "16 lowercase hex")
 			}
-			if pp, _ := state.get(2); validHexID(pp, 16) {
+			if pp, ok := state.get(2); validHexID(pp, 16) {
 				tr.ParentSpanID = pp
+			} else if ok {
+				bad(fsParentSpanID, "16 lowercase hex")
 			}
-			switch sampled, _ := state.get(3); sampled {
+			switch sampled, ok := state.get(3); sampled {
 			case "1", "true":
 				tr.Sampled = &sampledTrue
 			case "0", "false":
 				tr.Sampled = &sampledFalse
+			default:
+				if ok {
+					bad(fsSampled, "0, 1, true or false")
+				}
 			}
 			return tr, invalid
 		}
