@@ -39,6 +39,7 @@ type Sink struct {
 	pendingRecs int    // the records in pending, under mu
 	out         io.Writer
 	log         *slog.Logger
+	midLine     bool      // a failed write ended mid-line, under mu
 	lastLog     time.Time // of the last write error logged, under mu
 	unlogged    int       // write errors since then, under mu
 	closer      io.Closer
@@ -169,7 +170,17 @@ func (s *Sink) Flush() error {
 func (s *Sink) writePending() error {
 	p, recs := s.pending, s.pendingRecs
 	s.pending, s.pendingRecs = s.pending[:0], 0
+	if cap(s.pending) > 4<<20 { // one huge batch once: do not keep its buffer
+		s.pending = make([]byte, 0, flushAt+64<<10)
+	}
 	total := len(p)
+	if s.midLine && len(p) > 0 {
+		// A failed write left part of a line in the file: end it, so the
+		// next record starts a line of its own.
+		if _, err := s.out.Write([]byte{'\n'}); err == nil {
+			s.midLine = false
+		}
+	}
 	for len(p) > 0 {
 		n := len(p)
 		if n > maxWrite {
@@ -179,12 +190,16 @@ func (s *Sink) writePending() error {
 				n = maxWrite + j + 1
 			}
 		}
-		if _, err := s.out.Write(p[:n]); err != nil {
-			lost := bytes.Count(p, []byte{'\n'})
+		if w, err := s.out.Write(p[:n]); err != nil {
+			w = max(0, min(w, n))
+			if w > 0 && p[w-1] != '\n' {
+				s.midLine = true
+			}
+			lost := bytes.Count(p[w:], []byte{'\n'})
 			s.errors.Inc()
 			s.dropped.Add(float64(lost))
 			s.records.Add(float64(recs - lost))
-			s.bytes.Add(float64(total - len(p)))
+			s.bytes.Add(float64(total - len(p) + w))
 			s.logWriteError(err, lost)
 			return err
 		}

@@ -3,6 +3,7 @@ package ndjson
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -157,5 +158,71 @@ func TestWriteFailureIsCountedAndLogged(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "write failed") || !strings.Contains(logs.String(), "records_dropped=26") {
 		t.Errorf("log %q does not report the failed write", logs.String())
+	}
+}
+
+// shortWriter writes only the first limit bytes of one Write and fails it,
+// as a filling disk does, then writes everything.
+type shortWriter struct {
+	buf   strings.Builder
+	limit int
+	done  bool
+}
+
+func (w *shortWriter) Write(p []byte) (int, error) {
+	if !w.done {
+		w.done = true
+		n := min(w.limit, len(p))
+		w.buf.Write(p[:n])
+		return n, errors.New("no space left on device")
+	}
+	return w.buf.Write(p)
+}
+
+// A write cut short leaves part of a line in the file; the next records
+// still start lines of their own, and only the cut records count as lost.
+func TestShortWriteDoesNotGlueRecords(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := New("-", Rotation{}, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &shortWriter{limit: 40}
+	s.out = w
+	batch := func(from, n int) []*record.Record {
+		var recs []*record.Record
+		for i := from; i < from+n; i++ {
+			recs = append(recs, &record.Record{Kind: record.KindHTTP, HTTP: record.HTTP{Path: fmt.Sprint("/", i)}})
+		}
+		return recs
+	}
+	_ = s.ConsumeRecords(context.Background(), batch(0, 3))
+	if err := s.Flush(); err == nil {
+		t.Fatal("a short write was not reported")
+	}
+	_ = s.ConsumeRecords(context.Background(), batch(3, 2))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The 40 bytes that made it hold record 0 and part of record 1.
+	lines := strings.Split(strings.TrimSuffix(w.buf.String(), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d lines, want record 0, the cut fragment and two whole records:\n%s", len(lines), w.buf.String())
+	}
+	for i, want := range map[int]string{0: "/0", 2: "/3", 3: "/4"} {
+		var r struct {
+			Path string `json:"path"`
+		}
+		if err := json.Unmarshal([]byte(lines[i]), &r); err != nil || r.Path != want {
+			t.Errorf("line %d = %q (%v), want the record %s on a line of its own", i+1, lines[i], err, want)
+		}
+	}
+	got := map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetCounter().GetValue()
+	}
+	if got["meshtrail_ndjson_records_dropped_total"] != 2 || got["meshtrail_ndjson_records_written_total"] != 3 {
+		t.Errorf("metrics %v: want 2 dropped (the cut ones), 3 written", got)
 	}
 }
