@@ -40,13 +40,21 @@ func explain(b []byte, err error) string {
 	}
 	if name, ok := strings.CutPrefix(msg, "unknown field "); ok {
 		key := strings.Trim(name, `"`)
-		where := ""
+		// The decoder does not say where; the lines that start with the
+		// key do (several when the name is also valid elsewhere).
+		var at []string
 		for i, line := range strings.Split(string(b), "\n") {
-			t := strings.TrimLeft(line, " -")
-			if strings.HasPrefix(t, key+":") {
-				where = fmt.Sprintf("line %d: ", i+1)
-				break
+			if t := strings.TrimLeft(line, " -"); strings.HasPrefix(t, key+":") {
+				at = append(at, fmt.Sprint(i+1))
 			}
+		}
+		where := ""
+		switch len(at) {
+		case 0:
+		case 1:
+			where = "line " + at[0] + ": "
+		default:
+			where = "one of lines " + strings.Join(at, ", ") + ": "
 		}
 		return fmt.Sprintf("%sunknown setting %q: misspelt, or at the wrong indentation (examples/ lists every key)", where, key)
 	}
@@ -58,7 +66,7 @@ func explain(b []byte, err error) string {
 func extraDocument(b []byte) bool {
 	lines := strings.Split(string(b), "\n")
 	for i, line := range lines {
-		if strings.TrimRight(line, " \r") != "---" {
+		if !isDocumentMarker(line) {
 			continue
 		}
 		before, after := false, false
@@ -75,9 +83,16 @@ func extraDocument(b []byte) bool {
 	return false
 }
 
+// isDocumentMarker reports whether line starts a YAML document: "---" at
+// the start of the line, alone or followed by a space (a comment, a value).
+func isDocumentMarker(line string) bool {
+	rest, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), "---")
+	return ok && (rest == "" || rest[0] == ' ' || rest[0] == '\t')
+}
+
 func meaningful(line string) bool {
 	t := strings.TrimSpace(line)
-	return t != "" && !strings.HasPrefix(t, "#") && t != "---"
+	return t != "" && !strings.HasPrefix(t, "#") && !isDocumentMarker(t)
 }
 
 // Duration is a time.Duration written as a Go duration string ("250ms",

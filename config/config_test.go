@@ -38,12 +38,29 @@ func TestUnknownFieldNamedWithItsLine(t *testing.T) {
 	if strings.Contains(err.Error(), "JSON") {
 		t.Errorf("error %q talks about JSON in a YAML file", err)
 	}
+	// A name valid in one place and wrong in another: both lines are named.
+	type nested struct {
+		GRPC struct {
+			MaxStreams int `json:"max_streams"`
+		} `json:"grpc"`
+	}
+	path := filepath.Join(t.TempDir(), "als.yaml")
+	if err := os.WriteFile(path, []byte("grpc:\n  max_streams: 5\nmax_streams: 7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var n nested
+	if err := Load(path, &n); err == nil || !strings.Contains(err.Error(), "one of lines 2, 3") {
+		t.Errorf("got %v, want both candidate lines named", err)
+	}
 }
 
 // A second document would be ignored silently: it is an error instead.
 func TestSecondDocumentRefused(t *testing.T) {
 	if err := load(t, "out: stdout\n---\ngrpc:\n  keepalive_time: 30s\n"); err == nil || !strings.Contains(err.Error(), "more than one YAML document") {
 		t.Fatalf("got %v, want the second document refused", err)
+	}
+	if err := load(t, "out: stdout\n--- # the grpc part\ngrpc:\n  keepalive_time: 30s\n"); err == nil {
+		t.Fatal("a second document after a commented marker was ignored")
 	}
 	// A leading "---" is only a document start.
 	if err := load(t, "# meshtrail\n---\nout: stdout\n"); err != nil {
