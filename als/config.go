@@ -83,9 +83,10 @@ type GRPCConfig struct {
 	// a fast sender buffer megabytes per connection.
 	WindowBytes int32 `json:"window_bytes"`
 	// MaxConnectionAge sends an Envoy's connection a GOAWAY (gRPC adds
-	// +-10% jitter); the stream on it then ends cleanly after its next
-	// message once it is 1.1 x this old, and Envoy reopens it on a new
-	// connection, possibly to another replica. MaxConnectionAgeGrace is
+	// +-10% jitter); once the connection is 1.1 x this old, each stream on
+	// it ends cleanly after its next message (and those right behind it),
+	// and Envoy reopens it on a new connection, possibly to another
+	// replica. MaxConnectionAgeGrace is
 	// how long after the GOAWAY a connection is cut regardless: keep it
 	// above a fifth of MaxConnectionAge, or streams are cut (and what is in
 	// flight on them lost) before they can end cleanly. 0 means no limit.

@@ -42,7 +42,7 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 		}, []string{"reason"}),
 		handshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshtrail_als_tls_handshake_errors_total",
-			Help: "Connections whose TLS handshake failed, by reason (plaintext, client_certificate, protocol_version, closed, other).",
+			Help: "Connections whose TLS handshake failed, by reason (plaintext, client_certificate, rejected_by_client, protocol_version, closed, other).",
 		}, []string{"reason"}),
 		messages: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshtrail_als_messages_total", Help: "StreamAccessLogsMessage messages received.",

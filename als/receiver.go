@@ -93,8 +93,8 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 		r.metrics.streamsOpen.Dec()
 	}()
 
-	opened := time.Now()
 	ctx := stream.Context()
+	opened := connectionStart(ctx)
 	from := "unknown peer"
 	if p, ok := peer.FromContext(ctx); ok {
 		from = p.Addr.String()
@@ -106,9 +106,22 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 		msg   wireMessage
 		raw   []byte
 		dec   = newWireDecoder(r.conv)
+		// ending is set once the stream is to end (shutdown, max age): the
+		// messages already sent are read from it, then the stream ends.
+		ending *readAhead
 	)
 	for {
-		if err := stream.RecvMsg(&raw); err != nil {
+		var err error
+		if ending == nil {
+			err = stream.RecvMsg(&raw)
+		} else {
+			m, more := ending.next()
+			if !more {
+				return closeStream(stream)
+			}
+			raw, err = m.raw, m.err
+		}
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return closeStream(stream)
 			}
@@ -195,19 +208,80 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 		r.metrics.processing.Observe(time.Since(start).Seconds())
 		r.bufs.put(raw)
 		raw = nil
-		if r.draining.Load() {
-			// Shutting down: end the stream cleanly now that its last
-			// message is consumed. Envoy opens a new one at its next flush,
-			// to another replica (the listener is closed).
-			return closeStream(stream)
+		if ending != nil {
+			continue
 		}
-		if r.maxAge > 0 && start.Sub(opened) > r.maxAge {
+		if r.draining.Load() {
+			// Shutting down: Envoy never ends its stream, so end it here,
+			// after what it has already sent; Envoy opens a new one at
+			// its next flush, to another replica (the listener is closed).
+			ending = startReadAhead(stream)
+		} else if r.maxAge > 0 && start.Sub(opened) > r.maxAge {
 			// Its connection got a GOAWAY at its max age: end the stream
 			// before the connection is cut, so Envoy reopens it on a new
-			// connection with nothing lost.
+			// connection instead of losing what is in flight at the cut.
 			r.metrics.streamsAged.Inc()
-			return closeStream(stream)
+			ending = startReadAhead(stream)
 		}
+	}
+}
+
+// readAhead reads the messages of a stream that is about to end: those
+// gRPC already holds (up to the HTTP/2 window) and those that keep coming
+// back to back. The stream ends at the first pause or after
+// readAheadMessages, whichever comes first; what Envoy sends after that,
+// before it sees the stream end, is lost (HTTP/2 has no way to tell it to
+// stop first), so the pause is short but longer than a read from buffers.
+type readAhead struct {
+	ch   chan received
+	left int
+}
+
+type received struct {
+	raw []byte
+	err error
+}
+
+const (
+	readAheadPause    = 20 * time.Millisecond
+	readAheadMessages = 64 // 1 MiB of Envoy's 16 KiB flushes: four windows' worth
+)
+
+func startReadAhead(stream grpc.ServerStream) *readAhead {
+	ra := &readAhead{ch: make(chan received), left: readAheadMessages}
+	go func() {
+		// Ends when the stream does: RecvMsg fails once the handler has
+		// returned and gRPC cancelled the stream.
+		for {
+			var raw []byte
+			err := stream.RecvMsg(&raw)
+			select {
+			case ra.ch <- received{raw, err}:
+			case <-stream.Context().Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ra
+}
+
+// next returns the next message already sent, or more=false when the
+// stream should end now.
+func (ra *readAhead) next() (received, bool) {
+	if ra.left == 0 {
+		return received{}, false
+	}
+	ra.left--
+	t := time.NewTimer(readAheadPause)
+	defer t.Stop()
+	select {
+	case m := <-ra.ch:
+		return m, true
+	case <-t.C:
+		return received{}, false
 	}
 }
 
@@ -217,15 +291,19 @@ func (r *Receiver) handshakeFailed(remote net.Addr, err error) {
 	reason := handshakeReason(err)
 	r.metrics.handshakeErrors.WithLabelValues(reason).Inc()
 	if reason != "closed" {
-		r.logf("tls_handshake_"+reason, "TLS handshake failed: the client cannot stream (check its TLS settings and certificate)",
+		what := "the client cannot stream (check its TLS settings and certificate)"
+		if reason == "rejected_by_client" {
+			what = "the client refused this receiver's certificate (check that it trusts the CA that signed --tls-cert)"
+		}
+		r.logf("tls_handshake_"+reason, "TLS handshake failed: "+what,
 			"peer", remote.String(), "reason", reason, "error", err)
 	}
 }
 
-// Drain makes every stream end, with status OK, once the message it is
-// receiving has been consumed: Envoy never ends its access log stream, so
-// this is how a shutting-down receiver lets go of its Envoys without
-// losing what they already sent.
+// Drain makes every stream end, with status OK, after its next message
+// and what Envoy sent right behind it (see readAhead): Envoy never ends its
+// access log stream, so this is how a shutting-down receiver lets go of
+// its Envoys with as little as possible in flight.
 func (r *Receiver) Drain() { r.draining.Store(true) }
 
 // Streams is the number of streams open now.

@@ -478,6 +478,31 @@ func TestFilterStateFromTheWasmFilterWinsOverHeaders(t *testing.T) {
 	}
 }
 
+// A filter-state span id or sampling flag that is not valid is not used,
+// is counted, and stays in the record's filter state.
+func TestInvalidFilterStateSpanStaysVisible(t *testing.T) {
+	ts := startService(t, nil)
+	e := httpEntry(nil)
+	e.CommonProperties.FilterStateObjects = map[string]*anypb.Any{
+		"wasm.meshtrail_trace_id": bytesValue(t, "4bf92f3577b34da6a3ce929d0e0e4736"),
+		"wasm.meshtrail_span_id":  bytesValue(t, "NOT-A-SPAN"),
+		"wasm.meshtrail_sampled":  bytesValue(t, "maybe"),
+	}
+	if err := ts.send(ts.dial(), httpMessage(true, e)); err != nil {
+		t.Fatal(err)
+	}
+	if m := ts.metrics(false); !strings.Contains(m, `meshtrail_als_invalid_trace_headers_total{format="filter_state",reason="malformed"} 2`) {
+		t.Errorf("invalid span id and sampled flag not counted:\n%s", grepLines(m, "invalid_trace"))
+	}
+	r := ts.records()[0]
+	if r.Trace.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || r.Trace.SpanID != "" || r.Trace.Sampled != nil {
+		t.Errorf("trace = %+v", r.Trace)
+	}
+	if r.FilterState["wasm.meshtrail_span_id"] != "NOT-A-SPAN" || r.FilterState["wasm.meshtrail_sampled"] != "maybe" || r.FilterState["wasm.meshtrail_trace_id"] != "" {
+		t.Errorf("filter state %v: want the invalid values kept and the used trace id not repeated", r.FilterState)
+	}
+}
+
 // A filter-state trace id that is not valid is not used, and stays in the
 // record's filter state so the user sees what the filter wrote.
 func TestInvalidFilterStateTraceStaysVisible(t *testing.T) {
@@ -579,8 +604,8 @@ var _ = rand.Read
 
 // Envoy never ends its access log stream. On shutdown a stream that is
 // still sending ends cleanly (a response, status OK) right after its next
-// message, whose records are written: a rolling update loses nothing the
-// Envoys already sent, and does not wait for the grace to run out.
+// message, whose records are written: a rolling update does not wait for
+// the grace to run out, nor cut the stream with messages in flight.
 func TestShutdownEndsBusyStreamsAfterTheirNextMessage(t *testing.T) {
 	ts := startService(t, nil)
 	stream, err := accesslogsvc.NewAccessLogServiceClient(ts.dial()).StreamAccessLogs(context.Background())
@@ -606,10 +631,15 @@ func TestShutdownEndsBusyStreamsAfterTheirNextMessage(t *testing.T) {
 	if resp, err := http.Get("http://" + ts.svc.MetricsAddr() + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while shutting down: %v %v, want 503", resp.Status, err)
 	}
-	second := httpEntry(nil)
-	second.Request.Path = "/during-shutdown"
-	if err := stream.Send(httpMessage(false, second)); err != nil {
-		t.Fatal(err)
+	// Envoy keeps flushing: twenty messages back to back. They are read
+	// from the stream before it ends (gRPC already holds them), not
+	// dropped when the handler returns after the first.
+	for i := range 20 {
+		e := httpEntry(nil)
+		e.Request.Path = fmt.Sprintf("/during-shutdown/%d", i)
+		if err := stream.Send(httpMessage(false, e)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Like Envoy, the client never closes its side: the server ends it.
 	var resp accesslogsvc.StreamAccessLogsResponse
@@ -623,8 +653,8 @@ func TestShutdownEndsBusyStreamsAfterTheirNextMessage(t *testing.T) {
 		t.Errorf("the busy stream was cut instead of ended after its message:\n%s", ts.logText())
 	}
 	recs := ts.records()
-	if len(recs) != 2 || recs[1].HTTP.Path != "/during-shutdown" {
-		t.Fatalf("records %d (%v), want both messages' entries", len(recs), recs)
+	if len(recs) != 21 || recs[20].HTTP.Path != "/during-shutdown/19" {
+		t.Fatalf("%d records, want the 21 sent before the stream ended", len(recs))
 	}
 }
 
@@ -669,31 +699,44 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // At its connection's max age a stream ends cleanly after its next
 // message (the GOAWAY is out), so Envoy reopens it on a new connection and
-// the grace's hard cut finds nothing in flight.
+// the grace's hard cut finds nothing in flight. The age is the
+// connection's: a second logger's stream opened later on it ends too.
 func TestStreamEndsCleanlyAtMaxAge(t *testing.T) {
 	ts := startService(t, func(c *Config) {
-		c.GRPC.MaxConnectionAge = config.Duration(200 * time.Millisecond)
+		c.GRPC.MaxConnectionAge = config.Duration(300 * time.Millisecond)
 		c.GRPC.MaxConnectionAgeGrace = config.Duration(time.Minute)
 	})
-	stream, err := accesslogsvc.NewAccessLogServiceClient(ts.dial()).StreamAccessLogs(context.Background())
+	client := accesslogsvc.NewAccessLogServiceClient(ts.dial())
+	first, err := client.StreamAccessLogs(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(httpMessage(true, httpEntry(nil))); err != nil {
+	if err := first.Send(httpMessage(true, httpEntry(nil))); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // past 1.1 x the max age
-	if err := stream.Send(httpMessage(false, httpEntry(nil))); err != nil {
+	waitFor(t, func() bool { return ts.svc.receiver.Streams() == 1 })
+	time.Sleep(150 * time.Millisecond) // the connection is older than the next stream
+	second, err := client.StreamAccessLogs(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	var resp accesslogsvc.StreamAccessLogsResponse
-	if err := stream.RecvMsg(&resp); err != nil {
-		t.Fatalf("stream ended by %v, want a response and status OK", err)
+	if err := second.Send(httpMessage(true, httpEntry(nil))); err != nil {
+		t.Fatal(err)
 	}
-	if m := ts.metrics(false); !strings.Contains(m, "meshtrail_als_streams_aged_total 1") {
-		t.Errorf("aged stream not counted:\n%s", grepLines(m, "streams_"))
+	time.Sleep(250 * time.Millisecond) // past 1.1 x the max age for the connection, not for the second stream
+	for i, stream := range []accesslogsvc.AccessLogService_StreamAccessLogsClient{first, second} {
+		if err := stream.Send(httpMessage(false, httpEntry(nil))); err != nil {
+			t.Fatal(err)
+		}
+		var resp accesslogsvc.StreamAccessLogsResponse
+		if err := stream.RecvMsg(&resp); err != nil {
+			t.Fatalf("stream %d ended by %v, want a response and status OK", i+1, err)
+		}
 	}
-	if recs := ts.records(); len(recs) != 2 {
-		t.Errorf("%d records, want both messages'", len(recs))
+	if m := ts.metrics(false); !strings.Contains(m, "meshtrail_als_streams_aged_total 2") {
+		t.Errorf("aged streams not counted:\n%s", grepLines(m, "streams_"))
+	}
+	if recs := ts.records(); len(recs) != 4 {
+		t.Errorf("%d records, want every message's", len(recs))
 	}
 }

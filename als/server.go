@@ -1,6 +1,7 @@
 package als
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/stats"
 )
 
 // NewGRPCServer returns a gRPC server serving r with the limits, keepalive
@@ -22,6 +24,11 @@ import (
 func NewGRPCServer(r *Receiver, cfg GRPCConfig, tlsCfg TLSConfig) (*grpc.Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(wireCodec{bufs: &r.bufs}),
+		grpc.StatsHandler(connStart{}),
+		// A connection that never finishes its TLS handshake or HTTP/2
+		// preface is dropped after this (gRPC's default is 120 s, which a
+		// shutdown would otherwise wait out).
+		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMessageBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.InitialWindowSize(cfg.WindowBytes),
@@ -47,6 +54,32 @@ func NewGRPCServer(r *Receiver, cfg GRPCConfig, tlsCfg TLSConfig) (*grpc.Server,
 	s := grpc.NewServer(opts...)
 	s.RegisterService(&serviceDesc, r)
 	return s, nil
+}
+
+// connStart stamps every connection's context with the time it was
+// accepted: a stream's age at grpc.max_connection_age is its
+// connection's, not its own (a second logger's stream may open on an old
+// connection).
+type connStart struct{}
+
+type connStartKey struct{}
+
+func (connStart) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return context.WithValue(ctx, connStartKey{}, time.Now())
+}
+func (connStart) HandleConn(context.Context, stats.ConnStats) {}
+func (connStart) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return ctx
+}
+func (connStart) HandleRPC(context.Context, stats.RPCStats) {}
+
+// connectionStart is when the connection a stream's context belongs to was
+// accepted (now, if the context carries no stamp).
+func connectionStart(ctx context.Context) time.Time {
+	if t, ok := ctx.Value(connStartKey{}).(time.Time); ok {
+		return t
+	}
+	return time.Now()
 }
 
 // handshakeWatch reports failed TLS handshakes (a plaintext client, an
@@ -76,6 +109,8 @@ func handshakeReason(err error) string {
 	switch {
 	case errors.Is(err, io.EOF) || strings.Contains(msg, "connection reset"):
 		return "closed" // the client hung up first: a TCP probe, a load balancer check
+	case strings.Contains(msg, "remote error"):
+		return "rejected_by_client" // the client refused this receiver's certificate (or TLS version)
 	case strings.Contains(msg, "does not look like a TLS handshake"):
 		return "plaintext"
 	case strings.Contains(msg, "certificate"):

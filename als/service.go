@@ -194,13 +194,14 @@ func (s *Service) MetricsAddr() string {
 // (a fan-out's queues flush or persist there).
 func (s *Service) AddCloser(f func(context.Context) error) { s.closers = append(s.closers, f) }
 
-// Shutdown stops accepting streams and ends the open ones, each after the
-// message it is receiving, then flushes every sink. Envoy never ends its
-// access log stream, but it sends at least every flush interval (1 s by
-// default), so a busy stream ends within about a second; streams still open
-// after half the time ctx leaves (idle ones, with nothing in flight) are
-// cut, and the other half is the sinks' to flush. Calling it again returns
-// the first result.
+// Shutdown stops accepting streams and ends the open ones, each after its
+// next message and what was sent right behind it (Receiver.Drain), then
+// flushes every sink. Envoy never ends its access log stream, but it sends
+// at least every flush interval (1 s by default), so a busy stream ends
+// within about a second; streams still open after half the time ctx leaves
+// (idle ones, with nothing in flight) are cut, and the other half is the
+// sinks' to flush. Without a deadline on ctx idle streams are waited for.
+// Calling it again returns the first result.
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
 	return s.stopErr

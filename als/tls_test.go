@@ -46,10 +46,14 @@ func TestMutualTLS(t *testing.T) {
 	if err := ts.send(dial(withCert), httpMessage(true, httpEntry(map[string]string{"x-via": "mtls"}))); err != nil {
 		t.Fatalf("client with a CA-signed certificate: %v", err)
 	}
+	// A client that does not trust the receiver's CA refuses it.
+	if err := ts.send(dial(&tls.Config{Certificates: []tls.Certificate{clientCert}}), httpMessage(true, httpEntry(nil))); err == nil {
+		t.Fatal("a client without the receiver's CA accepted its certificate")
+	}
 	// The refused clients are visible on the server side too: counted by
 	// reason and logged with their address.
 	m := ts.metrics(false)
-	for _, reason := range []string{"client_certificate", "plaintext"} {
+	for _, reason := range []string{"client_certificate", "plaintext", "rejected_by_client"} {
 		if !strings.Contains(m, `meshtrail_als_tls_handshake_errors_total{reason="`+reason+`"}`) {
 			t.Errorf("no %s handshake failure counted:\n%s", reason, grepLines(m, "handshake"))
 		}
