@@ -57,16 +57,34 @@ func Tool(t testing.TB, name string) string {
 	return p
 }
 
-// FreeAddr returns a free 127.0.0.1:port.
+// FreeAddr returns a free 127.0.0.1:port, never one it returned before in
+// this process.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		// The kernel may hand a just-closed port out again: two servers
+		// of one test (Jaeger's OTLP and Zipkin ports) once got the same.
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("harness: no free port not handed out before in 100 tries")
+	return ""
 }
+
+var (
+	freeMu    sync.Mutex
+	handedOut = map[string]bool{} // every address FreeAddr returned in this process
+)
 
 // Process is a server started for a test. Its output goes to a log file
 // that is printed when the test fails.
