@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -51,12 +52,23 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("a client without the receiver's CA accepted its certificate")
 	}
 	// The refused clients are visible on the server side too: counted by
-	// reason and logged with their address.
-	m := ts.metrics(false)
-	for _, reason := range []string{"client_certificate", "plaintext", "rejected_by_client"} {
-		if !strings.Contains(m, `meshtrail_als_tls_handshake_errors_total{reason="`+reason+`"}`) {
-			t.Errorf("no %s handshake failure counted:\n%s", reason, grepLines(m, "handshake"))
+	// reason and logged with their address. (The server learns of a
+	// client's refusal after the client has given up: wait for it.)
+	reasons := []string{"client_certificate", "plaintext", "rejected_by_client"}
+	counted := func(m string) bool {
+		for _, reason := range reasons {
+			if !strings.Contains(m, `meshtrail_als_tls_handshake_errors_total{reason="`+reason+`"}`) {
+				return false
+			}
 		}
+		return true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !counted(ts.metrics(false)) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if m := ts.metrics(false); !counted(m) {
+		t.Errorf("handshake failures %v not all counted:\n%s", reasons, grepLines(m, "handshake"))
 	}
 	if lt := ts.logText(); !strings.Contains(lt, "TLS handshake failed") || !strings.Contains(lt, "reason=plaintext") {
 		t.Errorf("failed handshakes not logged:\n%s", lt)
