@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,7 @@ type Service struct {
 	closers  []func(context.Context) error
 	wg       sync.WaitGroup
 	stopLog  chan struct{}
+	grpcDown atomic.Bool // the gRPC server's Serve returned
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -152,6 +154,10 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 				http.Error(w, "shutting down", http.StatusServiceUnavailable)
 				return
 			}
+			if s.grpcDown.Load() {
+				http.Error(w, "the ALS gRPC server has stopped (see the log)", http.StatusServiceUnavailable)
+				return
+			}
 			fmt.Fprintln(w, "ready")
 		})
 		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -169,6 +175,7 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 		if err := s.grpc.Serve(s.lis); err != nil {
 			logger.Error("ALS gRPC server stopped", "error", err)
 		}
+		s.grpcDown.Store(true)
 	}()
 	go func() {
 		defer s.wg.Done()
