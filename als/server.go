@@ -121,15 +121,24 @@ func handshakeReason(err error) string {
 	return "other"
 }
 
-// serverTLS loads the certificate, re-reading it when the files change
-// (cert-manager rotates them in place), and the client CA for mTLS.
+// serverTLS loads the certificate and the client CA for mTLS, re-reading
+// both when their files change (cert-manager rotates them in place).
 func serverTLS(c TLSConfig) (*tls.Config, error) {
-	kp := &reloadingKeyPair{certFile: c.CertFile, keyFile: c.KeyFile}
+	kp := &reloadingFile[*tls.Certificate]{path: c.CertFile, field: "tls.cert_file", parse: func() (*tls.Certificate, error) {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: loading %s and %s: %w", c.CertFile, c.KeyFile, err)
+		}
+		return &cert, nil
+	}}
 	if _, err := kp.load(); err != nil {
 		return nil, err
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: kp.get}
-	if c.ClientCAFile != "" {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.load() }}
+	if c.ClientCAFile == "" {
+		return tc, nil
+	}
+	ca := &reloadingFile[*x509.CertPool]{path: c.ClientCAFile, field: "tls.client_ca_file", parse: func() (*x509.CertPool, error) {
 		pem, err := os.ReadFile(c.ClientCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
@@ -138,50 +147,74 @@ func serverTLS(c TLSConfig) (*tls.Config, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("tls.client_ca_file %s: no PEM certificate found", c.ClientCAFile)
 		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		return pool, nil
+	}}
+	pool, err := ca.load()
+	if err != nil {
+		return nil, err
+	}
+	tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	base := tc.Clone()
+	// Each handshake gets the CA as the file is now: rotating the mesh's
+	// CA (cert-manager, a mounted secret) needs no restart.
+	tc.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		pool, err := ca.load()
+		if err != nil {
+			return nil, err
+		}
+		cfg := base.Clone()
+		cfg.ClientCAs = pool
+		return cfg, nil
 	}
 	return tc, nil
 }
 
-type reloadingKeyPair struct {
-	certFile, keyFile string
-	mu                sync.Mutex
-	cert              *tls.Certificate
-	modTime           time.Time
-	checked           time.Time
+// tlsRecheck is how often at most the TLS files are checked for changes.
+var tlsRecheck = 5 * time.Second
+
+// reloadingFile holds what was parsed from a file (a certificate, a CA
+// pool), parsing it again when the file's modification time changes,
+// checked at most every tlsRecheck. A file missing or broken after a
+// good load keeps the last good value: a secret being rewritten must not
+// break serving.
+type reloadingFile[T any] struct {
+	path, field string
+	parse       func() (T, error)
+
+	mu      sync.Mutex
+	val     T
+	loaded  bool
+	modTime time.Time
+	checked time.Time
 }
 
-func (k *reloadingKeyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return k.load() }
-
-// load returns the cached pair, reloading it at most every few seconds when
-// the certificate file's mtime changed.
-func (k *reloadingKeyPair) load() (*tls.Certificate, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.cert != nil && time.Since(k.checked) < 5*time.Second {
-		return k.cert, nil
+func (r *reloadingFile[T]) load() (T, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.loaded && time.Since(r.checked) < tlsRecheck {
+		return r.val, nil
 	}
-	k.checked = time.Now()
-	st, err := os.Stat(k.certFile)
+	r.checked = time.Now()
+	st, err := os.Stat(r.path)
 	if err != nil {
-		if k.cert != nil {
-			return k.cert, nil // keep serving the last good pair
+		if r.loaded {
+			return r.val, nil
 		}
-		return nil, fmt.Errorf("tls.cert_file: %w", err)
+		var zero T
+		return zero, fmt.Errorf("%s: %w", r.field, err)
 	}
-	if k.cert != nil && st.ModTime().Equal(k.modTime) {
-		return k.cert, nil
+	if r.loaded && st.ModTime().Equal(r.modTime) {
+		return r.val, nil
 	}
-	c, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	v, err := r.parse()
 	if err != nil {
-		if k.cert != nil {
-			return k.cert, nil
+		if r.loaded {
+			return r.val, nil
 		}
-		return nil, fmt.Errorf("tls: loading %s and %s: %w", k.certFile, k.keyFile, err)
+		return v, err
 	}
-	k.cert, k.modTime = &c, st.ModTime()
-	return k.cert, nil
+	r.val, r.loaded, r.modTime = v, true, st.ModTime()
+	return v, nil
 }
 
 // Listen opens the gRPC listener, naming the field when it fails.

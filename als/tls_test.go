@@ -97,3 +97,57 @@ func TestTLSFilesAreCheckedAtStart(t *testing.T) {
 		t.Fatalf("got %v, want an error naming tls.cert_file", err)
 	}
 }
+
+// Rotating the CA or the serving certificate in place (cert-manager, a
+// re-mounted secret) takes effect without a restart.
+func TestTLSFilesAreReloaded(t *testing.T) {
+	old := tlsRecheck
+	tlsRecheck = 10 * time.Millisecond
+	t.Cleanup(func() { tlsRecheck = old })
+
+	ca1, ca2 := harness.NewCA(t), harness.NewCA(t)
+	dir := t.TempDir()
+	serverCert, serverKey := ca1.Issue(t, "meshtrail-als", "127.0.0.1").Write(t, dir, "tls")
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, ca1.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ts := startService(t, func(c *Config) {
+		c.TLS = TLSConfig{CertFile: serverCert, KeyFile: serverKey, ClientCAFile: caFile}
+	})
+	clientOf := func(ca *harness.CA, trusts *harness.CA) *tls.Config {
+		leaf := ca.Issue(t, "istio-proxy")
+		cert, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := trusts.TLSClient()
+		tc.Certificates = []tls.Certificate{cert}
+		return tc
+	}
+	send := func(tc *tls.Config) error {
+		return ts.send(ts.dial(grpc.WithTransportCredentials(credentials.NewTLS(tc))), httpMessage(true, httpEntry(nil)))
+	}
+	if err := send(clientOf(ca2, ca1)); err == nil {
+		t.Fatal("a client of another CA was accepted")
+	}
+	// The mesh moves to CA 2: the CA file, then the serving certificate.
+	later := time.Now().Add(time.Second)
+	if err := os.WriteFile(caFile, ca2.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chtimes(caFile, later, later) // a new mtime even on a coarse clock
+	time.Sleep(50 * time.Millisecond)
+	if err := send(clientOf(ca2, ca1)); err != nil {
+		t.Fatalf("after the CA file changed, a client of the new CA: %v", err)
+	}
+	if err := send(clientOf(ca1, ca1)); err == nil {
+		t.Fatal("after the CA file changed, a client of the old CA was still accepted")
+	}
+	ca2.Issue(t, "meshtrail-als", "127.0.0.1").Write(t, dir, "tls")
+	_ = os.Chtimes(serverCert, later, later)
+	time.Sleep(50 * time.Millisecond)
+	if err := send(clientOf(ca2, ca2)); err != nil {
+		t.Fatalf("after the certificate changed, a client trusting only the new CA: %v", err)
+	}
+}
