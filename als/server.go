@@ -103,6 +103,21 @@ func (h handshakeWatch) Clone() credentials.TransportCredentials {
 	return handshakeWatch{h.TransportCredentials.Clone(), h.failed}
 }
 
+// handshakeFailed counts a failed TLS handshake and logs it, unless the
+// client merely hung up (probes do that all day).
+func (r *Receiver) handshakeFailed(remote net.Addr, err error) {
+	reason := handshakeReason(err)
+	r.metrics.handshakeErrors.WithLabelValues(reason).Inc()
+	if reason != "closed" {
+		what := "the client cannot stream (check its TLS settings and certificate)"
+		if reason == "rejected_by_client" {
+			what = "the client refused this receiver's certificate (check that it trusts the CA that signed --tls-cert)"
+		}
+		r.logf("tls_handshake_"+reason, "TLS handshake failed: "+what,
+			"peer", remote.String(), "reason", reason, "error", err)
+	}
+}
+
 // handshakeReason sorts a failed handshake for the metric's label.
 func handshakeReason(err error) string {
 	msg := err.Error()
