@@ -86,10 +86,10 @@ type GRPCConfig struct {
 	// +-10% jitter); once the connection is 1.1 x this old, each stream on
 	// it ends cleanly after its next message (and those right behind it),
 	// and Envoy reopens it on a new connection, possibly to another
-	// replica. MaxConnectionAgeGrace is
-	// how long after the GOAWAY a connection is cut regardless: keep it
-	// above a fifth of MaxConnectionAge, or streams are cut (and what is in
-	// flight on them lost) before they can end cleanly. 0 means no limit.
+	// replica. MaxConnectionAgeGrace is how long after the GOAWAY a
+	// connection is cut regardless: keep it above a fifth of
+	// MaxConnectionAge, or streams are cut (and what is in flight on them
+	// lost) before they can end cleanly. 0 means no limit.
 	MaxConnectionAge      config.Duration `json:"max_connection_age"`
 	MaxConnectionAgeGrace config.Duration `json:"max_connection_age_grace"`
 	KeepaliveTime         config.Duration `json:"keepalive_time"`

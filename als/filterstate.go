@@ -180,29 +180,14 @@ func (ft *filterTrace) restoreUnused(m map[string]string, tr *record.Trace) map[
 	if ft.present == 0 {
 		return m
 	}
-	fromState := tr.Source == traceFromFilterState
+	var used [4]bool // in the order of filterTraceKeys
+	if tr.Source == traceFromFilterState {
+		used = [4]bool{true, ft.values[1] == tr.SpanID, ft.values[2] == tr.ParentSpanID, tr.Sampled != nil}
+	}
 	for i, key := range filterTraceKeys {
 		v, ok := ft.get(i)
-		if !ok {
+		if !ok || used[i] {
 			continue
-		}
-		if fromState {
-			switch i {
-			case 0:
-				continue
-			case 1:
-				if v == tr.SpanID {
-					continue
-				}
-			case 2:
-				if v == tr.ParentSpanID {
-					continue
-				}
-			case 3:
-				if tr.Sampled != nil {
-					continue
-				}
-			}
 		}
 		if m == nil {
 			m = make(map[string]string, 4)

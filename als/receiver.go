@@ -1,10 +1,10 @@
 package als
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshtrail/meshtrail/loglimit"
 	"github.com/meshtrail/meshtrail/record"
 	"github.com/meshtrail/meshtrail/tracecontext"
 )
@@ -27,11 +28,11 @@ type Receiver struct {
 	conv       *converter
 	metrics    *receiverMetrics
 	log        *slog.Logger
-	logLimit   *logLimiter
+	logLimit   *loglimit.Limiter
 	maxStreams int64
 	maxAge     time.Duration
 	streams    atomic.Int64
-	draining   atomic.Bool // set by Drain: streams end after the message in hand
+	draining   atomic.Bool // set by Drain (streamend.go)
 	now        func() time.Time
 	bufs       messageBuffers // receive buffers, handed out by wireCodec
 }
@@ -65,24 +66,20 @@ func NewReceiver(consumer record.Consumer, opts ReceiverOptions, reg prometheus.
 		conv:       newConverter(opts.AllowSensitiveHeaders, opts.RedactHeaders, opts.MaxHeaderBytes).withTraceOrder(opts.TraceOrder),
 		metrics:    newReceiverMetrics(reg),
 		log:        logger,
-		logLimit:   newLogLimiter(10 * time.Second),
+		logLimit:   loglimit.New(10 * time.Second),
 		maxStreams: int64(opts.MaxStreams),
 		maxAge:     opts.MaxStreamAge,
 		now:        time.Now,
 	}
 }
 
-// serveStream serves one Envoy's stream until it ends. Envoy never
-// expects a response message.
+// serveStream serves one Envoy's stream until it ends. Envoy ignores the
+// response message a closed stream gets (closeStream).
 func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 	if n := r.streams.Add(1); r.maxStreams > 0 && n > r.maxStreams {
 		r.streams.Add(-1)
 		r.metrics.streamErrors.WithLabelValues("too_many_streams").Inc()
-		from := "unknown peer"
-		if p, ok := peer.FromContext(stream.Context()); ok {
-			from = p.Addr.String()
-		}
-		r.logf("too_many_streams", "ALS stream refused: max_streams reached; raise it or add replicas", "peer", from, "limit", r.maxStreams)
+		r.logf("too_many_streams", "ALS stream refused: max_streams reached; raise it or add replicas", "peer", peerAddr(stream.Context()), "limit", r.maxStreams)
 		return status.Errorf(codes.ResourceExhausted, "meshtrail: %d streams open, the limit is %d; retry against another replica", n-1, r.maxStreams)
 	}
 	r.metrics.streamsOpen.Inc()
@@ -94,10 +91,7 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 
 	ctx := stream.Context()
 	opened := connectionStart(ctx)
-	from := "unknown peer"
-	if p, ok := peer.FromContext(ctx); ok {
-		from = p.Addr.String()
-	}
+	from := peerAddr(ctx)
 	var (
 		px    *proxy
 		batch []*record.Record
@@ -251,13 +245,17 @@ func (r *Receiver) account(px *proxy, i int, err error, notes *entryNotes) {
 	}
 }
 
+// logf logs a warning about bad input, at most once per reason every 10 s.
 func (r *Receiver) logf(reason, msg string, args ...any) {
-	if suppressed, ok := r.logLimit.allow(reason); ok {
-		if suppressed > 0 {
-			args = append(args, "suppressed_since_last", suppressed)
-		}
-		r.log.Warn(msg, args...)
+	r.logLimit.Log(r.log, slog.LevelWarn, reason, msg, args...)
+}
+
+// peerAddr is the address of a stream's client, for log lines.
+func peerAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok {
+		return p.Addr.String()
 	}
+	return "unknown peer"
 }
 
 func nodeName(px *proxy) string {
@@ -265,43 +263,4 @@ func nodeName(px *proxy) string {
 		return "(before identifier)"
 	}
 	return px.node.ID
-}
-
-// logLimiter lets one log line per reason through per interval, so a
-// client that floods bad input cannot flood the log; the next line says how
-// many were suppressed.
-type logLimiter struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  map[string]*limitState
-}
-
-type limitState struct {
-	at         time.Time
-	suppressed int
-}
-
-func newLogLimiter(every time.Duration) *logLimiter {
-	return &logLimiter{every: every, last: map[string]*limitState{}}
-}
-
-func (l *logLimiter) allow(reason string) (suppressed int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.last[reason]
-	now := time.Now()
-	if s == nil {
-		if len(l.last) > 1000 { // reasons are a closed set; stay bounded anyway
-			clear(l.last)
-		}
-		l.last[reason] = &limitState{at: now}
-		return 0, true
-	}
-	if now.Sub(s.at) < l.every {
-		s.suppressed++
-		return 0, false
-	}
-	n := s.suppressed
-	s.at, s.suppressed = now, 0
-	return n, true
 }

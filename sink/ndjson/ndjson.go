@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/natefinch/lumberjack.v2"
 
+	"github.com/meshtrail/meshtrail/loglimit"
 	"github.com/meshtrail/meshtrail/record"
 )
 
@@ -39,9 +40,8 @@ type Sink struct {
 	pendingRecs int    // the records in pending, under mu
 	out         io.Writer
 	log         *slog.Logger
-	midLine     bool      // a failed write ended mid-line, under mu
-	lastLog     time.Time // of the last write error logged, under mu
-	unlogged    int       // write errors since then, under mu
+	midLine     bool // a failed write ended mid-line, under mu
+	logLimit    *loglimit.Limiter
 	closer      io.Closer
 	bufs        sync.Pool // of *encodeBuf
 	stop        chan struct{}
@@ -61,8 +61,9 @@ const FlushInterval = time.Second
 // flushAt (one write, not two), and still under the 1 MB smallest rotation
 // size, which the rotating file refuses to exceed in one write.
 const (
-	flushAt  = 256 << 10
-	maxWrite = 512 << 10
+	flushAt    = 256 << 10
+	maxWrite   = 512 << 10
+	pendingCap = flushAt + 64<<10 // room for the batch that crosses flushAt
 )
 
 // New opens path ("-" for stdout) for writing. reg receives the sink's
@@ -71,7 +72,8 @@ func New(path string, rot Rotation, reg prometheus.Registerer, logger *slog.Logg
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{stop: make(chan struct{}), done: make(chan struct{}), log: logger}
+	// A full disk fails every flush: one line a minute says so.
+	s := &Sink{stop: make(chan struct{}), done: make(chan struct{}), log: logger, logLimit: loglimit.New(time.Minute)}
 	if path == "-" {
 		s.out = os.Stdout
 	} else {
@@ -84,7 +86,7 @@ func New(path string, rot Rotation, reg prometheus.Registerer, logger *slog.Logg
 		lj := &lumberjack.Logger{Filename: path, MaxSize: rot.MaxSizeMB, MaxBackups: rot.MaxBackups, Compress: rot.Compress}
 		s.out, s.closer = lj, lj
 	}
-	s.pending = make([]byte, 0, flushAt+64<<10)
+	s.pending = make([]byte, 0, pendingCap)
 	s.bufs.New = func() any { return &encodeBuf{b: make([]byte, 0, 64<<10)} }
 	s.records = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_records_written_total", Help: "Records written to the NDJSON output (handed to the file, not only buffered)."})
 	s.bytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_ndjson_bytes_written_total", Help: "Bytes written to the NDJSON output."})
@@ -171,7 +173,7 @@ func (s *Sink) writePending() error {
 	p, recs := s.pending, s.pendingRecs
 	s.pending, s.pendingRecs = s.pending[:0], 0
 	if cap(s.pending) > 4<<20 { // one huge batch once: do not keep its buffer
-		s.pending = make([]byte, 0, flushAt+64<<10)
+		s.pending = make([]byte, 0, pendingCap)
 	}
 	total := len(p)
 	if s.midLine && len(p) > 0 {
@@ -200,7 +202,8 @@ func (s *Sink) writePending() error {
 			s.dropped.Add(float64(lost))
 			s.records.Add(float64(recs - lost))
 			s.bytes.Add(float64(total - len(p) + w))
-			s.logWriteError(err, lost)
+			s.logLimit.Log(s.log, slog.LevelError, "write", "NDJSON output: write failed, buffered records dropped (is the disk full or the file gone?)",
+				"error", err, "records_dropped", lost)
 			return err
 		}
 		p = p[n:]
@@ -208,18 +211,6 @@ func (s *Sink) writePending() error {
 	s.records.Add(float64(recs))
 	s.bytes.Add(float64(total))
 	return nil
-}
-
-// logWriteError logs a failed write, at most once a minute (a full disk
-// fails every flush).
-func (s *Sink) logWriteError(err error, lost int) {
-	s.unlogged++
-	if time.Since(s.lastLog) < time.Minute {
-		return
-	}
-	s.log.Error("NDJSON output: write failed, buffered records dropped (is the disk full or the file gone?)",
-		"error", err, "records_dropped", lost, "failed_writes_since_last_log", s.unlogged)
-	s.lastLog, s.unlogged = time.Now(), 0
 }
 
 // Close flushes and closes the output.
