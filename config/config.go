@@ -64,20 +64,16 @@ func explain(b []byte, err error) string {
 // extraDocument reports whether b holds a second YAML document, which the
 // decoder would silently ignore.
 func extraDocument(b []byte) bool {
-	lines := strings.Split(string(b), "\n")
-	for i, line := range lines {
-		if !isDocumentMarker(line) {
-			continue
-		}
-		before, after := false, false
-		for _, l := range lines[:i] {
-			before = before || meaningful(l)
-		}
-		for _, l := range lines[i+1:] {
-			after = after || meaningful(l)
-		}
-		if before && after {
-			return true
+	settings, marker := false, false // settings seen; a marker after them
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case isDocumentMarker(line):
+			marker = marker || settings
+		case meaningful(line):
+			if marker {
+				return true
+			}
+			settings = true
 		}
 	}
 	return false
