@@ -1,6 +1,6 @@
 # meshtrail: one Go module, one binary, one .wasm. `make help` lists targets.
 GO        ?= go
-TOOLS_DIR ?= $(CURDIR)/.tools
+TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshtrail/tools
 export MESHTRAIL_TOOLS_DIR := $(TOOLS_DIR)
 # Fixed build flags: a changed flag means a full rebuild of everything.
 export CGO_ENABLED ?= 0
@@ -21,8 +21,8 @@ wasm: ## build dist/meshtrail.wasm and its sha256 (what a WasmPlugin pins)
 	GOOS=wasip1 GOARCH=wasm $(GOBUILD) -buildmode=c-shared -o dist/meshtrail.wasm ./wasm
 	cd dist && sha256sum meshtrail.wasm > meshtrail.wasm.sha256 && cat meshtrail.wasm.sha256
 
-tools: ## install what the tests need into .tools/ (cached by version)
-	bash tools/install.sh
+tools: ## install what the tests need into ~/.cache/meshtrail/tools (cached by version, shared by every checkout)
+	bash test/tools/install.sh
 
 vet:
 	$(GO) vet ./...
@@ -36,7 +36,7 @@ test-unit: ## tests that need no installed tool (fast loop)
 demo: build wasm ## the receiver on embedded defaults, a synthetic mesh, and the filter in an Envoy stand-in; no external server
 	$(GOBUILD) -o bin/envoystandin ./test/envoystandin/cmd
 	./bin/meshtrail demo
-	bash demo/envoy-standin.sh
+	bash internal/demo/envoy-standin.sh
 
 bench: build ## benchmarks; figures go to bench/RESULTS.md
 	bash bench/run.sh

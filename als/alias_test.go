@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/meshtrail/meshtrail/meshsim"
-	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/internal/meshsim"
+	"github.com/meshtrail/meshtrail/internal/record"
 )
 
 // The receiver copies each message into one buffer per stream and reuses

@@ -9,10 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/meshtrail/meshtrail/fanout"
-	"github.com/meshtrail/meshtrail/meshsim"
-	"github.com/meshtrail/meshtrail/record"
-	"github.com/meshtrail/meshtrail/sink/istiometrics"
+	"github.com/meshtrail/meshtrail/internal/fanout"
+	"github.com/meshtrail/meshtrail/internal/meshsim"
+	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/sink/istiometrics"
 )
 
 // BenchmarkMessagePath is the receiver's per-message work without the

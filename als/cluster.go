@@ -1,8 +1,8 @@
 package als
 
 import (
-	"github.com/meshtrail/meshtrail/istiocluster"
-	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/internal/istiocluster"
+	"github.com/meshtrail/meshtrail/internal/record"
 )
 
 // parseCluster fills the Istio parts of an upstream cluster name

@@ -11,7 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/meshtrail/meshtrail/config"
+	"github.com/meshtrail/meshtrail/internal/config"
 )
 
 const usageText = `Usage: meshtrail als [flags]
@@ -82,7 +82,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printFlags(fs)
 	}
 	def := DefaultConfig()
-	configPath := fs.String("config", "", "YAML configuration file: every setting, flags override it (the project's examples/als.yaml documents each key)")
+	configPath := fs.String("config", "", "YAML configuration file: every setting, flags override it (the project's als/examples/als.yaml documents each key)")
 	listen := fs.String("listen", def.Listen, "gRPC HOST:PORT Envoys stream access logs to")
 	metricsListen := fs.String("metrics-listen", def.MetricsListen, "HOST:PORT for /metrics, /healthz, /readyz (empty disables)")
 	out := fs.String("out", def.Out, `NDJSON output: a file path (size-rotated) or "-" for stdout; empty disables`)

@@ -7,11 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshtrail/meshtrail/config"
-	"github.com/meshtrail/meshtrail/fanout/route"
-	"github.com/meshtrail/meshtrail/record"
-	sinkconfig "github.com/meshtrail/meshtrail/sink/config"
-	"github.com/meshtrail/meshtrail/tracecontext"
+	"github.com/meshtrail/meshtrail/internal/config"
+	"github.com/meshtrail/meshtrail/internal/fanout/route"
+	"github.com/meshtrail/meshtrail/internal/pipeline"
+	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/tracecontext"
 )
 
 // Config is the receiver's configuration: YAML (meshtrail als --config) or
@@ -34,11 +34,11 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 	// Sinks are the backends every record is also sent to, each through its
-	// own bounded queue (sink/README.md): otlp, zipkin, loki,
+	// own bounded queue (internal/sink/README.md): otlp, zipkin, loki,
 	// elasticsearch, fluentd, prometheus_remote_write.
 	Sinks map[string]json.RawMessage `json:"sinks,omitempty"`
 	// Routing sends records to some of the sinks by tenant or namespace,
-	// with per-tenant quotas (fanout/README.md). Without it every sink
+	// with per-tenant quotas (internal/fanout/README.md). Without it every sink
 	// gets every record.
 	Routing *route.Config `json:"routing,omitempty"`
 	// Pprof serves Go's /debug/pprof on the metrics listener (off by
@@ -291,11 +291,11 @@ func validMetricPrefix(p string) bool {
 }
 
 // sinks decodes and validates the sinks: section (nil when there is none).
-func (c *Config) sinks() (*sinkconfig.Config, error) {
+func (c *Config) sinks() (*pipeline.Config, error) {
 	if len(c.Sinks) == 0 {
 		return nil, nil
 	}
-	sc, err := sinkconfig.FromSections(c.Sinks)
+	sc, err := pipeline.FromSections(c.Sinks)
 	if err != nil {
 		return nil, err
 	}

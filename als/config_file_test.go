@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/meshtrail/meshtrail/config"
+	"github.com/meshtrail/meshtrail/internal/config"
 )
 
 // The example file documents every field with its default: loading it must
@@ -15,11 +15,11 @@ import (
 func TestExampleConfigIsTheDefaults(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Listen = ""
-	if err := config.Load(filepath.Join("..", "examples", "als.yaml"), &cfg); err != nil {
+	if err := config.Load(filepath.Join("examples", "als.yaml"), &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(cfg, DefaultConfig()) {
-		t.Fatalf("examples/als.yaml differs from DefaultConfig:\n file %+v\n code %+v", cfg, DefaultConfig())
+		t.Fatalf("als/examples/als.yaml differs from DefaultConfig:\n file %+v\n code %+v", cfg, DefaultConfig())
 	}
 }
 

@@ -9,10 +9,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 
-	"github.com/meshtrail/meshtrail/filterstate"
-	"github.com/meshtrail/meshtrail/istiocluster"
-	"github.com/meshtrail/meshtrail/record"
-	"github.com/meshtrail/meshtrail/tracecontext"
+	"github.com/meshtrail/meshtrail/internal/filterstate"
+	"github.com/meshtrail/meshtrail/internal/istiocluster"
+	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/tracecontext"
 )
 
 // Reasons an entry is rejected; each is a label value of

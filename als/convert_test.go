@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/meshtrail/meshtrail/meshsim"
-	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/internal/meshsim"
+	"github.com/meshtrail/meshtrail/internal/record"
 )
 
 func TestResponseFlagsRenderAsEnvoyDoes(t *testing.T) {

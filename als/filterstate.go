@@ -1,9 +1,9 @@
 package als
 
 import (
-	"github.com/meshtrail/meshtrail/filterstate"
-	"github.com/meshtrail/meshtrail/peermeta"
-	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/internal/filterstate"
+	"github.com/meshtrail/meshtrail/internal/peermeta"
+	"github.com/meshtrail/meshtrail/internal/record"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"

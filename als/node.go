@@ -5,8 +5,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
-	"github.com/meshtrail/meshtrail/peermeta"
-	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/internal/peermeta"
+	"github.com/meshtrail/meshtrail/internal/record"
 )
 
 // Istio's canonical service labels.

@@ -3,7 +3,7 @@ package als
 import (
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/internal/record"
 )
 
 // peerCache remembers the Istio peer metadata (upstream_peer,

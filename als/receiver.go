@@ -16,9 +16,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/meshtrail/meshtrail/loglimit"
-	"github.com/meshtrail/meshtrail/record"
-	"github.com/meshtrail/meshtrail/tracecontext"
+	"github.com/meshtrail/meshtrail/internal/loglimit"
+	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/tracecontext"
 )
 
 // Receiver implements the AccessLogService. Every stream's records go to

@@ -23,9 +23,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/meshtrail/meshtrail/config"
-	"github.com/meshtrail/meshtrail/meshsim"
-	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/internal/config"
+	"github.com/meshtrail/meshtrail/internal/meshsim"
+	"github.com/meshtrail/meshtrail/internal/record"
 )
 
 // bookinfoMessages simulates n requests and returns, per proxy, the

@@ -8,7 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 
-	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/internal/record"
 )
 
 // The reference converter works on go-control-plane's generated types. The

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/meshtrail/meshtrail/record"
+	"github.com/meshtrail/meshtrail/internal/record"
 )
 
 func socketAddress(ip string, port uint32) *corev3.Address {

@@ -18,12 +18,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 
-	"github.com/meshtrail/meshtrail/fanout"
-	"github.com/meshtrail/meshtrail/fanout/route"
-	"github.com/meshtrail/meshtrail/record"
-	sinkconfig "github.com/meshtrail/meshtrail/sink/config"
-	"github.com/meshtrail/meshtrail/sink/istiometrics"
-	"github.com/meshtrail/meshtrail/sink/ndjson"
+	"github.com/meshtrail/meshtrail/internal/fanout"
+	"github.com/meshtrail/meshtrail/internal/fanout/route"
+	"github.com/meshtrail/meshtrail/internal/pipeline"
+	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/sink/istiometrics"
+	"github.com/meshtrail/meshtrail/internal/sink/ndjson"
 )
 
 // Service is a running receiver: the gRPC server, its sinks and the
@@ -81,7 +81,7 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 		return nil, err
 	}
 	if backendCfg != nil {
-		backends, shutdown, err := sinkconfig.Build(backendCfg, s.Registry, logger)
+		backends, shutdown, err := pipeline.Build(backendCfg, s.Registry, logger)
 		if err != nil {
 			s.closeSinks()
 			return nil, err

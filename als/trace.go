@@ -3,8 +3,8 @@ package als
 import (
 	"errors"
 
-	"github.com/meshtrail/meshtrail/record"
-	"github.com/meshtrail/meshtrail/tracecontext"
+	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/tracecontext"
 )
 
 // Trace sources, as recorded in record.Trace.Source.

@@ -2,7 +2,7 @@
 # Injector benchmarks: bench/inject.sh [COUNT] (default 5 runs each).
 #  - BenchmarkReview: the /inject handler, reviews per CPU-second.
 #  - BenchmarkPodCreate: pod creation p50/p99 through a real kube-apiserver
-#    + etcd (tools/kube-apiserver.sh, tools/etcd.sh), without the webhook
+#    + etcd (test/tools/kube-apiserver.sh, test/tools/etcd.sh), without the webhook
 #    and with it. Needs `make tools`.
 # Prints each run, then the median of every metric over the runs.
 set -euo pipefail

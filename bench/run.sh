@@ -16,7 +16,7 @@ go build -trimpath -o bin/alsload ./bench/alsload
 go build -trimpath -o bin/alsbench ./bench/alsbench
 
 if want als; then
-  bash tools/install.sh otelcol
+  bash test/tools/install.sh otelcol
   echo "== ALS end to end: meshtrail vs otelcol envoyals, same load, alternating runs"
   ./bin/alsbench -runs "${RUNS:-5}" -entries "${ENTRIES:-400000}" | tee bench/out/als.txt
 fi
@@ -30,7 +30,7 @@ if want soak; then
 fi
 if want go; then
   echo "== go test -bench (hot paths; -count ${COUNT:-5} for medians)"
-  go test -run '^$' -bench . -benchmem -count "${COUNT:-5}" ./record ./als ./fanout/... ./sink/... | tee bench/out/go.txt
+  go test -run '^$' -bench . -benchmem -count "${COUNT:-5}" ./internal/record ./als ./internal/fanout/... ./internal/sink/... | tee bench/out/go.txt
 fi
 if want inject && [ -f bench/inject.sh ]; then
   echo "== injector"

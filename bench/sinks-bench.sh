@@ -8,7 +8,7 @@ count=${1:-5}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 go test -run '^$' -bench . -benchtime 2s -count "$count" \
-  ./sink/spans ./sink/otlp ./sink/zipkin ./sink/loki ./sink/elasticsearch ./sink/fluentd ./sink/promremote | tee "$out" >&2
+  ./internal/sink/spans ./internal/sink/otlp ./internal/sink/zipkin ./internal/sink/loki ./internal/sink/elasticsearch ./internal/sink/fluentd ./internal/sink/promremote | tee "$out" >&2
 echo "| package | benchmark | records/CPU-s (median) | CPU-ns/record (median) | B/op | allocs/op |"
 echo "|---|---|---:|---:|---:|---:|"
 awk '

@@ -3,7 +3,7 @@
 # meshtrail process receiving ALS over gRPC and fanning out to real Jaeger
 # (OTLP gRPC), Loki, zincsearch (elasticsearch sink) and the OpenTelemetry
 # Collector's fluentforward receiver (fluentd sink), all on 127.0.0.1, with
-# the servers from .tools/bin (make tools). The clock of a run stops when
+# the servers from the tools directory (make tools). The clock of a run stops when
 # every sink's meshtrail_sink_records_sent_total has reached the entry
 # count (alsbench -wait-sinks). Then each sink alone, RUNS_EACH runs each.
 #   bash bench/sinks-e2e.sh [ENTRIES] [RUNS] [RUNS_EACH]
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 entries=${1:-100000}
 runs=${2:-5}
 runs_each=${3:-1}
-tools=.tools/bin
+tools=${MESHTRAIL_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshtrail/tools}/bin
 for t in jaeger loki zincsearch otelcol; do
   [ -x "$tools/$t" ] || { echo "missing $tools/$t: run make tools" >&2; exit 1; }
 done

@@ -66,7 +66,7 @@ func TestExampleWebhookIsGenerated(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	want, err := os.ReadFile("../examples/injector/mutatingwebhookconfiguration.yaml")
+	want, err := os.ReadFile("examples/mutatingwebhookconfiguration.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestExampleWebhookIsGenerated(t *testing.T) {
 		body = body[i:]
 	}
 	if body != out {
-		t.Fatalf("examples/injector/mutatingwebhookconfiguration.yaml is stale; regenerate with\n  meshtrail inject --print-webhook --service meshtrail/meshtrail-injector\ngot:\n%s", out)
+		t.Fatalf("injector/examples/mutatingwebhookconfiguration.yaml is stale; regenerate with\n  meshtrail inject --print-webhook --service meshtrail/meshtrail-injector\ngot:\n%s", out)
 	}
 	var hook admissionregistrationv1.MutatingWebhookConfiguration
 	if err := yaml.UnmarshalStrict([]byte(out), &hook); err != nil {
@@ -118,7 +118,7 @@ func TestHandlerRejectsNonReviews(t *testing.T) {
 }
 
 func TestExampleConfigLoads(t *testing.T) {
-	c, err := LoadConfig("../examples/injector/inject.yaml")
+	c, err := LoadConfig("examples/inject.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestExampleConfigLoads(t *testing.T) {
 // The example app's annotations are honoured: the Deployment's pod
 // template, admitted, gets the sidecar without warnings.
 func TestExampleAppIsInjected(t *testing.T) {
-	b, err := os.ReadFile("../examples/injector/app.yaml")
+	b, err := os.ReadFile("examples/app.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

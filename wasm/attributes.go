@@ -3,7 +3,7 @@ package main
 import (
 	"unsafe"
 
-	"github.com/meshtrail/meshtrail/filterstate"
+	"github.com/meshtrail/meshtrail/internal/filterstate"
 )
 
 // Filter state properties the filter writes (package filterstate is the

@@ -7,8 +7,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/meshtrail/meshtrail/filterstate"
-	"github.com/meshtrail/meshtrail/tracecontext"
+	"github.com/meshtrail/meshtrail/internal/filterstate"
+	"github.com/meshtrail/meshtrail/internal/tracecontext"
 )
 
 // Config is the plugin configuration: the JSON in a WasmPlugin's

@@ -9,7 +9,7 @@ import (
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
-	"github.com/meshtrail/meshtrail/filterstate"
+	"github.com/meshtrail/meshtrail/internal/filterstate"
 )
 
 // An invalid configuration is refused at start (Envoy then rejects it), and

@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"strings"
 
-	"github.com/meshtrail/meshtrail/peermeta"
+	"github.com/meshtrail/meshtrail/internal/peermeta"
 )
 
 // workload is one side of a request as Istio's labels describe it.

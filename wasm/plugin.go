@@ -11,8 +11,8 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
-	"github.com/meshtrail/meshtrail/istiocluster"
-	"github.com/meshtrail/meshtrail/tracecontext"
+	"github.com/meshtrail/meshtrail/internal/istiocluster"
+	"github.com/meshtrail/meshtrail/internal/tracecontext"
 )
 
 // vmContext is the Wasm VM: one per Envoy worker thread.

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"unsafe"
 
-	"github.com/meshtrail/meshtrail/istiocluster"
+	"github.com/meshtrail/meshtrail/internal/istiocluster"
 )
 
 // Where Istio takes destination_service and destination_service_name

@@ -6,7 +6,7 @@ import (
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 
-	"github.com/meshtrail/meshtrail/tracecontext"
+	"github.com/meshtrail/meshtrail/internal/tracecontext"
 )
 
 // traceResult is what this hop propagates: the outbound context (our span

@@ -31,7 +31,7 @@ type target struct {
 
 func main() {
 	meshtrail := flag.String("meshtrail", "bin/meshtrail", "meshtrail binary")
-	otelcol := flag.String("otelcol", ".tools/bin/otelcol", "OpenTelemetry Collector with the envoyals receiver")
+	otelcol := flag.String("otelcol", defaultTool("otelcol"), "OpenTelemetry Collector with the envoyals receiver")
 	loadgen := flag.String("loadgen", "bin/alsload", "load generator binary")
 	runs := flag.Int("runs", 5, "runs of each receiver")
 	entries := flag.Int("entries", 400000, "entries per run")
@@ -408,4 +408,15 @@ func must(err error) {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "alsbench:", err)
 	os.Exit(1)
+}
+
+// defaultTool is where `make tools` installs a tool: $MESHTRAIL_TOOLS_DIR,
+// or meshtrail/tools in the user's cache directory.
+func defaultTool(name string) string {
+	dir := os.Getenv("MESHTRAIL_TOOLS_DIR")
+	if dir == "" {
+		cache, _ := os.UserCacheDir()
+		dir = filepath.Join(cache, "meshtrail", "tools")
+	}
+	return filepath.Join(dir, "bin", name)
 }

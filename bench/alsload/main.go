@@ -25,7 +25,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/meshtrail/meshtrail/meshsim"
+	"github.com/meshtrail/meshtrail/internal/meshsim"
 )
 
 func main() {

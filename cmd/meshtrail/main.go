@@ -11,8 +11,8 @@ import (
 	"syscall"
 
 	"github.com/meshtrail/meshtrail/als"
-	"github.com/meshtrail/meshtrail/demo"
 	"github.com/meshtrail/meshtrail/injector"
+	"github.com/meshtrail/meshtrail/internal/demo"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand's

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshtrail/meshtrail/internal/tracecontext"
 	"github.com/meshtrail/meshtrail/test/harness"
-	"github.com/meshtrail/meshtrail/tracecontext"
 )
 
 // The filter-state keys the ALS receiver decodes (the contract with als/).

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/meshtrail/meshtrail/internal/tracecontext"
 	"github.com/meshtrail/meshtrail/test/harness"
-	"github.com/meshtrail/meshtrail/tracecontext"
 )
 
 var (

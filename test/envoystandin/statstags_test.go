@@ -18,7 +18,7 @@ import (
 // tag value), turn every stat the filter defines into the Prometheus metric
 // and labels Istio shows.
 func TestShippedStatsTagsExtractLabels(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "examples", "wasm", "bootstrap-stats-tags.yaml"))
+	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "wasm", "examples", "bootstrap-stats-tags.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestShippedStatsTagsExtractLabels(t *testing.T) {
 // mesh-wide and per pod alike; its histogram bucket key is a prefix of the
 // filter's stat names as Envoy files them (wasmcustom.<name>).
 func TestIstioSnippetExtractsLabels(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "examples", "wasm", "istio-proxy-stats.yaml"))
+	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "wasm", "examples", "istio-proxy-stats.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

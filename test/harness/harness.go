@@ -1,6 +1,6 @@
 // Package harness starts the real servers end-to-end tests talk to (a
 // kube-apiserver, Prometheus, Jaeger, Loki, ...) on 127.0.0.1 and finds the
-// tools `make tools` installed under .tools/. A missing tool fails the test
+// tools `make tools` installed under ToolsDir. A missing tool fails the test
 // with the command that installs it: tests are never skipped for that.
 package harness
 
@@ -38,12 +38,18 @@ func RepoRoot(t testing.TB) string {
 	}
 }
 
-// ToolsDir is $MESHTRAIL_TOOLS_DIR, or .tools at the repository root.
+// ToolsDir is $MESHTRAIL_TOOLS_DIR, or meshtrail/tools in the user's cache
+// directory (~/.cache), where `make tools` puts them: one cache for every
+// checkout, so a fresh clone does not rebuild Loki and kube-apiserver.
 func ToolsDir(t testing.TB) string {
 	if d := os.Getenv("MESHTRAIL_TOOLS_DIR"); d != "" {
 		return d
 	}
-	return filepath.Join(RepoRoot(t), ".tools")
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatalf("harness: no cache directory for the tools (set MESHTRAIL_TOOLS_DIR): %v", err)
+	}
+	return filepath.Join(cache, "meshtrail", "tools")
 }
 
 // Tool returns the path of an installed tool binary, failing the test with
@@ -52,7 +58,7 @@ func Tool(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(ToolsDir(t), "bin", name)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("harness: tool %s is not installed at %s: run `make tools` (or tools/install.sh %s)", name, p, name)
+		t.Fatalf("harness: tool %s is not installed at %s: run `make tools` (or test/tools/install.sh %s)", name, p, name)
 	}
 	return p
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Jaeger is a real Jaeger v2 (tools/jaeger.sh) with in-memory storage,
+// Jaeger is a real Jaeger v2 (test/tools/jaeger.sh) with in-memory storage,
 // receiving OTLP over gRPC and HTTP and Zipkin v2 JSON, queried over its
 // HTTP query API.
 type Jaeger struct {

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Loki is a real single-binary Loki (tools/loki.sh) with filesystem
+// Loki is a real single-binary Loki (test/tools/loki.sh) with filesystem
 // storage in a temporary directory and structured metadata allowed.
 type Loki struct {
 	URL     string // http://host:port; push at URL+"/loki/api/v1/push"

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// MockES is Elastic's mock-es (tools/mock-es.sh): an Elasticsearch _bulk
+// MockES is Elastic's mock-es (test/tools/mock-es.sh): an Elasticsearch _bulk
 // endpoint that answers create actions with 409 (-dup), 429 (-toomany) or
 // 406 (-nonindex) and whole bulks with 413 (-toolarge), each flag a
 // percentage. 100 makes a path deterministic.

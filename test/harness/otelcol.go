@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Otelcol is the OpenTelemetry Collector built by tools/otelcol.sh, started
+// Otelcol is the OpenTelemetry Collector built by test/tools/otelcol.sh, started
 // with every receiver on its own free loopback port and file exporters
 // writing OTLP JSON lines (one ExportRequest per line) under Dir.
 type Otelcol struct {

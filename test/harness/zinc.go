@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Zinc is a real zincsearch (tools/zincsearch.sh), the Elasticsearch-
+// Zinc is a real zincsearch (test/tools/zincsearch.sh), the Elasticsearch-
 // compatible store the tests use: Elasticsearch's API lives under URL+"/es".
 type Zinc struct {
 	URL      string // http://host:port

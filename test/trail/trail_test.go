@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/meshtrail/meshtrail/meshsim"
+	"github.com/meshtrail/meshtrail/internal/meshsim"
 	"github.com/meshtrail/meshtrail/test/harness"
 )
 

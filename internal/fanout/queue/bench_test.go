@@ -1,0 +1,135 @@
+package queue
+
+import (
+	"context"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshtrail/meshtrail/internal/fanout/queue/diskq"
+	"github.com/meshtrail/meshtrail/internal/record"
+)
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkQueueNoop pushes records through a memory queue into an
+// exporter that does nothing: the cost of queueing, batching and the size
+// accounting (one record.AppendJSON per record). Reports records/s
+// (wall) and records per CPU-second (all cores the process used).
+func BenchmarkQueueNoop(b *testing.B) {
+	var got atomic.Int64
+	exp := funcExporter{"noop", func(_ context.Context, batch []*record.Record) error {
+		got.Add(int64(len(batch)))
+		return nil
+	}}
+	cfg := Defaults()
+	cfg.Overflow = OverflowConfig{Policy: Block, BlockTimeout: Duration(time.Minute)}
+	q, err := New(exp, cfg, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := recs(0, 100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	n := 0
+	for ; n < b.N; n += len(batch) {
+		q.ConsumeRecords(context.Background(), batch)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q.Shutdown(ctx)
+	wall, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	if got.Load() != int64(n) {
+		b.Fatalf("delivered %d of %d", got.Load(), n)
+	}
+	b.ReportMetric(float64(n)/wall.Seconds(), "records/s")
+	b.ReportMetric(float64(n)/cpu.Seconds(), "records/cpu-s")
+}
+
+func diskMsgs(n int) ([][]byte, int64) {
+	var out [][]byte
+	var size int64
+	for i := 0; i < n; i++ {
+		it := item{rec: rec(i), at: time.Now().UnixNano()}
+		m := appendMessage(nil, &it)
+		out = append(out, m)
+		size += int64(len(m))
+	}
+	return out, size
+}
+
+// BenchmarkDiskWrite appends spilled records (100 per Append, as a spill
+// of one ConsumeRecords call) with fsync never and interval.
+func BenchmarkDiskWrite(b *testing.B) {
+	for _, p := range []diskq.FsyncPolicy{diskq.FsyncNever, diskq.FsyncInterval, diskq.FsyncAlways} {
+		b.Run(string(p), func(b *testing.B) {
+			l, err := diskq.Open(diskq.Options{Dir: b.TempDir(), Fsync: p})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			msgs, size := diskMsgs(100)
+			b.SetBytes(size)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := l.Append(msgs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDiskReplay reads back and commits spilled records in batches
+// of 500: "raw" is the log alone, "decode" adds record.ParseJSON (what a
+// replay into a backend costs before the network).
+func BenchmarkDiskReplay(b *testing.B) {
+	for _, decode := range []bool{false, true} {
+		name := "raw"
+		if decode {
+			name = "decode"
+		}
+		b.Run(name, func(b *testing.B) {
+			l, err := diskq.Open(diskq.Options{Dir: b.TempDir(), Fsync: diskq.FsyncNever})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			msgs, size := diskMsgs(500)
+			for i := 0; i < b.N; i++ {
+				if err := l.Append(msgs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(size)
+			b.ResetTimer()
+			for {
+				m, tok, err := l.Read(500, 4<<20)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(m) == 0 {
+					break
+				}
+				if decode {
+					for _, x := range m {
+						if _, err := parseMessage(x); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				if err := l.Commit(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,126 @@
+package pipeline
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshtrail/meshtrail/test/harness"
+)
+
+func TestExampleParsesAndValidates(t *testing.T) {
+	c, err := Load(filepath.Join(harness.RepoRoot(t), "als", "examples", "sinks.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, on := range map[string]bool{
+		"otlp": c.OTLP != nil && c.OTLP.Enabled, "zipkin": c.Zipkin != nil && c.Zipkin.Enabled,
+		"loki": c.Loki != nil && c.Loki.Enabled, "elasticsearch": c.Elasticsearch != nil && c.Elasticsearch.Enabled,
+		"fluentd": c.Fluentd != nil && c.Fluentd.Enabled, "prometheus_remote_write": c.RemoteWrite != nil && c.RemoteWrite.Enabled,
+	} {
+		if !on {
+			t.Errorf("als/examples/sinks.yaml does not enable %s", name)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Loki.Queue.Disk.Dir == "" || c.Elasticsearch.Auth.PasswordEnv != "ZINC_PASSWORD" {
+		t.Errorf("nested fields not read: %+v", c.Loki.Queue)
+	}
+}
+
+func TestParseKeepsOtherSectionsAndRejectsUnknownFields(t *testing.T) {
+	c, err := Parse([]byte("routing: {default_sinks: [loki]}\nsinks:\n  file: {path: /tmp/x}\n  loki: {enabled: false, url: http://x}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.Other["file"]) == "" {
+		t.Error("the file section was not kept for its own builder")
+	}
+	_, err = Parse([]byte("sinks:\n  loki: {enabled: true, ulr: http://x}\n"))
+	if err == nil || !strings.Contains(err.Error(), "sinks.loki") || !strings.Contains(err.Error(), "ulr") {
+		t.Errorf("misspelt field: %v", err)
+	}
+}
+
+func TestValidateNamesFields(t *testing.T) {
+	neg := -1
+	c, err := Parse([]byte(`sinks:
+  otlp: {enabled: true, protocol: quic, endpoint: "nohostport"}
+  zipkin: {enabled: true, url: "ftp://x"}
+  loki: {enabled: true, url: "http://x", extra_labels: {trace_id: "a", "bad-name": "b"}}
+  elasticsearch: {enabled: true, url: "http://x", index: "Big*", auth: {username: u}}
+  fluentd: {enabled: true}
+  prometheus_remote_write: {enabled: false}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Loki.Queue.Memory.Records = &neg
+	err = c.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"sinks.otlp.protocol", "sinks.otlp.endpoint", "sinks.zipkin.url", `sinks.loki.extra_labels: "trace_id"`,
+		`sinks.loki.extra_labels: "bad-name"`, "sinks.loki.queue.memory.records", "sinks.elasticsearch.index",
+		"sinks.elasticsearch.auth", "sinks.fluentd.address",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestSecretsFromEnvAndFileNeverInErrors(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("s3cret-token\n"), 0o600)
+	_, h, err := clientSecurity("loki", &Common{Auth: &Auth{BearerTokenFile: tok}})
+	if err != nil || h["Authorization"] != "Bearer s3cret-token" {
+		t.Fatalf("bearer from file: %v %v", h, err)
+	}
+	t.Setenv("MT_PW", "pw")
+	_, h, err = clientSecurity("es", &Common{Auth: &Auth{Username: "u", PasswordEnv: "MT_PW", HeadersFromEnv: map[string]string{"X-Api-Key": "MT_PW"}}})
+	if err != nil || h["Authorization"] != "Basic dTpwdw==" || h["X-Api-Key"] != "pw" {
+		t.Fatalf("basic from env: %v %v", h, err)
+	}
+	_, _, err = clientSecurity("es", &Common{Auth: &Auth{Username: "u", PasswordEnv: "MT_UNSET_VAR"}})
+	if err == nil || !strings.Contains(err.Error(), "sinks.es.auth.password_env") {
+		t.Errorf("unset env: %v", err)
+	}
+}
+
+func TestBuildWrapsEachExporterInAQueue(t *testing.T) {
+	c, err := Parse([]byte(`sinks:
+  otlp: {enabled: true, endpoint: "127.0.0.1:1"}
+  zipkin: {enabled: true, url: "http://127.0.0.1:1/api/v2/spans"}
+  loki: {enabled: true, url: "http://127.0.0.1:1/loki/api/v1/push"}
+  elasticsearch: {enabled: true, url: "http://127.0.0.1:1"}
+  fluentd: {enabled: true, address: "127.0.0.1:1"}
+  prometheus_remote_write: {enabled: true, url: "http://127.0.0.1:1/api/v1/write"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	sinks, shutdown, err := Build(c, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range sinks {
+		names = append(names, s.Name())
+	}
+	if got := strings.Join(names, ","); got != "otlp,zipkin,loki,elasticsearch,fluentd,prometheus_remote_write" {
+		t.Errorf("sinks %s", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // nothing is reachable: shut down at once, persisting nothing (memory only)
+	_ = shutdown(ctx)
+}

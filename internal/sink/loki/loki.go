@@ -1,0 +1,253 @@
+// Package loki pushes records to Loki's push API (protobuf, snappy
+// compressed). Streams carry bounded labels only: namespace, workload,
+// source (the record kind: http, tcp, log) and status_class (2xx..5xx for
+// HTTP). Ids whose cardinality is unbounded (trace_id, span_id) travel as
+// structured metadata, which Loki indexes per line without creating
+// streams. Each line is the record's NDJSON document. Within a stream,
+// entries are sent in timestamp order, which Loki requires of a stream.
+//
+// The PushRequest protobuf is encoded by hand with protowire rather than
+// with github.com/grafana/loki/pkg/push: that module has no tagged
+// release (only pseudo-versions tied to Loki commits) and pulls in
+// gogo/protobuf and Loki's own dependency tree, while the message is four
+// small types whose field numbers are a stable public API.
+package loki
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/meshtrail/meshtrail/internal/fanout"
+	"github.com/meshtrail/meshtrail/internal/record"
+)
+
+// Options configure an Exporter.
+type Options struct {
+	Name string // default "loki"
+	// URL is the push endpoint, e.g. http://127.0.0.1:3100/loki/api/v1/push.
+	URL string
+	// Tenant is sent as X-Scope-OrgID when set (multi-tenant Loki).
+	Tenant string
+	// ExtraLabels are added to every stream (keep them constant: each
+	// distinct value set is a new stream).
+	ExtraLabels map[string]string
+	Client      *http.Client
+	Headers     map[string]string
+}
+
+// Exporter pushes records to Loki.
+type Exporter struct {
+	o     Options
+	extra string    // pre-rendered extra labels, sorted
+	encs  sync.Pool // of *record.Encoder, for Encode
+}
+
+var _ fanout.Exporter = (*Exporter)(nil)
+
+// New returns an Exporter.
+func New(o Options) (*Exporter, error) {
+	if o.URL == "" {
+		return nil, fmt.Errorf("loki: url is required")
+	}
+	if o.Name == "" {
+		o.Name = "loki"
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	keys := make([]string, 0, len(o.ExtraLabels))
+	for k := range o.ExtraLabels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(", ")
+		b.WriteString(k)
+		b.WriteString("=")
+		b.WriteString(strconv.Quote(o.ExtraLabels[k]))
+	}
+	return &Exporter{o: o, extra: b.String()}, nil
+}
+
+// Name implements fanout.Exporter.
+func (e *Exporter) Name() string { return e.o.Name }
+
+// Export pushes batch as one request.
+func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	// Pre-sized: about 1.5 KB per entry; growing from nil costs copies.
+	body := snappy.Encode(nil, e.Encode(make([]byte, 0, 2048*len(batch)), batch))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.o.URL, bytes.NewReader(body))
+	if err != nil {
+		return fanout.Permanent(err)
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	if e.o.Tenant != "" {
+		req.Header.Set("X-Scope-OrgID", e.o.Tenant)
+	}
+	for k, v := range e.o.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.o.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("loki: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	// 400 (too old, line too long, invalid labels) is permanent: the queue
+	// splits the batch to find the bad record.
+	return fanout.HTTPStatusError("loki", resp.StatusCode, msg)
+}
+
+// Labels returns the stream selector of r: {namespace, workload, source,
+// status_class}, all bounded.
+func Labels(r *record.Record) string {
+	var b strings.Builder
+	appendLabels(&b, r, "")
+	return b.String()
+}
+
+func appendLabels(b *strings.Builder, r *record.Record, extra string) {
+	w := &r.Destination
+	if r.Reporter == record.ReporterSource {
+		w = &r.Source
+	}
+	ns := firstNonEmpty(w.Namespace, r.Node.Namespace, "unknown")
+	wl := firstNonEmpty(w.Name, r.Node.Workload, "unknown")
+	b.WriteString(`{namespace=`)
+	b.WriteString(strconv.Quote(ns))
+	b.WriteString(`, workload=`)
+	b.WriteString(strconv.Quote(wl))
+	b.WriteString(`, source="`)
+	b.WriteString(r.Kind.String())
+	b.WriteString(`"`)
+	if r.Kind == record.KindHTTP {
+		b.WriteString(`, status_class="`)
+		b.WriteString(statusClass(r.HTTP.ResponseCode))
+		b.WriteString(`"`)
+	}
+	b.WriteString(extra)
+	b.WriteString("}")
+}
+
+func statusClass(c uint32) string {
+	if c < 100 || c > 599 {
+		return "none"
+	}
+	return string([]byte{byte('0' + c/100), 'x', 'x'})
+}
+
+// Timestamp is the entry time of r: when the request started (or the log
+// line was written), else when meshtrail received it.
+func Timestamp(r *record.Record) time.Time {
+	if !r.StartTime.IsZero() {
+		return r.StartTime
+	}
+	return r.ReceivedAt
+}
+
+type stream struct {
+	labels string
+	recs   []*record.Record
+}
+
+// Encode appends the uncompressed PushRequest for batch to dst.
+func (e *Exporter) Encode(dst []byte, batch []*record.Record) []byte {
+	// Group by stream, keeping first-seen order of streams.
+	idx := make(map[string]int, 8)
+	var streams []stream
+	var lb strings.Builder
+	for _, r := range batch {
+		lb.Reset()
+		appendLabels(&lb, r, e.extra)
+		l := lb.String()
+		i, ok := idx[l]
+		if !ok {
+			i = len(streams)
+			idx[l] = i
+			streams = append(streams, stream{labels: l})
+		}
+		streams[i].recs = append(streams[i].recs, r)
+	}
+	enc, _ := e.encs.Get().(*record.Encoder)
+	if enc == nil {
+		enc = new(record.Encoder)
+	}
+	defer e.encs.Put(enc)
+	var line, entry, st []byte
+	for _, s := range streams {
+		sort.SliceStable(s.recs, func(a, b int) bool { return Timestamp(s.recs[a]).Before(Timestamp(s.recs[b])) })
+		st = st[:0]
+		st = protowire.AppendTag(st, 1, protowire.BytesType) // StreamAdapter.labels
+		st = protowire.AppendString(st, s.labels)
+		for _, r := range s.recs {
+			line = enc.Append(line[:0], r)
+			entry = appendEntry(entry[:0], r, line)
+			st = protowire.AppendTag(st, 2, protowire.BytesType) // StreamAdapter.entries
+			st = protowire.AppendBytes(st, entry)
+		}
+		dst = protowire.AppendTag(dst, 1, protowire.BytesType) // PushRequest.streams
+		dst = protowire.AppendBytes(dst, st)
+	}
+	return dst
+}
+
+// appendEntry encodes EntryAdapter{timestamp=1, line=2, structuredMetadata=3}.
+func appendEntry(dst []byte, r *record.Record, line []byte) []byte {
+	ts := Timestamp(r)
+	var tsb [24]byte
+	t := tsb[:0]
+	if s := ts.Unix(); s != 0 {
+		t = protowire.AppendTag(t, 1, protowire.VarintType) // Timestamp.seconds
+		t = protowire.AppendVarint(t, uint64(s))
+	}
+	if n := ts.Nanosecond(); n != 0 {
+		t = protowire.AppendTag(t, 2, protowire.VarintType) // Timestamp.nanos
+		t = protowire.AppendVarint(t, uint64(n))
+	}
+	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+	dst = protowire.AppendBytes(dst, t)
+	dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+	dst = protowire.AppendBytes(dst, line)
+	dst = appendMeta(dst, "trace_id", r.Trace.TraceID)
+	dst = appendMeta(dst, "span_id", r.Trace.SpanID)
+	return dst
+}
+
+// appendMeta encodes one LabelPairAdapter{name=1, value=2} of structured metadata.
+func appendMeta(dst []byte, name, value string) []byte {
+	if value == "" {
+		return dst
+	}
+	size := protowire.SizeTag(1) + protowire.SizeBytes(len(name)) + protowire.SizeTag(2) + protowire.SizeBytes(len(value))
+	dst = protowire.AppendTag(dst, 3, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(size))
+	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+	dst = protowire.AppendString(dst, name)
+	dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+	dst = protowire.AppendString(dst, value)
+	return dst
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
