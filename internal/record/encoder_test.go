@@ -87,6 +87,8 @@ func randRecord(rng *rand.Rand, nodes []Node, workloads []Workload) *Record {
 		StartTime:  randTime(rng),
 		ReceivedAt: randTime(rng),
 		Reporter:   maybe(rng, func() string { return randString(rng) }),
+		ID:         maybe(rng, func() string { return randString(rng) }),
+		Tenant:     maybe(rng, func() string { return randString(rng) }),
 		Trace:      Trace{TraceID: randString(rng), SpanID: maybe(rng, func() string { return randString(rng) }), ParentSpanID: randString(rng), Source: randString(rng)},
 		HTTP: HTTP{Method: randString(rng), Authority: randString(rng), Path: randString(rng), ResponseCode: uint32(rng.IntN(3) * 200),
 			UserAgent: randString(rng), RequestBodyBytes: uint64(rng.IntN(2)) << rng.IntN(64), ResponseBodyBytes: math.MaxUint64 * uint64(rng.IntN(2))},

@@ -39,6 +39,8 @@ func appendRecord(b []byte, r *Record, e *Encoder) []byte {
 		day = new(dayCache) // does not escape
 	}
 	b = append(b, kindPrefix(r.Kind)...)
+	b = jStr(b, `,"record_id":"`, r.ID)
+	b = jStr(b, `,"tenant":"`, r.Tenant)
 	b = jTime(b, `,"start_time":"`, r.StartTime, day)
 	b = jTime(b, `,"received_at":"`, r.ReceivedAt, day)
 	b = jStr(b, `,"trace_id":"`, r.Trace.TraceID)
@@ -646,6 +648,8 @@ func appendEscaped(dst []byte, s string) []byte {
 // wire mirrors AppendJSON's output for decoding.
 type wire struct {
 	Kind         string                 `json:"kind"`
+	ID           string                 `json:"record_id"`
+	Tenant       string                 `json:"tenant"`
 	StartTime    time.Time              `json:"start_time"`
 	ReceivedAt   time.Time              `json:"received_at"`
 	TraceID      string                 `json:"trace_id"`
@@ -707,6 +711,7 @@ func ParseJSON(data []byte) (*Record, error) {
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	r := &Record{
+		ID: w.ID, Tenant: w.Tenant,
 		StartTime: w.StartTime, ReceivedAt: w.ReceivedAt,
 		Trace:    Trace{TraceID: w.TraceID, SpanID: w.SpanID, ParentSpanID: w.ParentSpanID, Sampled: w.Sampled, Source: w.TraceSource},
 		Reporter: w.Reporter, Node: w.Node, Source: w.Source, Destination: w.Destination,

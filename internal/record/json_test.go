@@ -18,6 +18,8 @@ func sampleRecord() *Record {
 		Reporter:    ReporterSource,
 		Source:      Workload{Name: "productpage-v1", Namespace: "default", CanonicalService: "productpage", CanonicalRevision: "v1", Principal: "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"},
 		Destination: Workload{Name: "reviews-v2", Namespace: "default", App: "reviews", Version: "v2"},
+		ID:          "app.log:8d3f00:1024",
+		Tenant:      "default",
 		Trace:       Trace{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", ParentSpanID: "00f067aa0ba902b8", Sampled: &yes, Source: "traceparent"},
 		HTTP: HTTP{Method: "GET", Scheme: "http", Authority: "reviews:9080", Path: "/reviews/0?x=\"q\"\n", Protocol: "HTTP/1.1",
 			ResponseCode: 503, ResponseCodeDetails: "upstream_reset_before_response_started{connection_failure}", GRPCStatus: "14",

@@ -24,6 +24,8 @@ func refAppendJSON(b []byte, r *Record) []byte {
 	b = append(b, `{"kind":"`...)
 	b = append(b, r.Kind.String()...)
 	b = append(b, '"')
+	b = refJStr(b, `,"record_id":`, r.ID)
+	b = refJStr(b, `,"tenant":`, r.Tenant)
 	b = refJTime(b, `,"start_time":`, r.StartTime)
 	b = refJTime(b, `,"received_at":`, r.ReceivedAt)
 	b = refJStr(b, `,"trace_id":`, r.Trace.TraceID)

@@ -155,7 +155,16 @@ type HTTP struct {
 // Record is one observation. Producers fill it once and never modify it
 // after handing it to a Consumer, so consumers may keep it.
 type Record struct {
-	Kind      Kind
+	Kind Kind
+	// ID is a stable identity for sources that can resend the same record
+	// (the tail agent: file identity and offset), so a store that keys on
+	// it (Elasticsearch's _id) keeps one copy; "" lets the sink derive one.
+	ID string
+	// Tenant is who the record belongs to for routing, quotas and the
+	// per-tenant backends (Loki's X-Scope-OrgID, Elasticsearch's index
+	// prefix). The pipeline sets it once, before the fan-out, from the
+	// routing.tenant configuration; sources leave it empty.
+	Tenant    string
 	StartTime time.Time
 	// ReceivedAt is when meshtrail accepted the record.
 	ReceivedAt time.Time
