@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/meshtrail/meshtrail/internal/fanout"
 	"github.com/meshtrail/meshtrail/internal/meshsim"
 	"github.com/meshtrail/meshtrail/internal/record"
 	"github.com/meshtrail/meshtrail/internal/sink/istiometrics"
@@ -43,7 +42,12 @@ func BenchmarkMessagePath(b *testing.B) {
 		_, err := io.Discard.Write(buf)
 		return err
 	})
-	out := fanout.New(namedConsumer{enc, "ndjson-discard"}, red)
+	out := record.ConsumerFunc(func(ctx context.Context, recs []*record.Record) error {
+		if err := enc(ctx, recs); err != nil {
+			return err
+		}
+		return red.ConsumeRecords(ctx, recs)
+	})
 	conv := newConverter(nil, nil, 8<<10)
 	px := parseNode(mesh.ProductPage.Identifier("b").GetNode(), "b")
 	b.ReportAllocs()

@@ -1,16 +1,12 @@
 package als
 
 import (
-	"encoding/json"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/meshtrail/meshtrail/internal/config"
-	"github.com/meshtrail/meshtrail/internal/fanout/route"
-	"github.com/meshtrail/meshtrail/internal/pipeline"
-	"github.com/meshtrail/meshtrail/internal/record"
 	"github.com/meshtrail/meshtrail/internal/tracecontext"
 )
 
@@ -21,26 +17,13 @@ type Config struct {
 	Listen string `json:"listen"`
 	// MetricsListen serves /metrics (Prometheus and OpenMetrics with
 	// exemplars), /healthz and /readyz. Empty disables it.
-	MetricsListen string `json:"metrics_listen"`
-	// Out is where NDJSON records go: a file path (size-rotated) or "-" for
-	// stdout. Empty disables the file output.
-	Out         string            `json:"out"`
-	OutRotation Rotation          `json:"out_rotation"`
-	TLS         TLSConfig         `json:"tls"`
-	GRPC        GRPCConfig        `json:"grpc"`
-	Headers     HeaderConfig      `json:"headers"`
-	Trace       TraceConfig       `json:"trace"`
-	Metrics     MeshMetricsConfig `json:"metrics"`
+	MetricsListen string       `json:"metrics_listen"`
+	TLS           TLSConfig    `json:"tls"`
+	GRPC          GRPCConfig   `json:"grpc"`
+	Headers       HeaderConfig `json:"headers"`
+	Trace         TraceConfig  `json:"trace"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
-	// Sinks are the backends every record is also sent to, each through its
-	// own bounded queue (internal/sink/README.md): otlp, zipkin, loki,
-	// elasticsearch, fluentd, prometheus_remote_write.
-	Sinks map[string]json.RawMessage `json:"sinks,omitempty"`
-	// Routing sends records to some of the sinks by tenant or namespace,
-	// with per-tenant quotas (internal/fanout/README.md). Without it every sink
-	// gets every record.
-	Routing *route.Config `json:"routing,omitempty"`
 	// Pprof serves Go's /debug/pprof on the metrics listener (off by
 	// default: profiles reveal internals).
 	Pprof bool `json:"pprof"`
@@ -48,13 +31,6 @@ type Config struct {
 	// streams (each after the message in hand), the rest to flush every
 	// sink. Keep it under the pod's terminationGracePeriodSeconds.
 	ShutdownGrace config.Duration `json:"shutdown_grace"`
-}
-
-// Rotation bounds the NDJSON file.
-type Rotation struct {
-	MaxSizeMB  int  `json:"max_size_mb"`
-	MaxBackups int  `json:"max_backups"`
-	Compress   bool `json:"compress"`
 }
 
 // TLSConfig turns on TLS for the gRPC listener; with ClientCAFile, mutual
@@ -131,29 +107,11 @@ func (t TraceConfig) traceOrder() []tracecontext.Format {
 	return order
 }
 
-// MeshMetricsConfig configures the Istio-style RED metrics derived from
-// the access logs.
-type MeshMetricsConfig struct {
-	// Disabled turns the RED metrics off.
-	Disabled bool `json:"disabled"`
-	// Prefix of the metric names. The default "meshtrail_" cannot collide
-	// with (and so never double-counts beside) Istio's own istio_* metrics;
-	// "istio_" lets Kiali draw its graph from them when Istio's own
-	// telemetry is off.
-	Prefix string `json:"prefix"`
-	// MaxSeries bounds the label combinations kept; new combinations past
-	// it are counted in meshtrail_red_series_dropped_total.
-	MaxSeries int `json:"max_series"`
-}
-
-// DefaultConfig returns the embedded defaults: everything on loopback,
-// NDJSON to stdout, RED metrics with the meshtrail_ prefix.
+// DefaultConfig returns the embedded defaults: everything on loopback.
 func DefaultConfig() Config {
 	return Config{
 		Listen:        "127.0.0.1:18000",
 		MetricsListen: "127.0.0.1:18090",
-		Out:           "-",
-		OutRotation:   Rotation{MaxSizeMB: 100, MaxBackups: 5},
 		GRPC: GRPCConfig{
 			MaxStreams:            20000,
 			MaxRecvMessageBytes:   4 << 20,
@@ -167,7 +125,6 @@ func DefaultConfig() Config {
 		},
 		Headers:       HeaderConfig{MaxValueBytes: 8 << 10},
 		Trace:         TraceConfig{HeaderOrder: []string{"w3c", "b3", "b3multi"}},
-		Metrics:       MeshMetricsConfig{Prefix: "meshtrail_", MaxSeries: 50000},
 		LogLevel:      "info",
 		ShutdownGrace: config.Duration(20 * time.Second),
 	}
@@ -181,14 +138,8 @@ func (c *Config) Validate() error {
 	if err := validAddr("metrics_listen", c.MetricsListen, false); err != nil {
 		return err
 	}
-	if c.Out != "" && c.Out != "-" && c.OutRotation.MaxSizeMB <= 0 {
-		return config.Errorf("out_rotation.max_size_mb", "must be > 0, got %d", c.OutRotation.MaxSizeMB)
-	}
 	if c.ShutdownGrace <= 0 {
 		return config.Errorf("shutdown_grace", "must be > 0 (the time to end streams and flush the sinks), got %s", c.ShutdownGrace.D())
-	}
-	if c.OutRotation.MaxBackups < 0 {
-		return config.Errorf("out_rotation.max_backups", "must be >= 0, got %d", c.OutRotation.MaxBackups)
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return config.Errorf("tls", "cert_file and key_file go together: set both or neither")
@@ -230,30 +181,6 @@ func (c *Config) Validate() error {
 		}
 		seen[f] = true
 	}
-	if !c.Metrics.Disabled {
-		if p := c.Metrics.Prefix; p != "" && !validMetricPrefix(p) {
-			return config.Errorf("metrics.prefix", "%q is not a valid Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)", p)
-		}
-		if c.Metrics.MaxSeries < 0 {
-			return config.Errorf("metrics.max_series", "must be >= 0 (0 = default), got %d", c.Metrics.MaxSeries)
-		}
-	}
-	sc, err := c.sinks()
-	if err != nil {
-		return err
-	}
-	if c.Routing != nil {
-		if sc == nil || len(sc.Enabled()) == 0 {
-			return config.Errorf("routing", "routes records between sinks: enable at least one in the sinks: section")
-		}
-		known := map[string]record.Consumer{}
-		for _, name := range sc.Enabled() {
-			known[name] = nil
-		}
-		if err := c.Routing.Validate(known); err != nil {
-			return err
-		}
-	}
 	switch strings.ToLower(c.LogLevel) {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -277,33 +204,4 @@ func validAddr(field, addr string, required bool) error {
 		return config.Errorf(field, "%q: the port must be a number from 0 to 65535", addr)
 	}
 	return nil
-}
-
-func validMetricPrefix(p string) bool {
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		ok := c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || (i > 0 && c >= '0' && c <= '9')
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// sinks decodes and validates the sinks: section (nil when there is none).
-func (c *Config) sinks() (*pipeline.Config, error) {
-	if len(c.Sinks) == 0 {
-		return nil, nil
-	}
-	sc, err := pipeline.FromSections(c.Sinks)
-	if err != nil {
-		return nil, err
-	}
-	for name := range sc.Other {
-		return nil, config.Errorf("sinks."+name, "unknown sink; known: otlp, zipkin, loki, elasticsearch, fluentd, prometheus_remote_write (the NDJSON file is `out`, the RED metrics `metrics`)")
-	}
-	if err := sc.Validate(); err != nil {
-		return nil, err
-	}
-	return sc, nil
 }

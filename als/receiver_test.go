@@ -15,6 +15,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -531,9 +532,8 @@ func TestFloodIsHeldBackByFlowControl(t *testing.T) {
 	// Drive the Receiver directly with a consumer that blocks, behind a
 	// real gRPC server.
 	cfg := DefaultConfig()
-	cfg.Listen, cfg.MetricsListen, cfg.Out = "127.0.0.1:0", "", ""
-	cfg.Metrics.Disabled = true
-	svc, err := Start(cfg, NewLogger(&strings.Builder{}, "error"), block)
+	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", ""
+	svc, err := Start(cfg, block, prometheus.NewRegistry(), NewLogger(&strings.Builder{}, "error"))
 	if err != nil {
 		t.Fatal(err)
 	}

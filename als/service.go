@@ -13,21 +13,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 
-	"github.com/meshtrail/meshtrail/internal/fanout"
-	"github.com/meshtrail/meshtrail/internal/fanout/route"
-	"github.com/meshtrail/meshtrail/internal/pipeline"
 	"github.com/meshtrail/meshtrail/internal/record"
-	"github.com/meshtrail/meshtrail/internal/sink/istiometrics"
-	"github.com/meshtrail/meshtrail/internal/sink/ndjson"
 )
 
-// Service is a running receiver: the gRPC server, its sinks and the
-// metrics endpoint. Start one with Start; stop it with Shutdown.
+// Service is a running receiver: the gRPC server and the metrics endpoint.
+// Start one with Start; stop it with Shutdown.
 type Service struct {
 	cfg      Config
 	log      *slog.Logger
@@ -37,7 +31,6 @@ type Service struct {
 	lis      net.Listener
 	http     *http.Server
 	httpLis  net.Listener
-	ndjson   *ndjson.Sink
 	closers  []func(context.Context) error
 	wg       sync.WaitGroup
 	stopLog  chan struct{}
@@ -47,75 +40,23 @@ type Service struct {
 }
 
 // Start validates cfg, opens the listeners and serves in the background.
-// extra sinks (the fan-out to backends) receive every record after the
-// embedded ones.
-func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, error) {
+// Every record goes to next (the pipeline's Queued consumer: ALS has no
+// acknowledgement; flow control holds a fast Envoy back). reg receives the
+// receiver's metrics and is what /metrics serves (the pipeline's sinks
+// register there too).
+func Start(cfg Config, next record.Consumer, reg *prometheus.Registry, logger *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: logger, Registry: prometheus.NewRegistry(), stopLog: make(chan struct{})}
-	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	var sinks []fanout.Sink
-	if cfg.Out != "" {
-		nd, err := ndjson.New(cfg.Out, ndjson.Rotation(cfg.OutRotation), s.Registry, logger)
-		if err != nil {
-			return nil, fmt.Errorf("out: %w", err)
-		}
-		s.ndjson = nd
-		sinks = append(sinks, nd)
-	}
-	if !cfg.Metrics.Disabled {
-		m, err := istiometrics.New(istiometrics.Options{Prefix: cfg.Metrics.Prefix, MaxSeries: cfg.Metrics.MaxSeries}, s.Registry)
-		if err != nil {
-			return nil, fmt.Errorf("metrics: %w", err)
-		}
-		sinks = append(sinks, m)
-	}
-	sinks = append(sinks, extra...)
-
-	// The backends: each behind its own queue, optionally routed.
-	backendCfg, err := cfg.sinks()
-	if err != nil {
-		s.closeSinks()
-		return nil, err
-	}
-	if backendCfg != nil {
-		backends, shutdown, err := pipeline.Build(backendCfg, s.Registry, logger)
-		if err != nil {
-			s.closeSinks()
-			return nil, err
-		}
-		s.closers = append(s.closers, shutdown)
-		if cfg.Routing != nil {
-			byName := make(map[string]record.Consumer, len(backends))
-			for _, b := range backends {
-				byName[b.Name()] = b
-			}
-			router, err := route.New(*cfg.Routing, byName, s.Registry, logger)
-			if err != nil {
-				_ = shutdown(context.Background())
-				s.closeSinks()
-				return nil, fmt.Errorf("routing: %w", err)
-			}
-			sinks = append(sinks, namedConsumer{router, "router"})
-		} else {
-			sinks = append(sinks, backends...)
-		}
-		names := make([]string, 0, len(backends))
-		for _, b := range backends {
-			names = append(names, b.Name())
-		}
-		logger.Info("sinks ready", "sinks", names, "routing", cfg.Routing != nil)
-	}
-
+	s := &Service{cfg: cfg, log: logger, Registry: reg, stopLog: make(chan struct{})}
+	var err error
 	maxHeader := cfg.Headers.MaxValueBytes
 	if maxHeader == -1 {
 		maxHeader = 0
 	} else if maxHeader == 0 {
 		maxHeader = DefaultConfig().Headers.MaxValueBytes
 	}
-	s.receiver = NewReceiver(fanout.New(sinks...), ReceiverOptions{
+	s.receiver = NewReceiver(next, ReceiverOptions{
 		MaxStreams:            cfg.GRPC.MaxStreams,
 		AllowSensitiveHeaders: cfg.Headers.AllowSensitive,
 		RedactHeaders:         cfg.Headers.Redact,
@@ -125,17 +66,14 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 	}, s.Registry, logger)
 
 	if s.grpc, err = NewGRPCServer(s.receiver, cfg.GRPC, cfg.TLS); err != nil {
-		s.closeSinks()
 		return nil, err
 	}
 	if s.lis, err = Listen(cfg.Listen); err != nil {
-		s.closeSinks()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	if cfg.MetricsListen != "" {
 		if s.httpLis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
 			s.lis.Close()
-			s.closeSinks()
 			return nil, fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
 		}
 		mux := http.NewServeMux()
@@ -182,7 +120,7 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 		s.progressLoop(time.Minute)
 	}()
 	logger.Info("ALS receiver listening", "grpc", s.lis.Addr().String(), "tls", cfg.TLS.Enabled(),
-		"mtls", cfg.TLS.ClientCAFile != "", "metrics", s.MetricsAddr(), "out", cfg.Out, "metric_prefix", cfg.Metrics.Prefix)
+		"mtls", cfg.TLS.ClientCAFile != "", "metrics", s.MetricsAddr())
 	return s, nil
 }
 
@@ -198,7 +136,7 @@ func (s *Service) MetricsAddr() string {
 }
 
 // AddCloser registers f to run at Shutdown after the receiver has stopped
-// (a fan-out's queues flush or persist there).
+// (the pipeline's Shutdown: its queues flush or persist there).
 func (s *Service) AddCloser(f func(context.Context) error) { s.closers = append(s.closers, f) }
 
 // Shutdown stops accepting streams and ends the open ones, each after its
@@ -242,20 +180,12 @@ func (s *Service) shutdown(ctx context.Context) error {
 	for _, c := range s.closers {
 		errs = append(errs, c(ctx))
 	}
-	errs = append(errs, s.closeSinks())
 	if s.http != nil {
 		errs = append(errs, s.http.Shutdown(ctx))
 	}
 	s.wg.Wait()
 	s.log.Info("ALS receiver stopped")
 	return errors.Join(errs...)
-}
-
-func (s *Service) closeSinks() error {
-	if s.ndjson != nil {
-		return s.ndjson.Close()
-	}
-	return nil
 }
 
 // progressLoop logs a one-line summary every interval while entries flow,
@@ -301,11 +231,3 @@ func (s *Service) Wait(ctx context.Context, grace time.Duration) error {
 	defer cancel()
 	return s.Shutdown(sctx)
 }
-
-// namedConsumer lets a record.Consumer (the router) sit among the sinks.
-type namedConsumer struct {
-	record.Consumer
-	name string
-}
-
-func (n namedConsumer) Name() string { return n.name }

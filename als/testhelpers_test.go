@@ -14,9 +14,11 @@ import (
 	"time"
 
 	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/meshtrail/meshtrail/internal/pipeline"
 	"github.com/meshtrail/meshtrail/internal/record"
 )
 
@@ -41,17 +43,27 @@ func startService(t *testing.T, mutate func(*Config)) *testService {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MetricsListen = "127.0.0.1:0"
-	cfg.Out = filepath.Join(t.TempDir(), "records.ndjson")
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	logs := &lockedWriter{w: &strings.Builder{}}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := Start(cfg, logger)
+	// The receiver as meshtrail als runs it: over a pipeline writing
+	// NDJSON and RED metrics.
+	pcfg := pipeline.DefaultConfig()
+	pcfg.Out = filepath.Join(t.TempDir(), "records.ndjson")
+	reg := prometheus.NewRegistry()
+	p, err := pipeline.New(pcfg, reg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testService{t: t, svc: svc, out: cfg.Out, log: logs}
+	svc, err := Start(cfg, p.Consumer(pipeline.Queued), reg, logger)
+	if err != nil {
+		_ = p.Shutdown(context.Background())
+		t.Fatal(err)
+	}
+	svc.AddCloser(p.Shutdown)
+	ts := &testService{t: t, svc: svc, out: pcfg.Out, log: logs}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

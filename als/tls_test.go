@@ -1,6 +1,7 @@
 package als
 
 import (
+	"context"
 	"crypto/tls"
 	"os"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshtrail/meshtrail/internal/record"
 	"github.com/meshtrail/meshtrail/test/harness"
 )
 
@@ -91,9 +95,9 @@ func grepLines(s, sub string) string {
 
 func TestTLSFilesAreCheckedAtStart(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Listen, cfg.MetricsListen, cfg.Out = "127.0.0.1:0", "", ""
+	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", ""
 	cfg.TLS = TLSConfig{CertFile: "/nonexistent/tls.crt", KeyFile: "/nonexistent/tls.key"}
-	if _, err := Start(cfg, NewLogger(os.Stderr, "error")); err == nil || !strings.Contains(err.Error(), "tls.cert_file") {
+	if _, err := Start(cfg, record.ConsumerFunc(func(context.Context, []*record.Record) error { return nil }), prometheus.NewRegistry(), NewLogger(os.Stderr, "error")); err == nil || !strings.Contains(err.Error(), "tls.cert_file") {
 		t.Fatalf("got %v, want an error naming tls.cert_file", err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/meshtrail/meshtrail/als"
 	"github.com/meshtrail/meshtrail/injector"
 	"github.com/meshtrail/meshtrail/internal/demo"
 )
@@ -27,7 +26,7 @@ type command struct {
 var commands = []command{
 	// Subcommands register here; see each package's Command function.
 	{name: "demo", summary: "run the receiver on embedded defaults against a synthetic mesh and show the result", run: demo.Command},
-	{name: "als", summary: "receive Envoy access logs (ALS gRPC) as trace-correlated records and RED metrics", run: als.Command},
+	{name: "als", summary: "receive Envoy access logs (ALS gRPC) as trace-correlated records and RED metrics", run: alsCommand},
 	{name: "inject", summary: "mutating admission webhook adding the log tail sidecar to pods with heavy log volume", run: injector.Command},
 }
 

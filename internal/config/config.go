@@ -4,9 +4,12 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
+	"sort"
 	"strings"
 	"time"
 
@@ -101,16 +104,17 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // MarshalJSON writes the duration as a string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-// UnmarshalJSON reads "30s"-style strings (and bare integers as seconds).
+// UnmarshalJSON reads "30s"-style strings. A bare number is refused: one
+// part of meshtrail once read 30 as seconds and another as nanoseconds,
+// so the unit is always written.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		var secs float64
-		if err2 := json.Unmarshal(b, &secs); err2 != nil {
-			return fmt.Errorf("duration must be a string like \"30s\" or \"5m\", got %s", b)
+		var n json.Number
+		if json.Unmarshal(b, &n) == nil {
+			return fmt.Errorf("duration %s has no unit: write it with one, like \"%ss\" or \"%sms\"", n, n, n)
 		}
-		*d = Duration(secs * float64(time.Second))
-		return nil
+		return fmt.Errorf("duration must be a string like \"30s\" or \"5m\", got %s", b)
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
@@ -118,6 +122,65 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// UnmarshalMerged decodes one JSON object into several structs that share
+// its top level (a source's settings beside the pipeline's): each key goes
+// to the struct whose json tags name it, and a key none names is an
+// "unknown field" error, as a strict decoder would report it.
+func UnmarshalMerged(b []byte, dsts ...any) error {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
+		return err
+	}
+	parts := make([]map[string]json.RawMessage, len(dsts))
+	owner := map[string]int{}
+	for i, d := range dsts {
+		parts[i] = map[string]json.RawMessage{}
+		for _, k := range jsonKeys(reflect.TypeOf(d).Elem()) {
+			owner[k] = i
+		}
+	}
+	keys := make([]string, 0, len(top))
+	for k := range top {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		i, ok := owner[k]
+		if !ok {
+			return fmt.Errorf("json: unknown field %q", k)
+		}
+		parts[i][k] = top[k]
+	}
+	for i, d := range dsts {
+		part, _ := json.Marshal(parts[i])
+		dec := json.NewDecoder(bytes.NewReader(part))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonKeys lists the top-level keys encoding/json reads into a struct type.
+func jsonKeys(t reflect.Type) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case tag == "-" || !f.IsExported():
+		case tag != "":
+			keys = append(keys, tag)
+		case f.Anonymous && f.Type.Kind() == reflect.Struct:
+			keys = append(keys, jsonKeys(f.Type)...)
+		default:
+			keys = append(keys, f.Name)
+		}
+	}
+	return keys
 }
 
 // FieldError names the configuration field that is wrong.

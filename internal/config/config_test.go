@@ -67,3 +67,15 @@ func TestSecondDocumentRefused(t *testing.T) {
 		t.Fatalf("a file starting with --- was refused: %v", err)
 	}
 }
+
+// A duration without a unit is refused with the unit to write: one part of
+// meshtrail once read 30 as seconds and another as nanoseconds.
+func TestBareNumberDurationIsRefused(t *testing.T) {
+	err := load(t, "grpc:\n  keepalive_time: 30\n")
+	if err == nil || !strings.Contains(err.Error(), `"30s"`) {
+		t.Fatalf("got %v, want the bare number refused with the unit to write", err)
+	}
+	if err := load(t, "grpc:\n  keepalive_time: 30s\n"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -17,11 +17,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshtrail/meshtrail/als"
 	"github.com/meshtrail/meshtrail/internal/meshsim"
+	"github.com/meshtrail/meshtrail/internal/pipeline"
 	"github.com/meshtrail/meshtrail/internal/record"
 )
 
@@ -69,11 +71,21 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func run(ctx context.Context, n int, errorRate float64, out string, keep bool, logLevel string, stdout, stderr io.Writer) error {
 	cfg := als.DefaultConfig()
-	cfg.Listen, cfg.MetricsListen, cfg.Out = "127.0.0.1:0", "127.0.0.1:0", out
-	svc, err := als.Start(cfg, als.NewLogger(stderr, logLevel))
+	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	pcfg := pipeline.DefaultConfig()
+	pcfg.Out = out
+	logger := als.NewLogger(stderr, logLevel)
+	reg := prometheus.NewRegistry()
+	p, err := pipeline.New(pcfg, reg, logger)
 	if err != nil {
 		return err
 	}
+	svc, err := als.Start(cfg, p.Consumer(pipeline.Queued), reg, logger)
+	if err != nil {
+		_ = p.Shutdown(context.Background())
+		return err
+	}
+	svc.AddCloser(p.Shutdown)
 	fmt.Fprintf(stdout, "meshtrail ALS receiver on %s (metrics http://%s/metrics), records -> %s\n", svc.Addr(), svc.MetricsAddr(), out)
 
 	mesh := meshsim.Bookinfo(uint64(time.Now().UnixNano()))

@@ -29,7 +29,7 @@ import (
 // Build validates c and returns one queued sink per enabled section, and a
 // shutdown function that flushes (or persists to disk) what the queues
 // hold, then closes the exporters. On error nothing is left running.
-func Build(c *Config, reg prometheus.Registerer, logger *slog.Logger) ([]fanout.Sink, func(context.Context) error, error) {
+func Build(c *Sinks, reg prometheus.Registerer, logger *slog.Logger) ([]fanout.Sink, func(context.Context) error, error) {
 	if err := c.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -52,7 +52,7 @@ type builder struct {
 	closers []func(context.Context) error
 }
 
-func (b *builder) build(c *Config) error {
+func (b *builder) build(c *Sinks) error {
 	if s := c.OTLP; s != nil && s.Enabled {
 		tlsCfg, headers, err := clientSecurity("otlp", &s.Common)
 		if err != nil {

@@ -1,40 +1,16 @@
 package queue
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/meshtrail/meshtrail/internal/config"
 )
 
-// Duration is a time.Duration that reads and writes as Go duration text
-// ("250ms", "10s") in YAML and JSON.
-type Duration time.Duration
-
-// MarshalJSON writes d as duration text.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads duration text, or a number of nanoseconds.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		*d = Duration(v)
-		return nil
-	}
-	var n int64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("duration: want text like \"10s\", got %s", b)
-	}
-	*d = Duration(n)
-	return nil
-}
-
-// D returns d as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
+// Duration is meshtrail's one configuration duration: text with a unit
+// ("250ms", "10s"); a bare number is refused with the unit to write.
+type Duration = config.Duration
 
 // Overflow policies: what happens to new records when memory and disk
 // (if enabled) are both full.

@@ -277,6 +277,15 @@ func (r *Router) bucket(tenant string) *ratelimit.Bucket {
 	return b
 }
 
+// tenantOf is the tenant the pipeline gave rec, or the configured one when
+// the Router is used on its own.
+func (r *Router) tenantOf(rec *record.Record) string {
+	if rec.Tenant != "" {
+		return rec.Tenant
+	}
+	return r.tenant(rec)
+}
+
 // sinksFor returns the sinks rec goes to.
 func (r *Router) sinksFor(rec *record.Record, tenant string) []string {
 	for _, rule := range r.cfg.Routes {
@@ -298,7 +307,7 @@ func (r *Router) ConsumeRecords(ctx context.Context, recs []*record.Record) erro
 	byTenant := map[string][]int{}
 	var tenants []string
 	for i, rec := range recs {
-		t := r.tenant(rec)
+		t := r.tenantOf(rec)
 		if _, ok := byTenant[t]; !ok {
 			tenants = append(tenants, t)
 		}
@@ -331,7 +340,7 @@ func (r *Router) ConsumeRecords(ctx context.Context, recs []*record.Record) erro
 		if !admit[i] {
 			continue
 		}
-		dst := r.sinksFor(rec, r.tenant(rec))
+		dst := r.sinksFor(rec, r.tenantOf(rec))
 		if len(dst) == 0 {
 			r.noRoute.Inc()
 			continue

@@ -1,4 +1,4 @@
-package als
+package main
 
 import (
 	"os"
@@ -13,13 +13,52 @@ import (
 // The example file documents every field with its default: loading it must
 // give exactly DefaultConfig, so the two cannot drift apart.
 func TestExampleConfigIsTheDefaults(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Listen = ""
-	if err := config.Load(filepath.Join("examples", "als.yaml"), &cfg); err != nil {
+	var cfg alsFile
+	if err := config.Load(filepath.Join("..", "..", "als", "examples", "als.yaml"), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(cfg, DefaultConfig()) {
-		t.Fatalf("als/examples/als.yaml differs from DefaultConfig:\n file %+v\n code %+v", cfg, DefaultConfig())
+	if !reflect.DeepEqual(cfg, alsDefaults()) {
+		t.Fatalf("als/examples/als.yaml differs from the defaults:\n file %+v\n code %+v", cfg, alsDefaults())
+	}
+}
+
+// A file that sets the pipeline's keys and the receiver's reaches both
+// halves; a key neither knows is named.
+func TestALSFileFillsReceiverAndPipeline(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "als.yaml")
+	doc := "listen: 0.0.0.0:18000\nout: /var/log/records.ndjson\nmetrics:\n  prefix: istio_\ngrpc:\n  max_streams: 7\n"
+	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := alsDefaults()
+	if err := config.Load(p, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "0.0.0.0:18000" || cfg.GRPC.MaxStreams != 7 || cfg.Pipeline.Out != "/var/log/records.ndjson" || cfg.Pipeline.Metrics.Prefix != "istio_" {
+		t.Fatalf("loaded %+v", cfg)
+	}
+	if cfg.Pipeline.OutRotation.MaxSizeMB != 100 {
+		t.Errorf("out_rotation lost its default: %+v", cfg.Pipeline.OutRotation)
+	}
+	if err := os.WriteFile(p, []byte("listen: 127.0.0.1:1\nsinkz: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.Load(p, &cfg); err == nil || !strings.Contains(err.Error(), `line 2: unknown setting "sinkz"`) {
+		t.Fatalf("got %v, want the unknown key named with its line", err)
+	}
+}
+
+func TestPipelineValidationNamesTheField(t *testing.T) {
+	for field, mutate := range map[string]func(*alsFile){
+		"metrics.prefix":           func(c *alsFile) { c.Pipeline.Metrics.Prefix = "9bad-" },
+		"out_rotation.max_size_mb": func(c *alsFile) { c.Pipeline.Out = "/tmp/x"; c.Pipeline.OutRotation.MaxSizeMB = 0 },
+		"listen":                   func(c *alsFile) { c.Listen = "" },
+	} {
+		c := alsDefaults()
+		mutate(&c)
+		if err := c.validate(); err == nil || !strings.HasPrefix(err.Error(), field+":") {
+			t.Errorf("%s: got %v, want an error naming the field", field, err)
+		}
 	}
 }
 
@@ -28,7 +67,7 @@ func TestConfigFileTypoIsNamed(t *testing.T) {
 	if err := os.WriteFile(p, []byte("listen: 127.0.0.1:1\ngrpc:\n  max_stream: 5\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := alsDefaults()
 	err := config.Load(p, &cfg)
 	if err == nil || !strings.Contains(err.Error(), "max_stream") {
 		t.Fatalf("got %v, want an error naming the unknown field max_stream", err)
@@ -47,10 +86,10 @@ func TestSinksSectionIsValidatedAtStart(t *testing.T) {
 		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cfg := DefaultConfig()
+		cfg := alsDefaults()
 		err := config.Load(p, &cfg)
 		if err == nil {
-			err = cfg.Validate()
+			err = cfg.validate()
 		}
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want an error naming %s", doc, err, want)
@@ -71,10 +110,10 @@ func TestRoutingIsValidatedAgainstTheEnabledSinks(t *testing.T) {
 		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cfg := DefaultConfig()
+		cfg := alsDefaults()
 		err := config.Load(p, &cfg)
 		if err == nil {
-			err = cfg.Validate()
+			err = cfg.validate()
 		}
 		switch {
 		case want == "" && err != nil:

@@ -1,4 +1,4 @@
-package als
+package main
 
 import (
 	"context"
@@ -6,15 +6,54 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime/debug"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/meshtrail/meshtrail/als"
 	"github.com/meshtrail/meshtrail/internal/config"
+	"github.com/meshtrail/meshtrail/internal/pipeline"
 )
 
-const usageText = `Usage: meshtrail als [flags]
+// alsFile is `meshtrail als --config`'s file: the receiver's settings and
+// the pipeline's (out, metrics, sinks, routing) side by side at the top
+// level, as als/examples/als.yaml shows.
+type alsFile struct {
+	als.Config
+	Pipeline pipeline.Config `json:"-"` // its keys sit beside the receiver's: see UnmarshalJSON
+}
+
+// UnmarshalJSON reads both halves from the one object, strictly: a key
+// neither knows is an error naming it.
+func (f *alsFile) UnmarshalJSON(b []byte) error {
+	return config.UnmarshalMerged(b, &f.Config, &f.Pipeline)
+}
+
+// alsDefaults are the embedded defaults: everything on loopback, NDJSON to
+// stdout, RED metrics with the meshtrail_ prefix.
+func alsDefaults() alsFile {
+	return alsFile{Config: als.DefaultConfig(), Pipeline: pipeline.DefaultConfig()}
+}
+
+func (f *alsFile) validate() error {
+	if err := f.Config.Validate(); err != nil {
+		return err
+	}
+	return f.Pipeline.Validate()
+}
+
+// newRegistry is the process's one registry: /metrics serves it, every
+// part registers on it.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+const alsUsage = `Usage: meshtrail als [flags]
 
 Receives Envoy access logs over gRPC (envoy.service.accesslog.v3
 AccessLogService), turns each HTTP and TCP entry into a structured record
@@ -41,35 +80,13 @@ Examples:
   meshtrail als --config als.yaml
 
 Point Istio at it:
-` + IstioSnippet + `
+` + als.IstioSnippet + `
 Flags:
 `
 
-// IstioSnippet is the meshConfig and Telemetry resource that send a mesh's
-// access logs, with the trace headers and filter state the receiver
-// correlates by, to a receiver at meshtrail-als.meshtrail:18000.
-const IstioSnippet = `  # meshConfig (istioctl install / IstioOperator / istiod Helm values)
-  extensionProviders:
-  - name: meshtrail-als
-    envoyHttpAls:
-      service: meshtrail-als.meshtrail.svc.cluster.local
-      port: 18000
-      logName: meshtrail
-      additionalRequestHeadersToLog: [traceparent, tracestate, b3, x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled, x-b3-flags, content-type]
-      additionalResponseHeadersToLog: [grpc-status]
-      additionalResponseTrailersToLog: [grpc-status]
-      filterStateObjectsToLog: [wasm.meshtrail_trace_id, wasm.meshtrail_span_id, wasm.meshtrail_parent_span_id, wasm.meshtrail_sampled, upstream_peer, downstream_peer, io.istio.peer_principal, io.istio.local_principal]
-  ---
-  apiVersion: telemetry.istio.io/v1
-  kind: Telemetry
-  metadata: {name: meshtrail, namespace: istio-system}
-  spec:
-    accessLogging:
-    - providers: [{name: meshtrail-als}]
-`
-
-// Command runs "meshtrail als".
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// alsCommand runs "meshtrail als": the ALS receiver as the source of a
+// pipeline built from the same configuration.
+func alsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("als", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	for _, a := range args {
@@ -78,15 +95,15 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usageText)
+		fmt.Fprint(fs.Output(), alsUsage)
 		printFlags(fs)
 	}
-	def := DefaultConfig()
+	def := alsDefaults()
 	configPath := fs.String("config", "", "YAML configuration file: every setting, flags override it (the project's als/examples/als.yaml documents each key)")
 	listen := fs.String("listen", def.Listen, "gRPC HOST:PORT Envoys stream access logs to")
 	metricsListen := fs.String("metrics-listen", def.MetricsListen, "HOST:PORT for /metrics, /healthz, /readyz (empty disables)")
-	out := fs.String("out", def.Out, `NDJSON output: a file path (size-rotated) or "-" for stdout; empty disables`)
-	prefix := fs.String("metric-prefix", def.Metrics.Prefix, `RED metric name prefix; "istio_" feeds Kiali (only with Istio's own telemetry off, or it double-counts)`)
+	out := fs.String("out", def.Pipeline.Out, `NDJSON output: a file path (size-rotated) or "-" for stdout; empty disables`)
+	prefix := fs.String("metric-prefix", def.Pipeline.Metrics.Prefix, `RED metric name prefix; "istio_" feeds Kiali (only with Istio's own telemetry off, or it double-counts)`)
 	tlsCert := fs.String("tls-cert", "", "serve gRPC over TLS with this certificate (PEM)")
 	tlsKey := fs.String("tls-key", "", "private key of --tls-cert (PEM)")
 	tlsCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
@@ -121,9 +138,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case "metrics-listen":
 			cfg.MetricsListen = *metricsListen
 		case "out":
-			cfg.Out = *out
+			cfg.Pipeline.Out = *out
 		case "metric-prefix":
-			cfg.Metrics.Prefix = *prefix
+			cfg.Pipeline.Metrics.Prefix = *prefix
 		case "tls-cert":
 			cfg.TLS.CertFile = *tlsCert
 		case "tls-key":
@@ -142,11 +159,11 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.ShutdownGrace = config.Duration(*grace)
 		}
 	})
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(); err != nil {
 		fmt.Fprintf(stderr, "meshtrail als: invalid configuration: %v\n", err)
 		return 2
 	}
-	logger := NewLogger(stderr, cfg.LogLevel)
+	logger := als.NewLogger(stderr, cfg.LogLevel)
 	if os.Getenv("GOGC") == "" {
 		// The receiver's live heap is small (a few MB per thousand streams)
 		// and its allocation rate high: collecting at 4x the live heap
@@ -154,11 +171,20 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// the environment overrides it.
 		debug.SetGCPercent(400)
 	}
-	svc, err := Start(cfg, logger)
+	reg := newRegistry()
+	p, err := pipeline.New(cfg.Pipeline, reg, logger)
 	if err != nil {
 		logger.Error("cannot start", "error", err)
 		return 1
 	}
+	svc, err := als.Start(cfg.Config, p.Consumer(pipeline.Queued), reg, logger)
+	if err != nil {
+		_ = p.Shutdown(context.Background())
+		logger.Error("cannot start", "error", err)
+		return 1
+	}
+	// The receiver ends its streams first; the pipeline then drains.
+	svc.AddCloser(p.Shutdown)
 	if err := svc.Wait(ctx, cfg.ShutdownGrace.D()); err != nil {
 		logger.Error("shutdown", "error", err)
 		return 1
@@ -181,13 +207,6 @@ func printFlags(fs *flag.FlagSet) {
 		}
 		fmt.Fprintf(w, "%s\n    \t%s\n", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
 	})
-}
-
-// NewLogger returns a text logger at level (debug, info, warn, error).
-func NewLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(strings.ToUpper(level)))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 func splitList(s string) []string {

@@ -1,13 +1,9 @@
-// Package pipeline reads the `sinks:` section of meshtrail's YAML
-// configuration and builds the network sinks it enables (OTLP, Zipkin,
-// Loki, Elasticsearch, Fluentd, Prometheus remote write), each exporter
-// wrapped in its own internal/fanout/queue.Queue. `meshtrail als --config FILE`
-// and `meshtrail tail --config FILE` share it. Every field is documented
-// in internal/sink/README.md; als/examples/sinks.yaml enables them all.
+// The `sinks:` section: one typed section per network sink.
 //
 // Secrets never appear in the configuration itself: auth fields name an
 // environment variable or a file that holds the secret, read once at
-// Build, and never logged.
+// build, and never logged.
+
 package pipeline
 
 import (
@@ -25,8 +21,8 @@ import (
 	"github.com/meshtrail/meshtrail/internal/fanout/queue"
 )
 
-// Config is the `sinks:` section.
-type Config struct {
+// Sinks is the `sinks:` section.
+type Sinks struct {
 	OTLP          *OTLP          `json:"otlp,omitempty"`
 	Zipkin        *Zipkin        `json:"zipkin,omitempty"`
 	Loki          *Loki          `json:"loki,omitempty"`
@@ -120,7 +116,7 @@ type RemoteWrite struct {
 // Parse reads YAML (or JSON) holding a top-level `sinks:` key; other
 // top-level keys are ignored (they belong to other parts of meshtrail).
 // Unknown keys inside a known sink section are errors.
-func Parse(data []byte) (*Config, error) {
+func Parse(data []byte) (*Sinks, error) {
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("sinks config: %w", err)
@@ -135,7 +131,7 @@ func Parse(data []byte) (*Config, error) {
 }
 
 // Load reads and parses a configuration file.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Sinks, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -144,8 +140,8 @@ func Load(path string) (*Config, error) {
 }
 
 // FromSections decodes the sections of `sinks:` (already split by key).
-func FromSections(sections map[string]json.RawMessage) (*Config, error) {
-	c := &Config{Other: map[string]json.RawMessage{}}
+func FromSections(sections map[string]json.RawMessage) (*Sinks, error) {
+	c := &Sinks{Other: map[string]json.RawMessage{}}
 	targets := map[string]any{
 		"otlp": &c.OTLP, "zipkin": &c.Zipkin, "loki": &c.Loki, "elasticsearch": &c.Elasticsearch,
 		"fluentd": &c.Fluentd, "prometheus_remote_write": &c.RemoteWrite,
@@ -173,7 +169,7 @@ func FromSections(sections map[string]json.RawMessage) (*Config, error) {
 
 // Validate reports every invalid field of the enabled sinks, each error
 // naming its field (sinks.loki.url: ...).
-func (c *Config) Validate() error {
+func (c *Sinks) Validate() error {
 	var errs []error
 	bad := func(field, msg string, args ...any) {
 		errs = append(errs, fmt.Errorf("sinks.%s: %s", field, fmt.Sprintf(msg, args...)))
@@ -310,7 +306,7 @@ func validLabel(s string) bool {
 
 // Enabled returns the names of the enabled sinks, which are their section
 // names (what routing rules refer to), in the order Build creates them.
-func (c *Config) Enabled() []string {
+func (c *Sinks) Enabled() []string {
 	var names []string
 	for _, s := range []struct {
 		name string
