@@ -177,7 +177,7 @@ const (
 type Pipeline struct {
 	log      *slog.Logger
 	tenant   func(*record.Record) string // nil: records keep the tenant they came with
-	sinks    []fanout.Sink                // in delivery order: file, metrics, backends or router
+	sinks    []fanout.Sink               // in delivery order: file, metrics, backends or router
 	ndjson   *ndjson.Sink
 	metrics  *istiometrics.Metrics
 	backends func(context.Context) error // drains the queues, closes the exporters
