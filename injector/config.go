@@ -13,7 +13,6 @@ package injector
 import (
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,7 +20,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
+
+	"github.com/meshtrail/meshtrail/internal/config"
 )
 
 // SidecarMode says how the tail sidecar is added to a pod.
@@ -120,14 +120,8 @@ func DefaultConfig() Config {
 // error: a typo must not silently fall back to a default.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, err
-	}
-	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
+	err := config.Load(path, &cfg)
+	return cfg, err
 }
 
 // Validate checks every field and returns all problems at once, each naming

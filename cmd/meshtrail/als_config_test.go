@@ -76,7 +76,7 @@ func TestConfigFileTypoIsNamed(t *testing.T) {
 
 func TestSinksSectionIsValidatedAtStart(t *testing.T) {
 	cases := map[string]string{
-		"sinks:\n  lokki:\n    enabled: true\n":                                                             "sinks.lokki",
+		"sinks:\n  lokki:\n    enabled: true\n":                                                             `line 2: unknown setting "lokki"`,
 		"sinks:\n  loki:\n    enabled: true\n    urll: http://x\n":                                          "urll",
 		"sinks:\n  loki:\n    enabled: true\n":                                                              "sinks.loki.url",
 		"sinks:\n  otlp:\n    enabled: true\n    endpoint: 127.0.0.1:4317\n    queue:\n      workers: -1\n": "workers",

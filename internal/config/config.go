@@ -23,11 +23,17 @@ func Load(path string, dst any) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	return Parse(path, b, dst)
+}
+
+// Parse is Load for YAML already read; name says where it came from in
+// errors (a path, a ConfigMap key).
+func Parse(name string, b []byte, dst any) error {
 	if extraDocument(b) {
-		return fmt.Errorf("config %s: holds more than one YAML document (a line \"---\" followed by more settings); put every setting in one", path)
+		return fmt.Errorf("config %s: holds more than one YAML document (a line \"---\" followed by more settings); put every setting in one", name)
 	}
 	if err := yaml.UnmarshalStrict(b, dst); err != nil {
-		return fmt.Errorf("config %s: %s", path, explain(b, err))
+		return fmt.Errorf("config %s: %s", name, explain(b, err))
 	}
 	return nil
 }

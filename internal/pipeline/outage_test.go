@@ -30,7 +30,7 @@ func fastRetry(dir string) string {
 
 func build(t *testing.T, yaml string) ([]fanout.Sink, func(context.Context) error, *prometheus.Registry) {
 	t.Helper()
-	c, err := Parse([]byte(yaml))
+	c, err := parse(yaml)
 	if err != nil {
 		t.Fatal(err)
 	}

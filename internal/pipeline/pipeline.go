@@ -26,7 +26,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,7 +54,7 @@ type Config struct {
 	// Sinks are the backends every record is also sent to, each through its
 	// own bounded queue (internal/sink/README.md): otlp, zipkin, loki,
 	// elasticsearch, fluentd, prometheus_remote_write.
-	Sinks map[string]json.RawMessage `json:"sinks,omitempty"`
+	Sinks Sinks `json:"sinks,omitempty"`
 	// Routing sends records to some of the sinks by tenant or namespace,
 	// with per-tenant quotas (internal/fanout/README.md). Without it every
 	// sink gets every record. Its tenant setting also decides
@@ -130,22 +129,15 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// sinks decodes and validates the sinks: section (nil when there is none).
+// sinks validates the sinks: section (nil when it enables none).
 func (c *Config) sinks() (*Sinks, error) {
-	if len(c.Sinks) == 0 {
+	if len(c.Sinks.Enabled()) == 0 {
 		return nil, nil
 	}
-	sc, err := FromSections(c.Sinks)
-	if err != nil {
+	if err := c.Sinks.Validate(); err != nil {
 		return nil, err
 	}
-	for name := range sc.Other {
-		return nil, config.Errorf("sinks."+name, "unknown sink; known: otlp, zipkin, loki, elasticsearch, fluentd, prometheus_remote_write (the NDJSON file is `out`, the RED metrics `metrics`)")
-	}
-	if err := sc.Validate(); err != nil {
-		return nil, err
-	}
-	return sc, nil
+	return &c.Sinks, nil
 }
 
 func validMetricPrefix(p string) bool {
@@ -176,7 +168,7 @@ const (
 // Pipeline is a built pipeline. See the package documentation.
 type Pipeline struct {
 	log      *slog.Logger
-	tenant   func(*record.Record) string // nil: records keep the tenant they came with
+	tenant   func(*record.Record) string // for records that come without one
 	sinks    []fanout.Sink               // in delivery order: file, metrics, backends or router
 	ndjson   *ndjson.Sink
 	metrics  *istiometrics.Metrics
@@ -196,7 +188,10 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Pipeline,
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Pipeline{log: logger}
+	p := &Pipeline{log: logger, tenant: route.TenantFunc(route.TenantConfig{})}
+	if cfg.Routing != nil {
+		p.tenant = route.TenantFunc(cfg.Routing.Tenant)
+	}
 	if cfg.Out != "" {
 		nd, err := ndjson.New(cfg.Out, ndjson.Rotation(cfg.OutRotation), reg, logger)
 		if err != nil {
@@ -237,12 +232,10 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Pipeline,
 				return nil, fmt.Errorf("routing: %w", err)
 			}
 			p.sinks = append(p.sinks, named{router, "router"})
-			p.tenant = route.TenantFunc(cfg.Routing.Tenant)
 		} else {
 			for _, b := range backends {
 				p.sinks = append(p.sinks, named{deliverer{b}, b.Name()})
 			}
-			p.tenant = route.TenantFunc(route.TenantConfig{})
 		}
 		logger.Info("sinks ready", "sinks", p.names, "routing", cfg.Routing != nil)
 	}
@@ -268,13 +261,11 @@ func (c *consumer) ConsumeRecords(ctx context.Context, recs []*record.Record) er
 	if len(recs) == 0 {
 		return nil
 	}
-	if t := c.p.tenant; t != nil {
-		// The records are not shared yet: this is the one place that writes
-		// them after the source.
-		for _, r := range recs {
-			if r.Tenant == "" {
-				r.Tenant = t(r)
-			}
+	// The records are not shared yet: this is the one place that writes
+	// them after the source.
+	for _, r := range recs {
+		if r.Tenant == "" {
+			r.Tenant = c.p.tenant(r)
 		}
 	}
 	if c.durable {

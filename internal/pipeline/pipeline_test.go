@@ -23,7 +23,6 @@ func TestTenantIsSetBeforeTheFanout(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "records.ndjson")
 	cfg := DefaultConfig()
 	cfg.Out = out
-	cfg.Sinks = map[string]json.RawMessage{"loki": json.RawMessage(`{"enabled": false, "url": "http://127.0.0.1:1/loki/api/v1/push"}`)}
 	p, err := New(cfg, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +67,7 @@ func TestConfigValidationNamesTheField(t *testing.T) {
 		"metrics.max_series":       func(c *Config) { c.Metrics.MaxSeries = -1 },
 		"out_rotation.max_size_mb": func(c *Config) { c.Out = "/tmp/x"; c.OutRotation.MaxSizeMB = 0 },
 		"out_rotation.max_backups": func(c *Config) { c.OutRotation.MaxBackups = -1 },
-		"sinks.lokki":              func(c *Config) { c.Sinks = map[string]json.RawMessage{"lokki": json.RawMessage(`{}`)} },
+		"sinks.loki.url":           func(c *Config) { c.Sinks.Loki = &Loki{Common: Common{Enabled: true}} },
 		"routing":                  func(c *Config) { c.Routing = &route.Config{} },
 	} {
 		c := DefaultConfig()

@@ -7,16 +7,11 @@
 package pipeline
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"sort"
 	"strings"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshtrail/meshtrail/internal/fanout/queue"
 )
@@ -29,10 +24,6 @@ type Sinks struct {
 	Elasticsearch *Elasticsearch `json:"elasticsearch,omitempty"`
 	Fluentd       *Fluentd       `json:"fluentd,omitempty"`
 	RemoteWrite   *RemoteWrite   `json:"prometheus_remote_write,omitempty"`
-
-	// Other holds the sections this package does not build (the NDJSON
-	// file, the Istio metrics sink, ...), raw, for their own builders.
-	Other map[string]json.RawMessage `json:"-"`
 }
 
 // Common are the fields every network sink has.
@@ -111,60 +102,6 @@ type Fluentd struct {
 type RemoteWrite struct {
 	Common
 	URL string `json:"url"` // e.g. http://127.0.0.1:9090/api/v1/write
-}
-
-// Parse reads YAML (or JSON) holding a top-level `sinks:` key; other
-// top-level keys are ignored (they belong to other parts of meshtrail).
-// Unknown keys inside a known sink section are errors.
-func Parse(data []byte) (*Sinks, error) {
-	js, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return nil, fmt.Errorf("sinks config: %w", err)
-	}
-	var top struct {
-		Sinks map[string]json.RawMessage `json:"sinks"`
-	}
-	if err := json.Unmarshal(js, &top); err != nil {
-		return nil, fmt.Errorf("sinks config: %w", err)
-	}
-	return FromSections(top.Sinks)
-}
-
-// Load reads and parses a configuration file.
-func Load(path string) (*Sinks, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(b)
-}
-
-// FromSections decodes the sections of `sinks:` (already split by key).
-func FromSections(sections map[string]json.RawMessage) (*Sinks, error) {
-	c := &Sinks{Other: map[string]json.RawMessage{}}
-	targets := map[string]any{
-		"otlp": &c.OTLP, "zipkin": &c.Zipkin, "loki": &c.Loki, "elasticsearch": &c.Elasticsearch,
-		"fluentd": &c.Fluentd, "prometheus_remote_write": &c.RemoteWrite,
-	}
-	names := make([]string, 0, len(sections))
-	for k := range sections {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		raw := sections[name]
-		dst, ok := targets[name]
-		if !ok {
-			c.Other[name] = raw
-			continue
-		}
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(dst); err != nil {
-			return nil, fmt.Errorf("sinks.%s: %w", name, err)
-		}
-	}
-	return c, nil
 }
 
 // Validate reports every invalid field of the enabled sinks, each error
