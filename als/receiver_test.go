@@ -628,8 +628,13 @@ func TestShutdownEndsBusyStreamsAfterTheirNextMessage(t *testing.T) {
 	}()
 	waitFor(t, func() bool { return ts.svc.receiver.draining.Load() })
 	// Not ready any more: Kubernetes sends new connections elsewhere.
-	if resp, err := http.Get("http://" + ts.svc.MetricsAddr() + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("/readyz while shutting down: %v %v, want 503", resp.Status, err)
+	ready, err := http.Get("http://" + ts.svc.MetricsAddr() + "/readyz")
+	if err != nil {
+		t.Fatalf("/readyz while shutting down: %v", err)
+	}
+	ready.Body.Close()
+	if ready.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while shutting down: %s, want 503", ready.Status)
 	}
 	// Envoy keeps flushing: twenty messages back to back. They are read
 	// from the stream before it ends (gRPC already holds them), not

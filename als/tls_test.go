@@ -1,7 +1,6 @@
 package als
 
 import (
-	"context"
 	"crypto/tls"
 	"os"
 	"path/filepath"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/recordtest"
 	"github.com/meshtrail/meshtrail/test/harness"
 )
 
@@ -97,7 +96,7 @@ func TestTLSFilesAreCheckedAtStart(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", ""
 	cfg.TLS = TLSConfig{CertFile: "/nonexistent/tls.crt", KeyFile: "/nonexistent/tls.key"}
-	if _, err := Start(cfg, record.ConsumerFunc(func(context.Context, []*record.Record) error { return nil }), prometheus.NewRegistry(), NewLogger(os.Stderr, "error")); err == nil || !strings.Contains(err.Error(), "tls.cert_file") {
+	if _, err := Start(cfg, recordtest.Discard, prometheus.NewRegistry(), NewLogger(os.Stderr, "error")); err == nil || !strings.Contains(err.Error(), "tls.cert_file") {
 		t.Fatalf("got %v, want an error naming tls.cert_file", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshtrail/meshtrail/internal/fanout/queue"
 	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/recordtest"
 )
 
 func tenantRec(id int, tenant, ns string) *record.Record {
@@ -23,24 +24,12 @@ func tenantRec(id int, tenant, ns string) *record.Record {
 	}
 }
 
-// collector is an in-memory sink.
-type collector struct {
-	mu   sync.Mutex
-	recs []*record.Record
-}
-
-func (c *collector) ConsumeRecords(_ context.Context, rs []*record.Record) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.recs = append(c.recs, rs...)
-	return nil
-}
+// collector is an in-memory sink that reads back the records' x-id.
+type collector struct{ recordtest.Sink }
 
 func (c *collector) ids() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var out []string
-	for _, r := range c.recs {
+	for _, r := range c.Records() {
 		out = append(out, r.RequestHeaders["x-id"])
 	}
 	return out
