@@ -8,7 +8,7 @@ GOBUILD   := $(GO) build -trimpath
 # The race detector needs cgo.
 TESTFLAGS ?= -race -count=1 -timeout 45m
 
-.PHONY: help build wasm tools test test-unit demo bench fuzz vet clean
+.PHONY: help build wasm tools test test-unit demo bench fuzz vet lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ tools: ## install what the tests need into ~/.cache/meshtrail/tools (cached by v
 
 vet:
 	$(GO) vet ./...
+
+lint: ## staticcheck over every package (installed by make tools)
+	$(TOOLS_DIR)/bin/staticcheck ./...
 
 test: tools build wasm vet ## install tools, then run every test with the race detector
 	CGO_ENABLED=1 $(GO) test $(TESTFLAGS) ./...
