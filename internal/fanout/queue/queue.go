@@ -71,7 +71,7 @@ type Queue struct {
 	// durable counts ConsumeDurable calls between their append and their
 	// Sync, so Shutdown closes the log only after they are settled.
 	durable sync.WaitGroup
-	diskAt   int64  // enqueue time of the last record read from disk
+	diskAt  int64 // enqueue time of the last record read from disk
 
 	replay replayProgress
 }

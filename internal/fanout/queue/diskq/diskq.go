@@ -110,20 +110,20 @@ type Log struct {
 	opts Options
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	closed    bool
-	segs      []*segment // ordered by id; the last one is written to
-	w         *os.File   // the last segment, open for append
-	wbuf      []byte
-	dirty     bool // data written since the last fsync
+	mu     sync.Mutex
+	closed bool
+	segs   []*segment // ordered by id; the last one is written to
+	w      *os.File   // the last segment, open for append
+	wbuf   []byte
+	dirty  bool // data written since the last fsync
 	// unsynced are segments closed by a rotation while holding data not
 	// yet fsynced (policy never); dirDirty says a segment file was created
 	// since the directory was last fsynced. Sync settles both, so its
 	// promise covers a batch that spanned a rotation.
-	unsynced []uint64
-	dirDirty bool
-	committed pos  // durable cursor: everything before it is done
-	read      pos  // next frame to read
+	unsynced  []uint64
+	dirDirty  bool
+	committed pos // durable cursor: everything before it is done
+	read      pos // next frame to read
 	r         *os.File
 	rseg      uint64
 	rbuf      *bufio.Reader
