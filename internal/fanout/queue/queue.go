@@ -264,11 +264,14 @@ func (q *Queue) ConsumeDurable(ctx context.Context, recs []*record.Record) error
 
 // enqueueLocked places items in memory or on disk, or applies the overflow
 // policy. Memory is the head of the queue and disk its tail, so a record
-// goes to memory only while nothing waits unread on disk.
+// goes to memory only while the disk holds nothing undelivered. (Not
+// merely nothing unread: during an outage a worker holds the backlog in
+// flight, nothing is unread, and records put in memory then would be lost
+// to a crash although the disk had room.)
 func (q *Queue) enqueueLocked(ctx context.Context, items []item) {
 	var deadline time.Time
 	for {
-		backlog := q.disk != nil && q.disk.Unread()
+		backlog := q.diskBacklog()
 		if !backlog && q.memLen()+len(items) <= q.memCap {
 			q.pushMem(items)
 			q.cond.Broadcast()
@@ -300,6 +303,16 @@ func (q *Queue) enqueueLocked(ctx context.Context, items []item) {
 			return
 		}
 	}
+}
+
+// diskBacklog reports whether the disk holds records not yet delivered
+// (unread, or read and in flight).
+func (q *Queue) diskBacklog() bool {
+	if q.disk == nil {
+		return false
+	}
+	n, _ := q.disk.Len()
+	return n > 0
 }
 
 // spillLocked appends items to the disk log, moving the memory queue there
