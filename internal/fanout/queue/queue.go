@@ -16,8 +16,7 @@ import (
 	"github.com/meshtrail/meshtrail/internal/record"
 )
 
-// encoders render records for ConsumeRecords (to measure them, on many
-// goroutines at once) and for the disk log. An Encoder writes what
+// encoders render records for the disk log. An Encoder writes what
 // record.AppendJSON writes, cheaper for the parts records of one stream
 // share.
 var encoders = sync.Pool{New: func() any { return new(record.Encoder) }}
@@ -35,7 +34,7 @@ var ErrFull = errors.New("queue full")
 // item is one queued record with what the queue needs to know about it.
 type item struct {
 	rec  *record.Record
-	size int   // len(record.AppendJSON(rec)): what batch.max_bytes counts
+	size int   // rec.Size(), len(record.AppendJSON(rec)): what batch.max_bytes counts
 	at   int64 // when it was accepted, Unix nanoseconds
 }
 
@@ -173,17 +172,14 @@ func (q *Queue) ConsumeRecords(ctx context.Context, recs []*record.Record) error
 	return nil
 }
 
+// newItems wraps recs for the queue. The sizes come from record.Size,
+// which renders each record once for every sink's queue together.
 func newItems(recs []*record.Record) []item {
 	items := make([]item, len(recs))
 	now := time.Now().UnixNano()
-	buf := getBuf()
-	enc := encoders.Get().(*record.Encoder)
 	for i, r := range recs {
-		*buf = enc.Append((*buf)[:0], r)
-		items[i] = item{rec: r, size: len(*buf), at: now}
+		items[i] = item{rec: r, size: r.Size(), at: now}
 	}
-	encoders.Put(enc)
-	putBuf(buf)
 	return items
 }
 
