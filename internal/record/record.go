@@ -209,6 +209,10 @@ type Record struct {
 	Level   string
 	Stream  string            // stdout, stderr, or the file tailed
 	Fields  map[string]string // parsed fields of a structured log line
+
+	// size caches Size: 0 until measured. Read and written atomically,
+	// because every sink's queue asks for it concurrently.
+	size int64
 }
 
 // Failed reports whether the record observed a failed request: a 5xx, a

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/meshtrail/meshtrail/internal/fanout"
@@ -20,11 +19,6 @@ type batch struct {
 	fromDisk bool
 	token    uint64
 }
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
-func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
-func putBuf(b *[]byte) { bufPool.Put(b) }
 
 // work is one worker: take a batch, deliver it, repeat until shut down.
 func (q *Queue) work() {

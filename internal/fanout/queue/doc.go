@@ -15,6 +15,11 @@
 // time), and every record it discards is counted in
 // meshtrail_sink_dropped_total{reason}.
 //
+// ConsumeDurable is the acknowledged form for sources that keep a
+// checkpoint: it returns nil only once the queue holds the batch (on a
+// disk log, appended and synced), and instead of dropping it returns an
+// error wrapping ErrFull, so the source offers the batch again.
+//
 // Delivery is at least once. Order: records leave in the order they were
 // accepted (memory first, then the disk backlog, which is read in append
 // order); with workers: 1 they also arrive in that order, retries

@@ -21,6 +21,10 @@ type Log interface {
 	// after the last ones read, and a token for Commit. No messages and
 	// no error means nothing is left to read.
 	Read(maxMsgs, maxBytes int) (msgs [][]byte, token uint64, err error)
+	// Sync returns once every message appended so far is on stable
+	// storage (fsynced, or acknowledged by the brokers), whatever the
+	// log's own flush policy. ConsumeDurable waits for it.
+	Sync() error
 	// Commit marks a Read batch as delivered; batches may be committed
 	// out of order. Uncommitted batches are read again after a restart.
 	Commit(token uint64) error

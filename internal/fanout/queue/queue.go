@@ -16,19 +16,25 @@ import (
 	"github.com/meshtrail/meshtrail/internal/record"
 )
 
-// encoders render records for ConsumeRecords (to measure them, on many
-// goroutines at once) and for the disk log. An Encoder writes what
+// encoders render records for the disk log. An Encoder writes what
 // record.AppendJSON writes, cheaper for the parts records of one stream
 // share.
 var encoders = sync.Pool{New: func() any { return new(record.Encoder) }}
 
-// ErrClosed is returned by ConsumeRecords after Shutdown.
+// ErrClosed is returned by ConsumeRecords and ConsumeDurable after
+// Shutdown.
 var ErrClosed = errors.New("queue: shut down")
+
+// ErrFull is wrapped by the error ConsumeDurable returns when the queue
+// had no room for the batch within overflow.block_timeout (or before its
+// context ended). Nothing of the batch was queued: the source keeps it
+// (and its checkpoint) and offers it again later.
+var ErrFull = errors.New("queue full")
 
 // item is one queued record with what the queue needs to know about it.
 type item struct {
 	rec  *record.Record
-	size int   // len(record.AppendJSON(rec)): what batch.max_bytes counts
+	size int   // rec.Size(), len(record.AppendJSON(rec)): what batch.max_bytes counts
 	at   int64 // when it was accepted, Unix nanoseconds
 }
 
@@ -61,7 +67,10 @@ type Queue struct {
 	stopped  bool // Shutdown's context ended: workers stop taking batches
 	inflight map[*batch]struct{}
 	leftover []item // memory batches that Shutdown interrupted
-	diskAt   int64  // enqueue time of the last record read from disk
+	// durable counts ConsumeDurable calls between their append and their
+	// Sync, so Shutdown closes the log only after they are settled.
+	durable sync.WaitGroup
+	diskAt  int64 // enqueue time of the last record read from disk
 
 	replay replayProgress
 }
@@ -152,17 +161,7 @@ func (q *Queue) ConsumeRecords(ctx context.Context, recs []*record.Record) error
 	if len(recs) == 0 {
 		return nil
 	}
-	items := make([]item, len(recs))
-	now := time.Now().UnixNano()
-	buf := getBuf()
-	enc := encoders.Get().(*record.Encoder)
-	for i, r := range recs {
-		*buf = enc.Append((*buf)[:0], r)
-		items[i] = item{rec: r, size: len(*buf), at: now}
-	}
-	encoders.Put(enc)
-	putBuf(buf)
-
+	items := newItems(recs)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closing {
@@ -173,19 +172,108 @@ func (q *Queue) ConsumeRecords(ctx context.Context, recs []*record.Record) error
 	return nil
 }
 
+// newItems wraps recs for the queue. The sizes come from record.Size,
+// which renders each record once for every sink's queue together.
+func newItems(recs []*record.Record) []item {
+	items := make([]item, len(recs))
+	now := time.Now().UnixNano()
+	for i, r := range recs {
+		items[i] = item{rec: r, size: r.Size(), at: now}
+	}
+	return items
+}
+
+// ConsumeDurable queues recs and returns nil only once the queue holds
+// them: with a disk log, appended to it (after whatever is already on
+// disk; older records still in memory go first, so order is kept) and
+// synced to stable storage whatever disk.fsync says; without one, in
+// memory. It never drops: when there is no room it waits, as the block
+// policy does, up to overflow.block_timeout or ctx's end, and then
+// returns an error wrapping ErrFull with nothing queued, so the source
+// keeps its checkpoint and retries. After Shutdown it returns ErrClosed.
+// An error other than those (the disk failed) may leave the batch queued
+// anyway: retrying it gives a duplicate, which at-least-once allows.
+func (q *Queue) ConsumeDurable(ctx context.Context, recs []*record.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	items := newItems(recs)
+	q.mu.Lock()
+	if q.closing {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	var deadline time.Time
+	for {
+		var err error
+		if q.disk != nil {
+			err = q.appendDisk(items)
+		} else if q.memLen()+len(items) <= q.memCap {
+			q.pushMem(items)
+		} else {
+			err = ErrLogFull // memory is the whole queue: the same wait
+			if len(items) > q.memCap {
+				q.mu.Unlock()
+				return fmt.Errorf("sink %s: %w: a batch of %d records never fits queue.memory.records (%d) without a disk",
+					q.name, ErrFull, len(items), q.memCap)
+			}
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, diskq.ErrFull) && !errors.Is(err, ErrLogFull) {
+			q.mu.Unlock()
+			return fmt.Errorf("sink %s: disk queue append: %w", q.name, err)
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(q.cfg.Overflow.BlockTimeout.D())
+		}
+		if !time.Now().Before(deadline) || ctx.Err() != nil || q.closing {
+			q.mu.Unlock()
+			if q.closing {
+				return ErrClosed
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("sink %s: %w: no room for %d records before the caller gave up: %w",
+					q.name, ErrFull, len(items), context.Cause(ctx))
+			}
+			return fmt.Errorf("sink %s: %w: no room for %d records within overflow.block_timeout (%v)",
+				q.name, ErrFull, len(items), q.cfg.Overflow.BlockTimeout.D())
+		}
+		q.waitLocked(ctx, deadline)
+	}
+	q.cond.Broadcast()
+	if q.disk == nil {
+		q.mu.Unlock()
+		return nil
+	}
+	// Sync outside the queue's lock: other sources keep enqueueing, and
+	// concurrent durable calls share one fsync.
+	q.durable.Add(1)
+	q.mu.Unlock()
+	defer q.durable.Done()
+	if err := q.disk.Sync(); err != nil {
+		return fmt.Errorf("sink %s: disk queue sync: %w", q.name, err)
+	}
+	return nil
+}
+
 // enqueueLocked places items in memory or on disk, or applies the overflow
 // policy. Memory is the head of the queue and disk its tail, so a record
-// goes to memory only while nothing waits unread on disk.
+// goes to memory only while the disk holds nothing undelivered. (Not
+// merely nothing unread: during an outage a worker holds the backlog in
+// flight, nothing is unread, and records put in memory then would be lost
+// to a crash although the disk had room.)
 func (q *Queue) enqueueLocked(ctx context.Context, items []item) {
 	var deadline time.Time
 	for {
-		backlog := q.disk != nil && q.disk.Unread()
+		backlog := q.diskBacklog()
 		if !backlog && q.memLen()+len(items) <= q.memCap {
 			q.pushMem(items)
 			q.cond.Broadcast()
 			return
 		}
-		if q.disk != nil && q.spillLocked(items) {
+		if q.disk != nil && q.spillLocked(items, backlog) {
 			q.cond.Broadcast()
 			return
 		}
@@ -213,11 +301,23 @@ func (q *Queue) enqueueLocked(ctx context.Context, items []item) {
 	}
 }
 
+// diskBacklog reports whether the disk holds records not yet delivered
+// (unread, or read and in flight).
+func (q *Queue) diskBacklog() bool {
+	if q.disk == nil {
+		return false
+	}
+	n, _ := q.disk.Len()
+	return n > 0
+}
+
 // spillLocked appends items to the disk log, moving the memory queue there
 // first when it fits (so it survives a crash). It reports whether items
-// were written.
-func (q *Queue) spillLocked(items []item) bool {
-	if n := q.memLen(); n > 0 && q.appendDisk(append(q.mem[q.memHead:q.memHead+n:q.memHead+n], items...)) == nil {
+// were written. With a backlog on disk, memory stays where it is: its
+// records are older than the backlog (ConsumeDurable writes to disk while
+// memory holds records), and memory is sent first.
+func (q *Queue) spillLocked(items []item, backlog bool) bool {
+	if n := q.memLen(); n > 0 && !backlog && q.appendDisk(append(q.mem[q.memHead:q.memHead+n:q.memHead+n], items...)) == nil {
 		q.clearMem()
 		return true
 	}
@@ -397,6 +497,7 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 	}
 	q.cancelRun()
 
+	q.durable.Wait() // closing is set: no new ones start
 	q.mu.Lock()
 	rest := append(q.leftover, q.mem[q.memHead:]...)
 	q.leftover = nil

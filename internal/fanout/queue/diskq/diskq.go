@@ -110,14 +110,20 @@ type Log struct {
 	opts Options
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	closed    bool
-	segs      []*segment // ordered by id; the last one is written to
-	w         *os.File   // the last segment, open for append
-	wbuf      []byte
-	dirty     bool // data written since the last fsync
-	committed pos  // durable cursor: everything before it is done
-	read      pos  // next frame to read
+	mu     sync.Mutex
+	closed bool
+	segs   []*segment // ordered by id; the last one is written to
+	w      *os.File   // the last segment, open for append
+	wbuf   []byte
+	dirty  bool // data written since the last fsync
+	// unsynced are segments closed by a rotation while holding data not
+	// yet fsynced (policy never); dirDirty says a segment file was created
+	// since the directory was last fsynced. Sync settles both, so its
+	// promise covers a batch that spanned a rotation.
+	unsynced  []uint64
+	dirDirty  bool
+	committed pos // durable cursor: everything before it is done
+	read      pos // next frame to read
 	r         *os.File
 	rseg      uint64
 	rbuf      *bufio.Reader
@@ -158,7 +164,9 @@ func Open(opts Options) (*Log, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("diskq: %w", err)
 	}
-	l := &Log{opts: opts, log: opts.Logger.With("dir", opts.Dir)}
+	// dirDirty: the directory or the first segment may have just been
+	// created.
+	l := &Log{opts: opts, log: opts.Logger.With("dir", opts.Dir), dirDirty: true}
 	if err := l.load(); err != nil {
 		return nil, err
 	}
@@ -432,6 +440,10 @@ func (l *Log) rotate() error {
 	if err := l.syncLocked(); err != nil {
 		return err
 	}
+	if l.dirty {
+		// Policy never left it unsynced: remember it for a forced Sync.
+		l.unsynced = append(l.unsynced, l.segs[len(l.segs)-1].id)
+	}
 	if err := l.w.Close(); err != nil {
 		return fmt.Errorf("diskq: %w", err)
 	}
@@ -442,22 +454,59 @@ func (l *Log) rotate() error {
 	}
 	l.w = f
 	l.segs = append(l.segs, &segment{id: id})
+	l.dirDirty = true
 	return nil
 }
 
+// syncLocked fsyncs what was appended, as the policy says.
 func (l *Log) syncLocked() error {
-	if !l.dirty || l.opts.Fsync == FsyncNever {
+	if l.opts.Fsync == FsyncNever {
 		return nil
 	}
-	l.dirty = false
-	if err := l.w.Sync(); err != nil {
-		return fmt.Errorf("diskq: fsync: %w", err)
+	return l.forceSyncLocked()
+}
+
+// forceSyncLocked fsyncs every appended byte whatever the policy: the
+// segment being written, segments rotated away unsynced, and the
+// directory when a segment file was created since (else a crash can lose
+// the new file's name even though its data was flushed).
+func (l *Log) forceSyncLocked() error {
+	for len(l.unsynced) > 0 {
+		id := l.unsynced[0]
+		f, err := os.OpenFile(l.path(segName(id)), os.O_WRONLY, 0)
+		if err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) { // gone: already committed
+			return fmt.Errorf("diskq: fsync segment %s: %w", segName(id), err)
+		}
+		l.unsynced = l.unsynced[1:]
+	}
+	if l.dirty {
+		l.dirty = false
+		if err := l.w.Sync(); err != nil {
+			l.dirty = true
+			return fmt.Errorf("diskq: fsync: %w", err)
+		}
+	}
+	if l.dirDirty {
+		d, err := os.Open(l.opts.Dir)
+		if err == nil {
+			err = d.Sync()
+			d.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("diskq: fsync directory %s: %w", l.opts.Dir, err)
+		}
+		l.dirDirty = false
 	}
 	return nil
 }
 
-// Sync forces appended data to stable storage (unless the policy is
-// never) and saves the read cursor if it moved.
+// Sync forces every appended message to stable storage, whatever the
+// fsync policy (it is what an acknowledged append waits for), and saves
+// the read cursor if it moved.
 func (l *Log) Sync() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -470,7 +519,7 @@ func (l *Log) Sync() error {
 		}
 		l.cursorAt, l.cursorSaved = time.Now(), l.committed
 	}
-	return l.syncLocked()
+	return l.forceSyncLocked()
 }
 
 func (l *Log) syncLoop() {
