@@ -24,6 +24,7 @@ import (
 	"github.com/meshtrail/meshtrail/internal/record"
 	"github.com/meshtrail/meshtrail/internal/sink/istiometrics"
 	"github.com/meshtrail/meshtrail/internal/sink/ndjson"
+	"github.com/meshtrail/meshtrail/internal/sink/promremote"
 )
 
 // Service is a running receiver: the gRPC server, its sinks and the
@@ -65,8 +66,13 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 		s.ndjson = nd
 		sinks = append(sinks, nd)
 	}
+	// The RED metrics live in a registry of their own, which remote write
+	// pushes as it is; /metrics serves both.
+	var red *prometheus.Registry
+	var pusher *promremote.Pusher
 	if !cfg.Metrics.Disabled {
-		m, err := istiometrics.New(istiometrics.Options{Prefix: cfg.Metrics.Prefix, MaxSeries: cfg.Metrics.MaxSeries}, s.Registry)
+		red = prometheus.NewRegistry()
+		m, err := istiometrics.New(istiometrics.Options{Prefix: cfg.Metrics.Prefix, MaxSeries: cfg.Metrics.MaxSeries}, red)
 		if err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
@@ -87,6 +93,23 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 			return nil, err
 		}
 		s.closers = append(s.closers, shutdown)
+		if backendCfg.RemoteWrite != nil && backendCfg.RemoteWrite.Enabled && red == nil {
+			_ = shutdown(context.Background())
+			s.closeSinks()
+			return nil, errors.New("sinks.prometheus_remote_write: pushes the RED metrics, which metrics.disabled turns off")
+		}
+		pusher, err = pipeline.NewRemoteWrite(backendCfg, red, s.Registry, logger)
+		if err != nil {
+			_ = shutdown(context.Background())
+			s.closeSinks()
+			return nil, err
+		}
+		if pusher != nil {
+			// Started once serving begins. First at shutdown: every record
+			// is counted once the sources have stopped, and its last push
+			// should not wait for the queues.
+			s.closers = append([]func(context.Context) error{pusher.Shutdown}, s.closers...)
+		}
 		if cfg.Routing != nil {
 			byName := make(map[string]record.Consumer, len(backends))
 			for _, b := range backends {
@@ -140,7 +163,11 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 		}
 		mux := http.NewServeMux()
 		// OpenMetrics carries the exemplars (trace_id) when the scraper asks for it.
-		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: s.Registry}))
+		var g prometheus.Gatherer = s.Registry
+		if red != nil {
+			g = prometheus.Gatherers{s.Registry, red}
+		}
+		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: s.Registry}))
 		if cfg.Pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -183,6 +210,9 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 	}()
 	logger.Info("ALS receiver listening", "grpc", s.lis.Addr().String(), "tls", cfg.TLS.Enabled(),
 		"mtls", cfg.TLS.ClientCAFile != "", "metrics", s.MetricsAddr(), "out", cfg.Out, "metric_prefix", cfg.Metrics.Prefix)
+	if pusher != nil {
+		pusher.Start()
+	}
 	return s, nil
 }
 

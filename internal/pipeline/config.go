@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -111,10 +112,14 @@ type Fluentd struct {
 	TagPrefix string `json:"tag_prefix,omitempty"`
 }
 
-// RemoteWrite sends per-record counters with Prometheus remote write.
+// RemoteWrite pushes the RED metrics with Prometheus remote write (see
+// NewRemoteWrite); its queue section is not used.
 type RemoteWrite struct {
 	Common
-	URL string `json:"url"` // e.g. http://127.0.0.1:9090/api/v1/write
+	URL            string            `json:"url"`                // e.g. http://127.0.0.1:9090/api/v1/write
+	Interval       queue.Duration    `json:"interval,omitempty"` // default 15s
+	Replica        string            `json:"replica,omitempty"`  // default $POD_NAME, else the host name
+	ExternalLabels map[string]string `json:"external_labels,omitempty"`
 }
 
 // Parse reads YAML (or JSON) holding a top-level `sinks:` key; other
@@ -285,6 +290,12 @@ func (c *Config) Validate() error {
 	if s := c.RemoteWrite; s != nil && s.Enabled {
 		common("prometheus_remote_write", &s.Common)
 		checkURL("prometheus_remote_write.url", s.URL)
+		if !reflect.DeepEqual(s.Queue, queue.Config{}) {
+			bad("prometheus_remote_write.queue", "not used: remote write pushes the RED metrics every interval (set interval)")
+		}
+		if s.Interval.D() < 0 {
+			bad("prometheus_remote_write.interval", "negative")
+		}
 	}
 	return errors.Join(errs...)
 }
