@@ -90,7 +90,7 @@ func (b *builder) build(c *Config) error {
 		if err != nil {
 			return err
 		}
-		exp, err := loki.New(loki.Options{URL: s.URL, Tenant: s.Tenant, ExtraLabels: s.ExtraLabels, Client: client, Headers: headers})
+		exp, err := loki.New(loki.Options{URL: s.URL, Tenant: s.Tenant, TenantFromRecord: s.TenantFromRecord, ExtraLabels: s.ExtraLabels, Client: client, Headers: headers})
 		if err != nil {
 			return err
 		}

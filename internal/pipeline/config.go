@@ -88,9 +88,12 @@ type Zipkin struct {
 // Loki pushes log streams.
 type Loki struct {
 	Common
-	URL         string            `json:"url"` // e.g. http://127.0.0.1:3100/loki/api/v1/push
-	Tenant      string            `json:"tenant,omitempty"`
-	ExtraLabels map[string]string `json:"extra_labels,omitempty"`
+	URL    string `json:"url"` // e.g. http://127.0.0.1:3100/loki/api/v1/push
+	Tenant string `json:"tenant,omitempty"`
+	// TenantFromRecord sends each record as its tenant (routing.tenant);
+	// Tenant is then the tenant of records without one.
+	TenantFromRecord bool              `json:"tenant_from_record,omitempty"`
+	ExtraLabels      map[string]string `json:"extra_labels,omitempty"`
 }
 
 // Elasticsearch writes documents with _bulk.
@@ -99,7 +102,7 @@ type Elasticsearch struct {
 	URL            string            `json:"url"`             // API base; _bulk is appended
 	Index          string            `json:"index,omitempty"` // default meshtrail-{date}
 	DateLayout     string            `json:"date_layout,omitempty"`
-	TenantPrefixes map[string]string `json:"tenant_prefixes,omitempty"`
+	TenantPrefixes map[string]string `json:"tenant_prefixes,omitempty"` // record tenant -> index prefix
 	// DeadLetter is the NDJSON file for items the store rejected; ""
 	// counts them only. Keep it distinct from queue.dead_letter.
 	DeadLetter string `json:"dead_letter,omitempty"`
