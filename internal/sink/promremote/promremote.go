@@ -84,10 +84,9 @@ type Pusher struct {
 	samples     prometheus.Counter
 	lastSuccess prometheus.Gauge
 
-	mu     sync.Mutex // one push at a time; guards lastMs and buffers
+	mu     sync.Mutex // one push at a time; guards lastMs and the batch
 	lastMs int64
-	series []series
-	body   []byte
+	batch  batch
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -97,10 +96,18 @@ type Pusher struct {
 
 type label struct{ name, value string }
 
-// series is one sample with its labels, sorted by name.
-type series struct {
+// batch is the request being filled during a push. Samples are encoded as
+// they are flattened and sent every MaxSamplesPerRequest, so a push holds
+// one request, not every bucket of every series (at the RED sink's cap,
+// 50,000 label sets times 67 samples).
+type batch struct {
+	ctx    context.Context
+	ms     int64
+	body   []byte
+	n      int // samples in body
+	sent   int // samples sent in this push
 	labels []label
-	value  float64
+	err    error
 }
 
 // DefaultReplica is the POD_NAME environment variable (set from the
@@ -275,16 +282,12 @@ func (p *Pusher) push(ctx context.Context) error {
 	// sample of a series at the same timestamp with another value.
 	ms := max(p.o.Now().UnixMilli(), p.lastMs+1)
 	p.lastMs = ms
-	p.series = p.flatten(p.series[:0], mfs)
-	for start := 0; start < len(p.series); start += p.o.MaxSamplesPerRequest {
-		part := p.series[start:min(start+p.o.MaxSamplesPerRequest, len(p.series))]
-		p.body = encodeSeries(p.body[:0], part, ms)
-		if err := p.send(ctx, snappy.Encode(nil, p.body)); err != nil {
-			return fmt.Errorf("%w (%d of %d samples sent)", err, start, len(p.series))
-		}
-		p.samples.Add(float64(len(part)))
-	}
-	return nil
+	b := &p.batch
+	b.ctx, b.ms, b.body, b.n, b.sent, b.err = ctx, ms, b.body[:0], 0, 0, nil
+	p.flatten(mfs)
+	p.flush()
+	b.ctx = nil
+	return b.err
 }
 
 func (p *Pusher) send(ctx context.Context, body []byte) error {
@@ -312,79 +315,96 @@ func (p *Pusher) send(ctx context.Context, body []byte) error {
 }
 
 // flatten turns the gathered families into samples as a scrape would
-// store them, reusing dst's storage.
-func (p *Pusher) flatten(dst []series, mfs []*dto.MetricFamily) []series {
+// store them, sending a request whenever one is full; it stops at the
+// first failed request (in p.batch.err).
+func (p *Pusher) flatten(mfs []*dto.MetricFamily) {
 	for _, mf := range mfs {
 		name := mf.GetName()
 		for _, m := range mf.GetMetric() {
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
-				dst = p.add(dst, name, m, "", "", m.GetCounter().GetValue())
+				p.add(name, m, "", "", m.GetCounter().GetValue())
 			case dto.MetricType_GAUGE:
-				dst = p.add(dst, name, m, "", "", m.GetGauge().GetValue())
+				p.add(name, m, "", "", m.GetGauge().GetValue())
 			case dto.MetricType_UNTYPED:
-				dst = p.add(dst, name, m, "", "", m.GetUntyped().GetValue())
+				p.add(name, m, "", "", m.GetUntyped().GetValue())
 			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
 				h := m.GetHistogram()
 				infSeen := false
 				for _, b := range h.GetBucket() {
 					ub := b.GetUpperBound()
 					infSeen = infSeen || math.IsInf(ub, 1)
-					dst = p.add(dst, name+"_bucket", m, "le", formatFloat(ub), float64(b.GetCumulativeCount()))
+					p.add(name+"_bucket", m, "le", formatFloat(ub), float64(b.GetCumulativeCount()))
 				}
 				if !infSeen {
-					dst = p.add(dst, name+"_bucket", m, "le", "+Inf", float64(h.GetSampleCount()))
+					p.add(name+"_bucket", m, "le", "+Inf", float64(h.GetSampleCount()))
 				}
-				dst = p.add(dst, name+"_sum", m, "", "", h.GetSampleSum())
-				dst = p.add(dst, name+"_count", m, "", "", float64(h.GetSampleCount()))
+				p.add(name+"_sum", m, "", "", h.GetSampleSum())
+				p.add(name+"_count", m, "", "", float64(h.GetSampleCount()))
 			case dto.MetricType_SUMMARY:
 				s := m.GetSummary()
 				for _, q := range s.GetQuantile() {
-					dst = p.add(dst, name, m, "quantile", formatFloat(q.GetQuantile()), q.GetValue())
+					p.add(name, m, "quantile", formatFloat(q.GetQuantile()), q.GetValue())
 				}
-				dst = p.add(dst, name+"_sum", m, "", "", s.GetSampleSum())
-				dst = p.add(dst, name+"_count", m, "", "", float64(s.GetSampleCount()))
+				p.add(name+"_sum", m, "", "", s.GetSampleSum())
+				p.add(name+"_count", m, "", "", float64(s.GetSampleCount()))
+			}
+			if p.batch.err != nil {
+				return
 			}
 		}
 	}
-	return dst
 }
 
-// add appends one sample: __name__, the metric's labels, an extra label
-// (le, quantile) when given, the external labels a metric does not have
-// itself and the replica, sorted by name as remote write requires.
-func (p *Pusher) add(dst []series, name string, m *dto.Metric, extraName, extraValue string, v float64) []series {
-	var s *series
-	if len(dst) < cap(dst) {
-		dst = dst[:len(dst)+1]
-		s = &dst[len(dst)-1]
-		s.labels = s.labels[:0]
-	} else {
-		dst = append(dst, series{})
-		s = &dst[len(dst)-1]
+// add encodes one sample into the batch: __name__, the metric's labels, an
+// extra label (le, quantile) when given, the external labels a metric does
+// not have itself and the replica, sorted by name as remote write
+// requires. A full batch is sent.
+func (p *Pusher) add(name string, m *dto.Metric, extraName, extraValue string, v float64) {
+	b := &p.batch
+	if b.err != nil {
+		return
 	}
-	s.value = v
-	s.labels = append(s.labels, label{"__name__", name})
+	ls := append(b.labels[:0], label{"__name__", name})
 	for _, lp := range m.GetLabel() {
 		if lp.GetName() == ReplicaLabel || lp.GetValue() == "" {
 			// Ours wins: it is what keeps replicas apart. An empty value
 			// is no label at all to Prometheus.
 			continue
 		}
-		s.labels = append(s.labels, label{lp.GetName(), lp.GetValue()})
+		ls = append(ls, label{lp.GetName(), lp.GetValue()})
 	}
-	own := len(s.labels)
+	own := len(ls)
 	if extraName != "" {
-		s.labels = append(s.labels, label{extraName, extraValue})
+		ls = append(ls, label{extraName, extraValue})
 	}
 	for _, l := range p.labels {
-		if l.name != ReplicaLabel && hasLabel(s.labels[:own], l.name) {
+		if l.name != ReplicaLabel && hasLabel(ls[:own], l.name) {
 			continue
 		}
-		s.labels = append(s.labels, l)
+		ls = append(ls, l)
 	}
-	slices.SortFunc(s.labels, func(a, b label) int { return strings.Compare(a.name, b.name) })
-	return dst
+	slices.SortFunc(ls, func(a, b label) int { return strings.Compare(a.name, b.name) })
+	b.labels = ls
+	b.body = appendSeries(b.body, ls, v, b.ms)
+	if b.n++; b.n >= p.o.MaxSamplesPerRequest {
+		p.flush()
+	}
+}
+
+// flush sends the samples encoded so far.
+func (p *Pusher) flush() {
+	b := &p.batch
+	if b.n == 0 || b.err != nil {
+		return
+	}
+	if err := p.send(b.ctx, snappy.Encode(nil, b.body)); err != nil {
+		b.err = fmt.Errorf("%w (%d samples sent before)", err, b.sent)
+		return
+	}
+	p.samples.Add(float64(b.n))
+	b.sent += b.n
+	b.body, b.n = b.body[:0], 0
 }
 
 func hasLabel(ls []label, name string) bool {
@@ -411,36 +431,32 @@ func formatFloat(f float64) string {
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
-// encodeSeries appends a WriteRequest{timeseries=1} of ss, each with one
-// sample at ms.
-func encodeSeries(dst []byte, ss []series, ms int64) []byte {
-	for i := range ss {
-		s := &ss[i]
-		size := 0
-		for _, l := range s.labels {
-			n := labelSize(l)
-			size += protowire.SizeTag(1) + protowire.SizeBytes(n)
-		}
-		sampleSize := protowire.SizeTag(1) + protowire.SizeFixed64() + protowire.SizeTag(2) + protowire.SizeVarint(uint64(ms))
-		size += protowire.SizeTag(2) + protowire.SizeBytes(sampleSize)
-
-		dst = protowire.AppendTag(dst, 1, protowire.BytesType) // WriteRequest.timeseries
-		dst = protowire.AppendVarint(dst, uint64(size))
-		for _, l := range s.labels {
-			dst = protowire.AppendTag(dst, 1, protowire.BytesType) // TimeSeries.labels
-			dst = protowire.AppendVarint(dst, uint64(labelSize(l)))
-			dst = protowire.AppendTag(dst, 1, protowire.BytesType) // Label.name
-			dst = protowire.AppendString(dst, l.name)
-			dst = protowire.AppendTag(dst, 2, protowire.BytesType) // Label.value
-			dst = protowire.AppendString(dst, l.value)
-		}
-		dst = protowire.AppendTag(dst, 2, protowire.BytesType) // TimeSeries.samples
-		dst = protowire.AppendVarint(dst, uint64(sampleSize))
-		dst = protowire.AppendTag(dst, 1, protowire.Fixed64Type) // Sample.value
-		dst = protowire.AppendFixed64(dst, math.Float64bits(s.value))
-		dst = protowire.AppendTag(dst, 2, protowire.VarintType) // Sample.timestamp (ms)
-		dst = protowire.AppendVarint(dst, uint64(ms))
+// appendSeries appends WriteRequest.timeseries = TimeSeries{labels,
+// samples: [{value, ms}]}.
+func appendSeries(dst []byte, labels []label, v float64, ms int64) []byte {
+	size := 0
+	for _, l := range labels {
+		size += protowire.SizeTag(1) + protowire.SizeBytes(labelSize(l))
 	}
+	sampleSize := protowire.SizeTag(1) + protowire.SizeFixed64() + protowire.SizeTag(2) + protowire.SizeVarint(uint64(ms))
+	size += protowire.SizeTag(2) + protowire.SizeBytes(sampleSize)
+
+	dst = protowire.AppendTag(dst, 1, protowire.BytesType) // WriteRequest.timeseries
+	dst = protowire.AppendVarint(dst, uint64(size))
+	for _, l := range labels {
+		dst = protowire.AppendTag(dst, 1, protowire.BytesType) // TimeSeries.labels
+		dst = protowire.AppendVarint(dst, uint64(labelSize(l)))
+		dst = protowire.AppendTag(dst, 1, protowire.BytesType) // Label.name
+		dst = protowire.AppendString(dst, l.name)
+		dst = protowire.AppendTag(dst, 2, protowire.BytesType) // Label.value
+		dst = protowire.AppendString(dst, l.value)
+	}
+	dst = protowire.AppendTag(dst, 2, protowire.BytesType) // TimeSeries.samples
+	dst = protowire.AppendVarint(dst, uint64(sampleSize))
+	dst = protowire.AppendTag(dst, 1, protowire.Fixed64Type) // Sample.value
+	dst = protowire.AppendFixed64(dst, math.Float64bits(v))
+	dst = protowire.AppendTag(dst, 2, protowire.VarintType) // Sample.timestamp (ms)
+	dst = protowire.AppendVarint(dst, uint64(ms))
 	return dst
 }
 
