@@ -2,13 +2,18 @@ package loki
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/meshtrail/meshtrail/internal/fanout"
 	"github.com/meshtrail/meshtrail/internal/record"
 	"github.com/meshtrail/meshtrail/internal/recordtest"
 	"github.com/meshtrail/meshtrail/test/harness"
@@ -265,5 +270,51 @@ func TestLokiTenants(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// TestTenantFailsAlone: with tenant_from_record, a tenant whose push is
+// refused for now (503) comes back for retry alone; the tenant that was
+// accepted is not sent again.
+func TestTenantFailsAlone(t *testing.T) {
+	var mu sync.Mutex
+	pushes := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tenant := r.Header.Get("X-Scope-OrgID")
+		mu.Lock()
+		pushes[tenant]++
+		mu.Unlock()
+		if tenant == "team-b" {
+			http.Error(w, "ingester unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	e, _ := New(Options{URL: srv.URL, TenantFromRecord: true})
+	g := recordtest.New("tenantfail", 33)
+	var batch []*record.Record
+	for i := 0; i < 4; i++ {
+		_, recs := g.Request(200)
+		for _, r := range recs {
+			r.Tenant = []string{"team-a", "team-b"}[i%2]
+		}
+		batch = append(batch, recs...)
+	}
+	err := e.Export(context.Background(), batch)
+	var pe *fanout.PartialError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err %v, want a *fanout.PartialError", err)
+	}
+	for _, r := range pe.Retry {
+		if r.Tenant != "team-b" {
+			t.Fatalf("a record of %q returned for retry", r.Tenant)
+		}
+	}
+	if len(pe.Retry) != len(batch)/2 || !strings.Contains(err.Error(), `tenant "team-b"`) || !strings.Contains(err.Error(), "503") {
+		t.Errorf("%d records to retry (want %d), err %v", len(pe.Retry), len(batch)/2, err)
+	}
+	if pushes["team-a"] != 1 || pushes["team-b"] != 1 || len(pushes) != 2 {
+		t.Errorf("pushes per tenant %v, want one each for team-a and team-b", pushes)
 	}
 }
