@@ -43,8 +43,9 @@ type Service struct {
 // Every record goes to next (the pipeline's Queued consumer: ALS has no
 // acknowledgement; flow control holds a fast Envoy back). reg receives the
 // receiver's metrics and is what /metrics serves (the pipeline's sinks
-// register there too).
-func Start(cfg Config, next record.Consumer, reg *prometheus.Registry, logger *slog.Logger) (*Service, error) {
+// register there too); /metrics also serves each of also (the pipeline's
+// RED metrics, which live in a registry of their own).
+func Start(cfg Config, next record.Consumer, reg *prometheus.Registry, logger *slog.Logger, also ...prometheus.Gatherer) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -78,7 +79,13 @@ func Start(cfg Config, next record.Consumer, reg *prometheus.Registry, logger *s
 		}
 		mux := http.NewServeMux()
 		// OpenMetrics carries the exemplars (trace_id) when the scraper asks for it.
-		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: s.Registry}))
+		gather := prometheus.Gatherers{s.Registry}
+		for _, g := range also {
+			if g != nil {
+				gather = append(gather, g)
+			}
+		}
+		mux.Handle("/metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: s.Registry}))
 		if cfg.Pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

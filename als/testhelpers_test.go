@@ -57,7 +57,7 @@ func startService(t *testing.T, mutate func(*Config)) *testService {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := Start(cfg, p.Consumer(pipeline.Queued), reg, logger)
+	svc, err := Start(cfg, p.Consumer(pipeline.Queued), reg, logger, p.Gatherer())
 	if err != nil {
 		_ = p.Shutdown(context.Background())
 		t.Fatal(err)

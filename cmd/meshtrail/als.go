@@ -177,7 +177,7 @@ func alsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		logger.Error("cannot start", "error", err)
 		return 1
 	}
-	svc, err := als.Start(cfg.Config, p.Consumer(pipeline.Queued), reg, logger)
+	svc, err := als.Start(cfg.Config, p.Consumer(pipeline.Queued), reg, logger, p.Gatherer())
 	if err != nil {
 		_ = p.Shutdown(context.Background())
 		logger.Error("cannot start", "error", err)

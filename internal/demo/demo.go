@@ -80,7 +80,7 @@ func run(ctx context.Context, n int, errorRate float64, out string, keep bool, l
 	if err != nil {
 		return err
 	}
-	svc, err := als.Start(cfg, p.Consumer(pipeline.Queued), reg, logger)
+	svc, err := als.Start(cfg, p.Consumer(pipeline.Queued), reg, logger, p.Gatherer())
 	if err != nil {
 		_ = p.Shutdown(context.Background())
 		return err

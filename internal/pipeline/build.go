@@ -90,7 +90,7 @@ func (b *builder) build(c *Sinks) error {
 		if err != nil {
 			return err
 		}
-		exp, err := loki.New(loki.Options{URL: s.URL, Tenant: s.Tenant, ExtraLabels: s.ExtraLabels, Client: client, Headers: headers})
+		exp, err := loki.New(loki.Options{URL: s.URL, Tenant: s.Tenant, TenantFromRecord: s.TenantFromRecord, ExtraLabels: s.ExtraLabels, Client: client, Headers: headers})
 		if err != nil {
 			return err
 		}
@@ -137,20 +137,32 @@ func (b *builder) build(c *Sinks) error {
 			return err
 		}
 	}
-	if s := c.RemoteWrite; s != nil && s.Enabled {
-		client, headers, err := httpClient("prometheus_remote_write", &s.Common)
-		if err != nil {
-			return err
-		}
-		exp, err := promremote.New(promremote.Options{Name: "prometheus_remote_write", URL: s.URL, Client: client, Headers: headers})
-		if err != nil {
-			return err
-		}
-		if err := b.add(exp, s.Queue); err != nil {
-			return err
-		}
-	}
+	// prometheus_remote_write is no queued sink: NewRemoteWrite builds its
+	// pusher from the RED metrics' registry.
 	return nil
+}
+
+// NewRemoteWrite returns the pusher of the prometheus_remote_write section,
+// which pushes what the RED metrics sink holds (its registry is g), or nil
+// when the section is absent or disabled. The caller starts it and shuts it
+// down after the sources stop, so its last push has every record.
+func NewRemoteWrite(c *Sinks, g prometheus.Gatherer, reg prometheus.Registerer, logger *slog.Logger) (*promremote.Pusher, error) {
+	s := c.RemoteWrite
+	if s == nil || !s.Enabled {
+		return nil, nil
+	}
+	client, headers, err := httpClient("prometheus_remote_write", &s.Common)
+	if err != nil {
+		return nil, err
+	}
+	p, err := promremote.NewPusher(promremote.Options{
+		Gatherer: g, URL: s.URL, Client: client, Headers: headers,
+		Interval: s.Interval.D(), Replica: s.Replica, ExternalLabels: s.ExternalLabels,
+	}, reg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("sinks.prometheus_remote_write: %w", err)
+	}
+	return p, nil
 }
 
 func (b *builder) add(exp fanout.Exporter, qc queue.Config) error {

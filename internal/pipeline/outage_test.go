@@ -244,35 +244,6 @@ func (r *relay) stop() {
 	r.conns = nil
 }
 
-// TestOutageRemoteWrite stops Prometheus mid-stream and restarts it: the
-// totals it ends with count every request once.
-func TestOutageRemoteWrite(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: needs Prometheus (make test)")
-	}
-	p := harness.StartPrometheus(t, harness.PrometheusOptions{})
-	sinks, shutdown, reg := build(t, fmt.Sprintf("sinks:\n  prometheus_remote_write:\n    enabled: true\n    url: %s/api/v1/write\n    timeout: 2s\n    %s\n", p.URL, fastRetry(t.TempDir())))
-	defer shutdown(context.Background())
-	g := recordtest.New("rwoutage", 72)
-	feed(t, sinks, g, 20)
-	p.Stop()
-	feed(t, sinks, g, 20)
-	waitFailing(t, reg)
-	p.Restart(t)
-	feed(t, sinks, g, 20)
-	q := `sum(meshtrail_requests_total{destination_workload_namespace="rwoutage",reporter="destination"})`
-	harness.Eventually(t, 90*time.Second, q, func() error {
-		res, err := p.Query(context.Background(), q)
-		if err != nil {
-			return err
-		}
-		if len(res) != 1 || res[0].Value != "180" { // 60 requests x 3 server hops
-			return fmt.Errorf("got %+v, want 180", res)
-		}
-		return nil
-	})
-}
-
 // TestOutageLoki stops Loki mid-stream and restarts it on the same
 // storage: every line accepted before, during and after the outage can be
 // read back, none twice.

@@ -19,7 +19,7 @@
 // until then.
 //
 // Shutdown is ordered and idempotent: the caller stops its sources first;
-// then every queue drains or persists to disk (concurrently, so one slow
+// remote write pushes the RED metrics a last time; then every queue drains or persists to disk (concurrently, so one slow
 // backend does not eat the others' share of the deadline), the exporters
 // close, and last the NDJSON file is flushed and closed.
 package pipeline
@@ -39,6 +39,7 @@ import (
 	"github.com/meshtrail/meshtrail/internal/record"
 	"github.com/meshtrail/meshtrail/internal/sink/istiometrics"
 	"github.com/meshtrail/meshtrail/internal/sink/ndjson"
+	"github.com/meshtrail/meshtrail/internal/sink/promremote"
 )
 
 // Config is the part of a process's configuration the pipeline is built
@@ -172,6 +173,8 @@ type Pipeline struct {
 	sinks    []fanout.Sink               // in delivery order: file, metrics, backends or router
 	ndjson   *ndjson.Sink
 	metrics  *istiometrics.Metrics
+	red      *prometheus.Registry // the RED metrics' own registry: what remote write pushes
+	pusher   *promremote.Pusher
 	backends func(context.Context) error // drains the queues, closes the exporters
 	names    []string
 
@@ -201,7 +204,10 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Pipeline,
 		p.sinks = append(p.sinks, nd)
 	}
 	if !cfg.Metrics.Disabled {
-		m, err := istiometrics.New(istiometrics.Options{Prefix: cfg.Metrics.Prefix, MaxSeries: cfg.Metrics.MaxSeries}, reg)
+		// A registry of their own: remote write pushes it as it is, and
+		// /metrics serves it beside the process's (Gatherer).
+		p.red = prometheus.NewRegistry()
+		m, err := istiometrics.New(istiometrics.Options{Prefix: cfg.Metrics.Prefix, MaxSeries: cfg.Metrics.MaxSeries}, p.red)
 		if err != nil {
 			_ = p.closeFile()
 			return nil, fmt.Errorf("metrics: %w", err)
@@ -211,12 +217,24 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Pipeline,
 	}
 	sc, _ := cfg.sinks() // validated above
 	if sc != nil {
+		if sc.RemoteWrite != nil && sc.RemoteWrite.Enabled && p.red == nil {
+			_ = p.closeFile()
+			return nil, config.Errorf("sinks.prometheus_remote_write", "pushes the RED metrics, which metrics.disabled turns off")
+		}
 		backends, shutdown, err := Build(sc, reg, logger)
 		if err != nil {
 			_ = p.closeFile()
 			return nil, err
 		}
 		p.backends = shutdown
+		if p.pusher, err = NewRemoteWrite(sc, p.red, reg, logger); err != nil {
+			_ = shutdown(context.Background())
+			_ = p.closeFile()
+			return nil, err
+		}
+		if p.pusher != nil {
+			p.pusher.Start()
+		}
 		for _, b := range backends {
 			p.names = append(p.names, b.Name())
 		}
@@ -240,6 +258,15 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Pipeline,
 		logger.Info("sinks ready", "sinks", p.names, "routing", cfg.Routing != nil)
 	}
 	return p, nil
+}
+
+// Gatherer is what /metrics serves besides the process's registry: the
+// RED metrics (nil when they are disabled).
+func (p *Pipeline) Gatherer() prometheus.Gatherer {
+	if p.red == nil {
+		return nil
+	}
+	return p.red
 }
 
 // Sinks names the backends built from the sinks: section.
@@ -317,6 +344,11 @@ func (n named) Name() string { return n.name }
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	p.stopOnce.Do(func() {
 		var errs []error
+		if p.pusher != nil {
+			// First: every record is counted once the sources have stopped,
+			// and the last push need not wait for the queues.
+			errs = append(errs, p.pusher.Shutdown(ctx))
+		}
 		if p.backends != nil {
 			errs = append(errs, p.backends(ctx))
 		}

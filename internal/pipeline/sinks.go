@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"reflect"
 	"strings"
 
 	"github.com/meshtrail/meshtrail/internal/fanout/queue"
@@ -74,9 +75,12 @@ type Zipkin struct {
 // Loki pushes log streams.
 type Loki struct {
 	Common
-	URL         string            `json:"url"` // e.g. http://127.0.0.1:3100/loki/api/v1/push
-	Tenant      string            `json:"tenant,omitempty"`
-	ExtraLabels map[string]string `json:"extra_labels,omitempty"`
+	URL    string `json:"url"` // e.g. http://127.0.0.1:3100/loki/api/v1/push
+	Tenant string `json:"tenant,omitempty"`
+	// TenantFromRecord sends each record as its tenant (routing.tenant);
+	// Tenant is then the tenant of records without one.
+	TenantFromRecord bool              `json:"tenant_from_record,omitempty"`
+	ExtraLabels      map[string]string `json:"extra_labels,omitempty"`
 }
 
 // Elasticsearch writes documents with _bulk.
@@ -85,7 +89,7 @@ type Elasticsearch struct {
 	URL            string            `json:"url"`             // API base; _bulk is appended
 	Index          string            `json:"index,omitempty"` // default meshtrail-{date}
 	DateLayout     string            `json:"date_layout,omitempty"`
-	TenantPrefixes map[string]string `json:"tenant_prefixes,omitempty"`
+	TenantPrefixes map[string]string `json:"tenant_prefixes,omitempty"` // record tenant -> index prefix
 	// DeadLetter is the NDJSON file for items the store rejected; ""
 	// counts them only. Keep it distinct from queue.dead_letter.
 	DeadLetter string `json:"dead_letter,omitempty"`
@@ -98,10 +102,14 @@ type Fluentd struct {
 	TagPrefix string `json:"tag_prefix,omitempty"`
 }
 
-// RemoteWrite sends per-record counters with Prometheus remote write.
+// RemoteWrite pushes the RED metrics with Prometheus remote write (see
+// NewRemoteWrite); its queue section is not used.
 type RemoteWrite struct {
 	Common
-	URL string `json:"url"` // e.g. http://127.0.0.1:9090/api/v1/write
+	URL            string            `json:"url"`                // e.g. http://127.0.0.1:9090/api/v1/write
+	Interval       queue.Duration    `json:"interval,omitempty"` // default 15s
+	Replica        string            `json:"replica,omitempty"`  // default $POD_NAME, else the host name
+	ExternalLabels map[string]string `json:"external_labels,omitempty"`
 }
 
 // Validate reports every invalid field of the enabled sinks, each error
@@ -218,6 +226,12 @@ func (c *Sinks) Validate() error {
 	if s := c.RemoteWrite; s != nil && s.Enabled {
 		common("prometheus_remote_write", &s.Common)
 		checkURL("prometheus_remote_write.url", s.URL)
+		if !reflect.DeepEqual(s.Queue, queue.Config{}) {
+			bad("prometheus_remote_write.queue", "not used: remote write pushes the RED metrics every interval (set interval)")
+		}
+		if s.Interval.D() < 0 {
+			bad("prometheus_remote_write.interval", "negative")
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -129,8 +129,13 @@ func TestBuildWrapsEachExporterInAQueue(t *testing.T) {
 	for _, s := range sinks {
 		names = append(names, s.Name())
 	}
-	if got := strings.Join(names, ","); got != "otlp,zipkin,loki,elasticsearch,fluentd,prometheus_remote_write" {
+	// Remote write is no queued sink: NewRemoteWrite builds its pusher.
+	if got := strings.Join(names, ","); got != "otlp,zipkin,loki,elasticsearch,fluentd" {
 		t.Errorf("sinks %s", got)
+	}
+	p, err := NewRemoteWrite(c, prometheus.NewRegistry(), reg, nil)
+	if err != nil || p == nil {
+		t.Errorf("NewRemoteWrite: %v, %v", p, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // nothing is reachable: shut down at once, persisting nothing (memory only)

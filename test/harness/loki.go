@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -24,18 +25,32 @@ type Loki struct {
 // (about 10-20 s: the ingester joins its in-memory ring first).
 func StartLoki(t testing.TB) *Loki {
 	t.Helper()
+	return startLoki(t, false)
+}
+
+// StartLokiMultiTenant starts Loki with auth_enabled: true, as a
+// multi-tenant Loki runs: every push and query must name its tenant in
+// X-Scope-OrgID (a push without one is refused with 401), and each tenant
+// sees only its own streams. Query with QueryAs.
+func StartLokiMultiTenant(t testing.TB) *Loki {
+	t.Helper()
+	return startLoki(t, true)
+}
+
+func startLoki(t testing.TB, multiTenant bool) *Loki {
+	t.Helper()
 	bin := Tool(t, "loki")
 	dir := t.TempDir()
 	httpAddr, grpcAddr, gossip := FreeAddr(t), FreeAddr(t), FreeAddr(t)
 	_, httpPort := splitHostPort(t, httpAddr)
 	_, grpcPort := splitHostPort(t, grpcAddr)
 	_, gossipPort := splitHostPort(t, gossip)
-	cfg := fmt.Sprintf(`auth_enabled: false
+	cfg := fmt.Sprintf(`auth_enabled: %[5]t
 server:
   http_listen_address: 127.0.0.1
-  http_listen_port: %s
+  http_listen_port: %[1]s
   grpc_listen_address: 127.0.0.1
-  grpc_listen_port: %s
+  grpc_listen_port: %[2]s
   log_level: warn
 common:
   instance_addr: 127.0.0.1
@@ -79,7 +94,7 @@ ruler:
   enable_api: false
 pattern_ingester:
   enabled: false
-`, httpPort, grpcPort, filepath.Join(dir, "data"), gossipPort)
+`, httpPort, grpcPort, filepath.Join(dir, "data"), gossipPort, multiTenant)
 	cfgPath := filepath.Join(dir, "loki.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -110,6 +125,12 @@ type LokiEntry struct {
 
 // Query runs a LogQL log query over [start, end] (forward order).
 func (l *Loki) Query(ctx context.Context, logql string, start, end time.Time, limit int) ([]LokiEntry, error) {
+	return l.QueryAs(ctx, "", logql, start, end, limit)
+}
+
+// QueryAs is Query as tenant (X-Scope-OrgID; "" sends none), for a Loki
+// started with StartLokiMultiTenant.
+func (l *Loki) QueryAs(ctx context.Context, tenant, logql string, start, end time.Time, limit int) ([]LokiEntry, error) {
 	q := url.Values{
 		"query":     {logql},
 		"start":     {strconv.FormatInt(start.UnixNano(), 10)},
@@ -126,7 +147,11 @@ func (l *Loki) Query(ctx context.Context, logql string, start, end time.Time, li
 			} `json:"result"`
 		} `json:"data"`
 	}
-	if err := GetJSON(ctx, l.URL+"/loki/api/v1/query_range?"+q.Encode(), &out); err != nil {
+	var header http.Header
+	if tenant != "" {
+		header = http.Header{"X-Scope-OrgID": {tenant}}
+	}
+	if err := getJSON(ctx, l.URL+"/loki/api/v1/query_range?"+q.Encode(), header, &out); err != nil {
 		return nil, err
 	}
 	var res []LokiEntry

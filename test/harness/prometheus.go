@@ -161,12 +161,17 @@ func (p *Prometheus) QueryExemplars(ctx context.Context, promql string, window t
 }
 
 // GetJSON GETs u and decodes a 2xx JSON body into v.
-func GetJSON(ctx context.Context, u string, v any) error {
+func GetJSON(ctx context.Context, u string, v any) error { return getJSON(ctx, u, nil, v) }
+
+func getJSON(ctx context.Context, u string, header http.Header, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,8 +1,9 @@
 // Package elasticsearch writes records to Elasticsearch (or a compatible
 // store: OpenSearch, zincsearch) with the _bulk API.
 //
-// Every document has a stable id derived from the record, and is written
-// with the create action, so a batch sent twice (a retry after a timeout,
+// Every document has a stable id, the record's own ID when its source set
+// one (a resending source such as the tail agent), else one derived from
+// the record, and is written with the create action, so a batch sent twice (a retry after a timeout,
 // a replay from the disk queue) never duplicates: the second create of an
 // id answers 409, which counts as success. Per-item results are handled
 // one by one: 429 and 5xx items are returned to the queue for retry in a
@@ -41,13 +42,16 @@ type Options struct {
 	// (zincsearch: http://127.0.0.1:4080/es); _bulk is appended.
 	URL string
 	// Index is the index name template: {date} is the record's day in
-	// DateLayout (UTC), {namespace} the record's namespace. Default
+	// DateLayout (UTC), {namespace} the record's namespace, {tenant} its
+	// tenant (record.Tenant lowercased, "unknown" when unset). Default
 	// "meshtrail-{date}" (one index per day).
 	Index string
 	// DateLayout is a Go time layout; default "2006.01.02".
 	DateLayout string
-	// TenantPrefixes maps a namespace to an index prefix, so each tenant's
-	// records land in their own indices: "<prefix>-<Index>".
+	// TenantPrefixes maps a tenant (record.Tenant, which the pipeline's
+	// routing.tenant sets, so the router and this sink agree on whose a
+	// record is) to an index prefix, so each tenant's records land in
+	// their own indices: "<prefix>-<Index>".
 	TenantPrefixes map[string]string
 	Client         *http.Client
 	Headers        map[string]string
@@ -266,10 +270,16 @@ func (e *Exporter) Encode(dst []byte, recs []*record.Record) []byte {
 	for _, r := range recs {
 		dst = append(dst, `{"create":{"_index":`...)
 		dst = record.AppendJSONString(dst, e.indexOf(r))
-		dst = append(dst, `,"_id":"`...)
-		DocID(&id, r)
-		dst = append(dst, id[:]...)
-		dst = append(dst, "\"}}\n"...)
+		dst = append(dst, `,"_id":`...)
+		if useRecordID(r) {
+			dst = record.AppendJSONString(dst, r.ID)
+		} else {
+			DocID(&id, r)
+			dst = append(dst, '"')
+			dst = append(dst, id[:]...)
+			dst = append(dst, '"')
+		}
+		dst = append(dst, "}}\n"...)
 		dst = append(dst, `{"@timestamp":"`...)
 		dst = timestamp(r).UTC().AppendFormat(dst, time.RFC3339Nano)
 		dst = append(dst, '"')
@@ -305,11 +315,33 @@ func (e *Exporter) indexOf(r *record.Record) string {
 		}
 		idx = strings.ReplaceAll(idx, "{namespace}", n)
 	}
-	if p, ok := e.o.TenantPrefixes[ns]; ok {
+	if strings.Contains(idx, "{tenant}") {
+		// Index names are lowercase; a tenant taken from a header may not be.
+		idx = strings.ReplaceAll(idx, "{tenant}", strings.ToLower(firstNonEmpty(r.Tenant, "unknown")))
+	}
+	if p, ok := e.o.TenantPrefixes[r.Tenant]; ok && r.Tenant != "" {
 		idx = p + "-" + idx
 	}
 	return idx
 }
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// maxIDBytes is Elasticsearch's limit on _id; a longer record ID falls
+// back to the derived id rather than have every copy rejected.
+const maxIDBytes = 512
+
+// useRecordID reports whether r's own ID is its document id: set by a
+// source that resends (the tail agent: file identity and offset), it stays
+// the same where the derived one might not (a log line's time re-parsed).
+func useRecordID(r *record.Record) bool { return r.ID != "" && len(r.ID) <= maxIDBytes }
 
 func timestamp(r *record.Record) time.Time {
 	if !r.StartTime.IsZero() {
@@ -318,7 +350,8 @@ func timestamp(r *record.Record) time.Time {
 	return r.ReceivedAt
 }
 
-// DocID writes r's stable document id (32 hex characters) into id: a hash
+// DocID writes r's derived document id (32 hex characters) into id, used
+// when the record has no ID of its own: a hash
 // of what identifies one observation (the proxy, its stream, the trace
 // ids, the start time, and for log lines the line itself), so the same
 // record always gets the same id and two observations never share one.

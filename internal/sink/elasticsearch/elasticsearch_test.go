@@ -40,12 +40,21 @@ func batchOf(t testing.TB, ns string, seed uint64, requests int) []*record.Recor
 	return batch
 }
 
+// TestEncodeIndexAndStableIDs: the index prefix follows the record's
+// tenant (not its namespace), the _id is the record's own ID when set and
+// a stable derived one otherwise.
 func TestEncodeIndexAndStableIDs(t *testing.T) {
-	e, err := New(Options{URL: "http://x", TenantPrefixes: map[string]string{"shop": "acme"}})
+	e, err := New(Options{URL: "http://x", TenantPrefixes: map[string]string{"team-pay": "acme", "shop": "not-by-namespace"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	batch := batchOf(t, "shop", 40, 3)
+	for i, r := range batch {
+		if i%2 == 0 {
+			r.Tenant = "team-pay"
+		}
+	}
+	batch[3].ID = "file:42:offset:1234"
 	body := e.Encode(nil, batch)
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	ids := map[string]bool{}
@@ -60,12 +69,20 @@ func TestEncodeIndexAndStableIDs(t *testing.T) {
 		}
 		action.Create.Index, action.Create.ID = a["create"]["_index"], a["create"]["_id"]
 		r := batch[n]
-		wantIndex := "acme-meshtrail-" + r.StartTime.UTC().Format("2006.01.02")
-		if action.Create.Index != wantIndex {
-			t.Errorf("index %q, want %q", action.Create.Index, wantIndex)
+		wantIndex := "meshtrail-" + r.StartTime.UTC().Format("2006.01.02")
+		if r.Tenant == "team-pay" {
+			wantIndex = "acme-" + wantIndex
 		}
-		if ids[action.Create.ID] || len(action.Create.ID) != 32 {
-			t.Errorf("id %q duplicated or malformed", action.Create.ID)
+		if action.Create.Index != wantIndex {
+			t.Errorf("record %d (tenant %q): index %q, want %q", n, r.Tenant, action.Create.Index, wantIndex)
+		}
+		switch {
+		case r.ID != "" && action.Create.ID != r.ID:
+			t.Errorf("record %d: _id %q, want its ID %q", n, action.Create.ID, r.ID)
+		case r.ID == "" && len(action.Create.ID) != 32:
+			t.Errorf("record %d: derived _id %q malformed", n, action.Create.ID)
+		case ids[action.Create.ID]:
+			t.Errorf("_id %q duplicated", action.Create.ID)
 		}
 		ids[action.Create.ID] = true
 		if !sc.Scan() {
@@ -306,5 +323,78 @@ func TestPoisonRecordIsIsolated(t *testing.T) {
 	b, _ := os.ReadFile(dl)
 	if !bytes.Contains(b, []byte(poison.HTTP.RequestID)) {
 		t.Errorf("dead letter is not the poison record: %s", b)
+	}
+}
+
+// TestZincTenantsAndRecordIDs writes to a real zincsearch: each tenant's
+// records land in its prefixed index (whatever their namespace), and a
+// record resent with the same ID but a different body (a tail agent
+// re-reading a line after a restart, its time parsed anew) is still one
+// document, while records without an ID keep the derived stable id.
+func TestZincTenantsAndRecordIDs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs zincsearch (make test)")
+	}
+	z := harness.StartZinc(t)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(z.User+":"+z.Password))
+	e, _, dl := newExporter(t, z.URL+"/es", Options{Index: "mt-tenants",
+		TenantPrefixes: map[string]string{"team-a": "a", "team-b": "b"}, Headers: map[string]string{"Authorization": auth}})
+	ctx := context.Background()
+	batch := batchOf(t, "zinctenants", 43, 6)
+	want := map[string]int{}
+	ids := map[string][]string{} // index -> record IDs it must hold as _id
+	for i, r := range batch {
+		r.Tenant = []string{"team-a", "team-b"}[i%2]
+		index := []string{"a-mt-tenants", "b-mt-tenants"}[i%2]
+		if r.Kind == record.KindLog {
+			r.ID = fmt.Sprintf("tail:inode-7:offset-%d", i)
+			ids[index] = append(ids[index], r.ID)
+		}
+		want[index]++
+	}
+	if err := e.Export(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	// The resend: same IDs, log lines re-parsed with another time (their
+	// derived id would differ), the access records unchanged.
+	again := make([]*record.Record, len(batch))
+	for i, r := range batch {
+		c := *r
+		if c.ID != "" {
+			c.StartTime = c.StartTime.Add(time.Millisecond)
+		}
+		again[i] = &c
+	}
+	if err := e.Export(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if count(e, "duplicate") != len(batch) {
+		t.Errorf("%d duplicates on the resend, want %d (every record)", count(e, "duplicate"), len(batch))
+	}
+	if lines(t, dl) != 0 {
+		t.Errorf("%d dead letters", lines(t, dl))
+	}
+	for index, n := range want {
+		harness.Eventually(t, 30*time.Second, "documents in "+index, func() error {
+			hits, total, err := z.Search(ctx, index, map[string]any{"query": map[string]any{"match_all": map[string]any{}}, "size": 1000})
+			if err != nil {
+				return err
+			}
+			if total != n || len(hits) != n {
+				return fmt.Errorf("%s: %d hits (total %d), want %d", index, len(hits), total, n)
+			}
+			for _, id := range ids[index] {
+				if hits[id] == nil {
+					return fmt.Errorf("%s: no document with _id %q (the record's ID)", index, id)
+				}
+			}
+			tenant := map[string]string{"a-mt-tenants": "team-a", "b-mt-tenants": "team-b"}[index]
+			for _, src := range hits {
+				if !strings.Contains(string(src), `"tenant":"`+tenant+`"`) {
+					return fmt.Errorf("%s holds a document of another tenant: %s", index, src)
+				}
+			}
+			return nil
+		})
 	}
 }

@@ -6,6 +6,11 @@
 // streams. Each line is the record's NDJSON document. Within a stream,
 // entries are sent in timestamp order, which Loki requires of a stream.
 //
+// Tenants: with TenantFromRecord, each record goes to the Loki tenant
+// (X-Scope-OrgID) named by its record.Tenant, which the pipeline sets once
+// from routing.tenant, so the router, the quotas and Loki agree on whose a
+// record is. A batch is pushed once per tenant in it.
+//
 // The PushRequest protobuf is encoded by hand with protowire rather than
 // with github.com/grafana/loki/pkg/push: that module has no tagged
 // release (only pseudo-versions tied to Loki commits) and pulls in
@@ -16,6 +21,7 @@ package loki
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,8 +43,13 @@ type Options struct {
 	Name string // default "loki"
 	// URL is the push endpoint, e.g. http://127.0.0.1:3100/loki/api/v1/push.
 	URL string
-	// Tenant is sent as X-Scope-OrgID when set (multi-tenant Loki).
+	// Tenant is sent as X-Scope-OrgID when set (multi-tenant Loki): the
+	// tenant of every record, or with TenantFromRecord of the records
+	// without one.
 	Tenant string
+	// TenantFromRecord sends each record as its record.Tenant: a batch is
+	// split by tenant, one push each.
+	TenantFromRecord bool
 	// ExtraLabels are added to every stream (keep them constant: each
 	// distinct value set is a new stream).
 	ExtraLabels map[string]string
@@ -84,11 +95,66 @@ func New(o Options) (*Exporter, error) {
 // Name implements fanout.Exporter.
 func (e *Exporter) Name() string { return e.o.Name }
 
-// Export pushes batch as one request.
+// Export pushes batch as one request, or with TenantFromRecord one per
+// tenant.
 func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	if !e.o.TenantFromRecord {
+		return e.push(ctx, e.o.Tenant, batch)
+	}
+	groups := e.byTenant(batch)
+	if len(groups) == 1 {
+		return e.push(ctx, groups[0].tenant, groups[0].recs)
+	}
+	var retry []*record.Record
+	var errs []error
+	for _, g := range groups {
+		err := e.push(ctx, g.tenant, g.recs)
+		if err == nil {
+			continue
+		}
+		if fanout.IsPermanent(err) {
+			// The queue splits the whole batch to isolate the bad record;
+			// what other tenants already took comes again, and Loki drops
+			// an entry identical in stream, time and line.
+			return err
+		}
+		retry = append(retry, g.recs...)
+		errs = append(errs, fmt.Errorf("tenant %q: %w", g.tenant, err))
+	}
+	if len(errs) > 0 {
+		return &fanout.PartialError{Retry: retry, Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+type tenantRecords struct {
+	tenant string
+	recs   []*record.Record
+}
+
+// byTenant groups batch by tenant in first-seen order, keeping the
+// records' order within each.
+func (e *Exporter) byTenant(batch []*record.Record) []tenantRecords {
+	var groups []tenantRecords
+	for _, r := range batch {
+		t := firstNonEmpty(r.Tenant, e.o.Tenant)
+		i := 0
+		for i < len(groups) && groups[i].tenant != t {
+			i++
+		}
+		if i == len(groups) {
+			groups = append(groups, tenantRecords{tenant: t})
+		}
+		groups[i].recs = append(groups[i].recs, r)
+	}
+	return groups
+}
+
+// push sends recs as tenant ("" sends no X-Scope-OrgID).
+func (e *Exporter) push(ctx context.Context, tenant string, batch []*record.Record) error {
 	// Pre-sized: about 1.5 KB per entry; growing from nil costs copies.
 	body := snappy.Encode(nil, e.Encode(make([]byte, 0, 2048*len(batch)), batch))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.o.URL, bytes.NewReader(body))
@@ -96,8 +162,8 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 		return fanout.Permanent(err)
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
-	if e.o.Tenant != "" {
-		req.Header.Set("X-Scope-OrgID", e.o.Tenant)
+	if tenant != "" {
+		req.Header.Set("X-Scope-OrgID", tenant)
 	}
 	for k, v := range e.o.Headers {
 		req.Header.Set(k, v)

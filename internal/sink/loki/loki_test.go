@@ -2,13 +2,18 @@ package loki
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/meshtrail/meshtrail/internal/fanout"
 	"github.com/meshtrail/meshtrail/internal/record"
 	"github.com/meshtrail/meshtrail/internal/recordtest"
 	"github.com/meshtrail/meshtrail/test/harness"
@@ -204,5 +209,112 @@ func TestLoki(t *testing.T) {
 	got, err := l.Query(ctx, `{namespace="lokitest", status_class="5xx"}`, start, end, 1000)
 	if err != nil || len(got) != 10 { // the last hop of 5 requests, reported by both proxies
 		t.Errorf("5xx stream: %d lines, %v", len(got), err)
+	}
+}
+
+// TestLokiTenants pushes to a real multi-tenant Loki (auth_enabled): with
+// tenant_from_record each tenant reads back exactly its records (a record
+// without a tenant goes to the fixed tenant), with a fixed tenant every
+// record lands in that one, and without any the push is refused.
+func TestLokiTenants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs Loki (make test)")
+	}
+	l := harness.StartLokiMultiTenant(t)
+	url := l.URL + "/loki/api/v1/push"
+	ctx := context.Background()
+	g := recordtest.New("lokitenants", 32)
+	var batch []*record.Record
+	want := map[string]int{}
+	for i := 0; i < 9; i++ {
+		tenant := []string{"team-a", "team-b", ""}[i%3]
+		_, recs := g.Request(200)
+		for _, r := range recs {
+			r.Tenant = tenant
+		}
+		want[tenant] += len(recs)
+		batch = append(batch, recs...)
+	}
+
+	none, _ := New(Options{URL: url})
+	if err := none.Export(ctx, batch); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("a push without X-Scope-OrgID to a multi-tenant Loki: %v, want a 401", err)
+	}
+	perRecord, _ := New(Options{URL: url, TenantFromRecord: true, Tenant: "fallback"})
+	if err := perRecord.Export(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	fixed, _ := New(Options{URL: url, Tenant: "fixed"})
+	if err := fixed.Export(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+
+	start, end := g.Base.Add(-time.Minute), time.Now().Add(time.Minute)
+	for tenant, n := range map[string]int{"team-a": want["team-a"], "team-b": want["team-b"], "fallback": want[""], "fixed": len(batch), "nobody": 0} {
+		harness.Eventually(t, 30*time.Second, "lines of tenant "+tenant, func() error {
+			got, err := l.QueryAs(ctx, tenant, `{namespace="lokitenants"}`, start, end, 1000)
+			if err != nil {
+				return err
+			}
+			if len(got) != n {
+				return fmt.Errorf("tenant %s: %d lines, want %d", tenant, len(got), n)
+			}
+			for _, en := range got {
+				r, err := record.ParseJSON([]byte(en.Line))
+				if err != nil {
+					return err
+				}
+				if tenant != "fixed" && r.Tenant != strings.TrimPrefix(tenant, "fallback") {
+					return fmt.Errorf("tenant %s holds a record of tenant %q", tenant, r.Tenant)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// TestTenantFailsAlone: with tenant_from_record, a tenant whose push is
+// refused for now (503) comes back for retry alone; the tenant that was
+// accepted is not sent again.
+func TestTenantFailsAlone(t *testing.T) {
+	var mu sync.Mutex
+	pushes := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tenant := r.Header.Get("X-Scope-OrgID")
+		mu.Lock()
+		pushes[tenant]++
+		mu.Unlock()
+		if tenant == "team-b" {
+			http.Error(w, "ingester unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	e, _ := New(Options{URL: srv.URL, TenantFromRecord: true})
+	g := recordtest.New("tenantfail", 33)
+	var batch []*record.Record
+	for i := 0; i < 4; i++ {
+		_, recs := g.Request(200)
+		for _, r := range recs {
+			r.Tenant = []string{"team-a", "team-b"}[i%2]
+		}
+		batch = append(batch, recs...)
+	}
+	err := e.Export(context.Background(), batch)
+	var pe *fanout.PartialError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err %v, want a *fanout.PartialError", err)
+	}
+	for _, r := range pe.Retry {
+		if r.Tenant != "team-b" {
+			t.Fatalf("a record of %q returned for retry", r.Tenant)
+		}
+	}
+	if len(pe.Retry) != len(batch)/2 || !strings.Contains(err.Error(), `tenant "team-b"`) || !strings.Contains(err.Error(), "503") {
+		t.Errorf("%d records to retry (want %d), err %v", len(pe.Retry), len(batch)/2, err)
+	}
+	if pushes["team-a"] != 1 || pushes["team-b"] != 1 || len(pushes) != 2 {
+		t.Errorf("pushes per tenant %v, want one each for team-a and team-b", pushes)
 	}
 }
