@@ -2,28 +2,17 @@ package pipeline
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"os"
-	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshtrail/meshtrail/internal/config"
 	"github.com/meshtrail/meshtrail/internal/fanout"
 	"github.com/meshtrail/meshtrail/internal/fanout/queue"
-	"github.com/meshtrail/meshtrail/internal/sink/elasticsearch"
-	"github.com/meshtrail/meshtrail/internal/sink/fluentd"
-	"github.com/meshtrail/meshtrail/internal/sink/loki"
-	"github.com/meshtrail/meshtrail/internal/sink/otlp"
+	"github.com/meshtrail/meshtrail/internal/sink/endpoint"
 	"github.com/meshtrail/meshtrail/internal/sink/promremote"
-	"github.com/meshtrail/meshtrail/internal/sink/zipkin"
 )
 
 // Build validates c and returns one queued sink per enabled section, and a
@@ -53,92 +42,22 @@ type builder struct {
 }
 
 func (b *builder) build(c *Sinks) error {
-	if s := c.OTLP; s != nil && s.Enabled {
-		tlsCfg, headers, err := clientSecurity("otlp", &s.Common)
-		if err != nil {
-			return err
+	for _, s := range c.sections() {
+		q, ok := s.section.(queued)
+		if !ok || !s.On() {
+			continue // remote write: NewRemoteWrite builds its pusher
 		}
-		// Sinks are named after their section, so routing rules, logs and
-		// the sink="..." metric label all use the word the user wrote.
-		exp, err := otlp.New(context.Background(), otlp.Options{
-			Name: "otlp", Protocol: otlp.Protocol(s.Protocol), Endpoint: s.Endpoint, URLPath: s.URLPath,
-			TLS: tlsCfg, Headers: headers, Gzip: s.Gzip, Timeout: s.Timeout.D(),
-		})
+		built, err := q.Build(s.name, endpoint.Deps{Registerer: b.reg, Logger: b.logger})
 		if err != nil {
-			return err
+			return sectionError(s.name, err)
 		}
-		b.closers = append(b.closers, exp.Shutdown)
-		if err := b.add(exp, s.Queue); err != nil {
+		if built.Close != nil {
+			b.closers = append(b.closers, built.Close)
+		}
+		if err := b.add(built.Exporter, q.QueueConfig()); err != nil {
 			return err
 		}
 	}
-	if s := c.Zipkin; s != nil && s.Enabled {
-		client, headers, err := httpClient("zipkin", &s.Common)
-		if err != nil {
-			return err
-		}
-		exp, err := zipkin.New(zipkin.Options{URL: s.URL, Client: client, Headers: headers})
-		if err != nil {
-			return err
-		}
-		if err := b.add(exp, s.Queue); err != nil {
-			return err
-		}
-	}
-	if s := c.Loki; s != nil && s.Enabled {
-		client, headers, err := httpClient("loki", &s.Common)
-		if err != nil {
-			return err
-		}
-		exp, err := loki.New(loki.Options{URL: s.URL, Tenant: s.Tenant, TenantFromRecord: s.TenantFromRecord, ExtraLabels: s.ExtraLabels, Client: client, Headers: headers})
-		if err != nil {
-			return err
-		}
-		if err := b.add(exp, s.Queue); err != nil {
-			return err
-		}
-	}
-	if s := c.Elasticsearch; s != nil && s.Enabled {
-		client, headers, err := httpClient("elasticsearch", &s.Common)
-		if err != nil {
-			return err
-		}
-		var dead io.Writer
-		if s.DeadLetter != "" {
-			f, err := os.OpenFile(s.DeadLetter, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-			if err != nil {
-				return fmt.Errorf("sinks.elasticsearch.dead_letter: %w", err)
-			}
-			b.closers = append(b.closers, func(context.Context) error { return f.Close() })
-			dead = f
-		}
-		exp, err := elasticsearch.New(elasticsearch.Options{
-			URL: s.URL, Index: s.Index, DateLayout: s.DateLayout, TenantPrefixes: s.TenantPrefixes,
-			Client: client, Headers: headers, DeadLetter: dead, Registerer: b.reg, Logger: b.logger,
-		})
-		if err != nil {
-			return err
-		}
-		if err := b.add(exp, s.Queue); err != nil {
-			return err
-		}
-	}
-	if s := c.Fluentd; s != nil && s.Enabled {
-		o := fluentd.Options{Address: s.Address, TagPrefix: s.TagPrefix, Timeout: s.Timeout.D()}
-		if s.TLS != nil {
-			o.TLS, o.InsecureSkipVerify = true, s.TLS.InsecureSkipVerify
-		}
-		exp, err := fluentd.New(o)
-		if err != nil {
-			return err
-		}
-		b.closers = append(b.closers, exp.Shutdown)
-		if err := b.add(exp, s.Queue); err != nil {
-			return err
-		}
-	}
-	// prometheus_remote_write is no queued sink: NewRemoteWrite builds its
-	// pusher from the RED metrics' registry.
 	return nil
 }
 
@@ -147,22 +66,24 @@ func (b *builder) build(c *Sinks) error {
 // when the section is absent or disabled. The caller starts it and shuts it
 // down after the sources stop, so its last push has every record.
 func NewRemoteWrite(c *Sinks, g prometheus.Gatherer, reg prometheus.Registerer, logger *slog.Logger) (*promremote.Pusher, error) {
-	s := c.RemoteWrite
-	if s == nil || !s.Enabled {
+	if c.RemoteWrite == nil || !c.RemoteWrite.On() {
 		return nil, nil
 	}
-	client, headers, err := httpClient("prometheus_remote_write", &s.Common)
+	p, err := c.RemoteWrite.BuildPusher(g, reg, logger)
 	if err != nil {
-		return nil, err
-	}
-	p, err := promremote.NewPusher(promremote.Options{
-		Gatherer: g, URL: s.URL, Client: client, Headers: headers,
-		Interval: s.Interval.D(), Replica: s.Replica, ExternalLabels: s.ExternalLabels,
-	}, reg, logger)
-	if err != nil {
-		return nil, fmt.Errorf("sinks.prometheus_remote_write: %w", err)
+		return nil, sectionError("prometheus_remote_write", err)
 	}
 	return p, nil
+}
+
+// sectionError places a sink's error under its section: a field error
+// becomes sinks.NAME.FIELD: ..., any other sinks.NAME: ...
+func sectionError(name string, err error) error {
+	var fe *config.FieldError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("sinks.%s.%w", name, err)
+	}
+	return fmt.Errorf("sinks.%s: %w", name, err)
 }
 
 func (b *builder) add(exp fanout.Exporter, qc queue.Config) error {
@@ -191,89 +112,4 @@ func (b *builder) shutdown(ctx context.Context) error {
 	}
 	b.queues, b.closers = nil, nil
 	return errors.Join(errs...)
-}
-
-// httpClient returns the client and headers a sink's requests use.
-func httpClient(name string, c *Common) (*http.Client, map[string]string, error) {
-	tlsCfg, headers, err := clientSecurity(name, c)
-	if err != nil {
-		return nil, nil, err
-	}
-	timeout := c.Timeout.D()
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsCfg
-	tr.MaxIdleConnsPerHost = 16
-	return &http.Client{Transport: tr, Timeout: timeout}, headers, nil
-}
-
-// clientSecurity loads the TLS material and resolves the credentials into
-// request headers. Secret values are read here and only here; errors name
-// the field and the variable or file, never the value.
-func clientSecurity(name string, c *Common) (*tls.Config, map[string]string, error) {
-	var tlsCfg *tls.Config
-	if t := c.TLS; t != nil {
-		tlsCfg = &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-		if t.CAFile != "" {
-			pem, err := os.ReadFile(t.CAFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("sinks.%s.tls.ca_file: %w", name, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, nil, fmt.Errorf("sinks.%s.tls.ca_file: no PEM certificate in %s", name, t.CAFile)
-			}
-			tlsCfg.RootCAs = pool
-		}
-		if t.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("sinks.%s.tls.cert_file: %w", name, err)
-			}
-			tlsCfg.Certificates = []tls.Certificate{cert}
-		}
-	}
-	headers := map[string]string{}
-	a := c.Auth
-	if a == nil {
-		return tlsCfg, headers, nil
-	}
-	secret := func(field, env, file string) (string, error) {
-		if env != "" {
-			v, ok := os.LookupEnv(env)
-			if !ok || v == "" {
-				return "", fmt.Errorf("sinks.%s.auth.%s_env: environment variable %s is not set", name, field, env)
-			}
-			return v, nil
-		}
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("sinks.%s.auth.%s_file: %w", name, field, err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	switch {
-	case a.BearerTokenEnv != "" || a.BearerTokenFile != "":
-		tok, err := secret("bearer_token", a.BearerTokenEnv, a.BearerTokenFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		headers["Authorization"] = "Bearer " + tok
-	case a.Username != "":
-		pw, err := secret("password", a.PasswordEnv, a.PasswordFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		headers["Authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(a.Username+":"+pw))
-	}
-	for h, env := range a.HeadersFromEnv {
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return nil, nil, fmt.Errorf("sinks.%s.auth.headers_from_env.%s: environment variable %s is not set", name, h, env)
-		}
-		headers[h] = v
-	}
-	return tlsCfg, headers, nil
 }

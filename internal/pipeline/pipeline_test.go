@@ -13,6 +13,8 @@ import (
 
 	"github.com/meshtrail/meshtrail/internal/fanout/route"
 	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/sink/endpoint"
+	"github.com/meshtrail/meshtrail/internal/sink/loki"
 )
 
 // Every record leaves the pipeline with its tenant: the node's namespace
@@ -67,7 +69,7 @@ func TestConfigValidationNamesTheField(t *testing.T) {
 		"metrics.max_series":       func(c *Config) { c.Metrics.MaxSeries = -1 },
 		"out_rotation.max_size_mb": func(c *Config) { c.Out = "/tmp/x"; c.OutRotation.MaxSizeMB = 0 },
 		"out_rotation.max_backups": func(c *Config) { c.OutRotation.MaxBackups = -1 },
-		"sinks.loki.url":           func(c *Config) { c.Sinks.Loki = &Loki{Common: Common{Enabled: true}} },
+		"sinks.loki.url":           func(c *Config) { c.Sinks.Loki = &loki.Config{Common: endpoint.Common{Enabled: true}} },
 		"routing":                  func(c *Config) { c.Routing = &route.Config{} },
 	} {
 		c := DefaultConfig()

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,22 +88,16 @@ func TestValidateNamesFields(t *testing.T) {
 	}
 }
 
-func TestSecretsFromEnvAndFileNeverInErrors(t *testing.T) {
-	dir := t.TempDir()
-	tok := filepath.Join(dir, "token")
-	os.WriteFile(tok, []byte("s3cret-token\n"), 0o600)
-	_, h, err := clientSecurity("loki", &Common{Auth: &Auth{BearerTokenFile: tok}})
-	if err != nil || h["Authorization"] != "Bearer s3cret-token" {
-		t.Fatalf("bearer from file: %v %v", h, err)
+// A secret that cannot be read is named under its sink's section, by the
+// variable that is missing, never by its value.
+func TestBuildNamesTheMissingSecret(t *testing.T) {
+	c, err := parse("sinks:\n  elasticsearch: {enabled: true, url: \"http://127.0.0.1:1\", auth: {username: u, password_env: MT_UNSET_VAR}}\n")
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Setenv("MT_PW", "pw")
-	_, h, err = clientSecurity("es", &Common{Auth: &Auth{Username: "u", PasswordEnv: "MT_PW", HeadersFromEnv: map[string]string{"X-Api-Key": "MT_PW"}}})
-	if err != nil || h["Authorization"] != "Basic dTpwdw==" || h["X-Api-Key"] != "pw" {
-		t.Fatalf("basic from env: %v %v", h, err)
-	}
-	_, _, err = clientSecurity("es", &Common{Auth: &Auth{Username: "u", PasswordEnv: "MT_UNSET_VAR"}})
-	if err == nil || !strings.Contains(err.Error(), "sinks.es.auth.password_env") {
-		t.Errorf("unset env: %v", err)
+	_, _, err = Build(c, prometheus.NewRegistry(), nil)
+	if err == nil || !strings.Contains(err.Error(), "sinks.elasticsearch.auth.password_env: environment variable MT_UNSET_VAR is not set") {
+		t.Fatalf("got %v", err)
 	}
 }
 
