@@ -616,6 +616,13 @@ func (h *httpContext) fillWorkloadLabels() {
 	if !h.destination() {
 		src, dst = h.p.local, h.peer
 	}
+	// The peer's canonical revision is "latest" when the peer is not
+	// known (istio_stats.cc populatePeerInfo), the own cluster stays as
+	// CLUSTER_ID says.
+	peerRev := h.peer.canonicalRev
+	if peerRev == "" {
+		peerRev = "latest"
+	}
 	l[lSourceWorkload] = src.name
 	l[lSourceCanonicalService] = src.canonicalService
 	l[lSourceCanonicalRevision] = src.canonicalRev
@@ -632,17 +639,26 @@ func (h *httpContext) fillWorkloadLabels() {
 	l[lDestinationCanonicalService] = dst.canonicalService
 	l[lDestinationCanonicalRevision] = dst.canonicalRev
 	l[lDestinationCluster] = dst.cluster
-	// destination_service_name/namespace from a cluster-local host
-	// name.ns.svc.<domain>, else the host and the destination namespace;
-	// a name resolveService set (Istio's service metadata, a passthrough
-	// or blackhole cluster) stays.
+	if h.destination() {
+		l[lSourceCanonicalRevision] = peerRev
+		h.m.ownCluster = lDestinationCluster
+	} else {
+		l[lDestinationCanonicalRevision] = peerRev
+		h.m.ownCluster = lSourceCluster
+	}
+	// destination_service_name from a cluster-local host name.ns.svc.
+	// <domain>, else the host; a name resolveService set (Istio's service
+	// metadata, a passthrough or blackhole cluster) stays.
+	// destination_service_namespace is the destination workload's, as
+	// Istio takes it: the peer's on the caller's side ("unknown" when no
+	// peer answered), the proxy's own on the callee's.
 	svc := l[lDestinationService]
-	name, ns := svc, dst.namespace
-	if n, s, ok := istiocluster.ServiceParts(svc); ok {
-		name, ns = n, s
+	name := svc
+	if n, _, ok := istiocluster.ServiceParts(svc); ok {
+		name = n
 	}
 	if l[lDestinationServiceName] == "" {
 		l[lDestinationServiceName] = name
 	}
-	l[lDestinationServiceNamespace] = ns
+	l[lDestinationServiceNamespace] = dst.namespace
 }
