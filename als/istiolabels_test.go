@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	grpcstatsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/grpc_stats/v3"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/meshtrail/meshtrail/internal/filterstate"
 	"github.com/meshtrail/meshtrail/internal/meshsim"
 	"github.com/meshtrail/meshtrail/internal/record"
@@ -149,4 +152,22 @@ func TestMalformedGRPCStatsObject(t *testing.T) {
 	if req, resp, ok := grpcStatsObject([]byte{0x08, 0x01, 0x10, 0x96, 0x01}); !ok || req != 1 || resp != 150 {
 		t.Errorf("= %d, %d, %v; want 1, 150", req, resp, ok)
 	}
+}
+
+// grpcStatsObject agrees with the protobuf library on every input the
+// library accepts as a FilterObject.
+func FuzzGRPCStatsObject(f *testing.F) {
+	for _, b := range [][]byte{{0x08, 0x01, 0x10, 0x96, 0x01}, {}, {0x10, 0x03}, {0x08}, {0x1a, 0x01, 0x00}} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, resp, ok := grpcStatsObject(b)
+		var want grpcstatsv3.FilterObject
+		if err := proto.Unmarshal(b, &want); err != nil {
+			return
+		}
+		if !ok || req != want.GetRequestMessageCount() || resp != want.GetResponseMessageCount() {
+			t.Errorf("%x: got %d, %d, %v; protobuf says %d, %d", b, req, resp, ok, want.GetRequestMessageCount(), want.GetResponseMessageCount())
+		}
+	})
 }

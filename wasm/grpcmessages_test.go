@@ -72,3 +72,19 @@ func TestGRPCMessageCounters(t *testing.T) {
 		}
 	})
 }
+
+// Cutting a body anywhere counts the messages whole bodies count.
+func FuzzGRPCFrames(f *testing.F) {
+	f.Add(append(grpcMessage("a"), grpcMessage("bc")...), uint(3))
+	f.Add([]byte{0, 0, 0, 0}, uint(1))
+	f.Fuzz(func(t *testing.T, b []byte, cut uint) {
+		var whole, split grpcFrames
+		whole.feed(b)
+		c := int(cut % uint(len(b)+1))
+		split.feed(b[:c])
+		split.feed(b[c:])
+		if whole != split {
+			t.Errorf("%x cut at %d: %+v, whole %+v", b, c, split, whole)
+		}
+	})
+}
