@@ -118,6 +118,9 @@ type edge struct {
 	// counted twice.
 	applied map[string]map[string]bool
 	rate    float64
+	// mtls is the security-policy appender's percentage of mutual TLS
+	// traffic; 0 when it found none.
+	mtls float64
 }
 
 type trafficMap map[string]*node
@@ -135,10 +138,11 @@ var grpcMetric = regexp.MustCompile(`istio_.*_messages`)
 func isOK(v string) bool        { return v != "" && v != unknown }
 func isOKVersion(v string) bool { return isOK(v) && v != "latest" }
 
-// build runs every namespace's queries and merges the namespace maps, as
-// BuildNamespacesTrafficMap does (no appender alters nodes or edges of
-// this graph: the dead-node appender only removes nodes without traffic,
-// and every node here has some).
+// build runs every namespace's queries, the security-policy appender on
+// each namespace's map, and merges the namespace maps, as
+// BuildNamespacesTrafficMap does (no other appender alters nodes or edges
+// of this graph: the dead-node appender only removes nodes without
+// traffic, and every node here has some).
 func (b *builder) build(ctx context.Context, prom *harness.Prometheus, namespaces []string) (trafficMap, error) {
 	out := trafficMap{}
 	for _, ns := range namespaces {
@@ -149,6 +153,9 @@ func (b *builder) build(ctx context.Context, prom *harness.Prometheus, namespace
 				return nil, err
 			}
 			b.populate(m, samples, q)
+		}
+		if err := b.appendSecurityPolicy(ctx, prom, ns, m); err != nil {
+			return nil, err
 		}
 		merge(out, ns, m)
 	}
@@ -430,4 +437,115 @@ func nodesAndEdges(m trafficMap) (nodes, edges []string) {
 	sort.Strings(nodes)
 	sort.Strings(edges)
 	return nodes, edges
+}
+
+// appendSecurityPolicy is the security-policy appender
+// (graph/telemetry/istio/appender/security_policy.go): destination
+// telemetry, by connection_security_policy, for traffic from outside and
+// from inside the namespace, with the rates the graph options select.
+func (b *builder) appendSecurityPolicy(ctx context.Context, prom *harness.Prometheus, ns string, m trafficMap) error {
+	const groupBy = "source_cluster,source_workload_namespace,source_workload,source_canonical_service,source_canonical_revision,source_principal,destination_cluster,destination_service_namespace,destination_service_name,destination_workload_namespace,destination_workload,destination_canonical_service,destination_canonical_revision,destination_principal,connection_security_policy"
+	metrics := []string{"istio_requests_total"}
+	if b.o.grpcRate == "sent" || b.o.grpcRate == "total" {
+		metrics = append(metrics, "istio_request_messages_total")
+	}
+	if b.o.grpcRate == "received" || b.o.grpcRate == "total" {
+		metrics = append(metrics, "istio_response_messages_total")
+	}
+	if b.o.tcpRate == "sent" || b.o.tcpRate == "total" {
+		metrics = append(metrics, "istio_tcp_sent_bytes_total")
+	}
+	if b.o.tcpRate == "received" || b.o.tcpRate == "total" {
+		metrics = append(metrics, "istio_tcp_received_bytes_total")
+	}
+	policies := map[string]map[string]float64{} // "SOURCE DEST" -> policy -> rate
+	for _, selector := range []string{
+		fmt.Sprintf(`source_workload_namespace!="%s",destination_service_namespace="%s"`, ns, ns),
+		fmt.Sprintf(`source_workload_namespace="%s"`, ns),
+	} {
+		var parts []string
+		for _, metric := range metrics {
+			parts = append(parts, fmt.Sprintf(`(sum(rate(%s{%s,%s}[%ds])) by (%s) > 0)`, metric, reporterSel("destination"), selector, b.o.durationSeconds, groupBy))
+		}
+		samples, err := prom.Query(ctx, strings.Join(parts, " OR "))
+		if err != nil {
+			return err
+		}
+		for _, smp := range samples {
+			l := smp.Metric
+			missing := false
+			for _, k := range []string{"source_workload_namespace", "source_workload", "source_canonical_service", "source_canonical_revision",
+				"destination_service_namespace", "destination_service_name", "destination_workload_namespace", "destination_workload",
+				"destination_canonical_service", "destination_canonical_revision", "source_principal", "destination_principal"} {
+				if _, ok := l[k]; !ok {
+					missing = true
+				}
+			}
+			if missing {
+				b.dropped = append(b.dropped, fmt.Sprintf("security policy: missing labels: %v", l))
+				continue
+			}
+			csp, ok := l["connection_security_policy"]
+			if !ok {
+				csp = unknown
+			}
+			val, _ := strconv.ParseFloat(smp.Value, 64)
+			sourceCluster, destCluster := unknown, unknown
+			if v, ok := l["source_cluster"]; ok {
+				sourceCluster = v
+			}
+			if v, ok := l["destination_cluster"]; ok {
+				destCluster = v
+			}
+			srcNs, srcWl, srcApp, srcVer := l["source_workload_namespace"], l["source_workload"], l["source_canonical_service"], l["source_canonical_revision"]
+			dSvcNs, dSvc, dWlNs, dWl, dApp, dVer := l["destination_service_namespace"], l["destination_service_name"], l["destination_workload_namespace"],
+				l["destination_workload"], l["destination_canonical_service"], l["destination_canonical_revision"]
+			add := func(sCl, sNs, sSvc, sWl, sApp, sVer, dCl, dSvcNs, dSvc, dWlNs, dWl, dApp, dVer string) {
+				sid, _, err1 := id(sCl, sNs, sSvc, sNs, sWl, sApp, sVer, b.o.graphType)
+				did, _, err2 := id(dCl, dSvcNs, dSvc, dWlNs, dWl, dApp, dVer, b.o.graphType)
+				if err1 != nil || err2 != nil {
+					return
+				}
+				k := sid + " " + did
+				if policies[k] == nil {
+					policies[k] = map[string]float64{}
+				}
+				policies[k][csp] = val // Kiali keeps the last rate per policy
+			}
+			inject := false
+			if b.o.injectServiceNodes && isOK(dSvc) && dSvc != passthroughCluster {
+				_, t, err := id(destCluster, dSvcNs, dSvc, dWlNs, dWl, dApp, dVer, b.o.graphType)
+				if err != nil {
+					continue
+				}
+				inject = t != nodeTypeService
+			}
+			if inject {
+				add(sourceCluster, srcNs, "", srcWl, srcApp, srcVer, destCluster, dSvcNs, dSvc, "", "", "", "")
+				add(destCluster, dSvcNs, dSvc, "", "", "", destCluster, dSvcNs, dSvc, dWlNs, dWl, dApp, dVer)
+			} else {
+				add(sourceCluster, srcNs, "", srcWl, srcApp, srcVer, destCluster, dSvcNs, dSvc, dWlNs, dWl, dApp, dVer)
+			}
+		}
+	}
+	for sid, n := range m {
+		for _, e := range n.edges {
+			rates, ok := policies[sid+" "+e.dest.id]
+			if !ok {
+				continue
+			}
+			mtls, other := 0.0, 0.0
+			for p, r := range rates {
+				if p == "mutual_tls" {
+					mtls = r
+				} else {
+					other += r
+				}
+			}
+			if mtls > 0 {
+				e.mtls = mtls / (mtls + other) * 100
+			}
+		}
+	}
+	return nil
 }

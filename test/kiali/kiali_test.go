@@ -9,6 +9,7 @@ package kiali
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +171,42 @@ func TestKialiDrawsIstiosGraphFromMeshtrailMetrics(t *testing.T) {
 							t.Errorf("%s -> %s (%s) code %q: counted from both reporters", n.id, e.dest.id, e.protocol, code)
 						}
 					}
+				}
+			}
+			// The security-policy appender, from the callee's telemetry:
+			// every hop into a pod is mutual TLS (TCP too, once its
+			// service is known); gRPC edges are partly, as with Istio's
+			// own metrics, whose message counters carry no
+			// connection_security_policy. Hops to no pod have none.
+			for sid, n := range m {
+				for _, e := range n.edges {
+					toPod := !strings.Contains(e.dest.id, "_unknown_")
+					t.Logf("%s -> %s (%s): rate %.2f, %.0f%% mTLS", sid, e.dest.id, e.protocol, e.rate, e.mtls)
+					switch {
+					case !toPod && e.mtls != 0:
+						t.Errorf("%s -> %s: %.0f%% mTLS, want none", sid, e.dest.id, e.mtls)
+					case toPod && e.protocol == "grpc" && e.mtls <= 0:
+						t.Errorf("%s -> %s (grpc): no mTLS", sid, e.dest.id)
+					case toPod && e.protocol != "grpc" && e.mtls != 100:
+						t.Errorf("%s -> %s (%s): %.1f%% mTLS, want 100", sid, e.dest.id, e.protocol, e.mtls)
+					}
+				}
+			}
+			// What reaches a service node leaves it for its pods: a
+			// request counted from both reporters, or one side labelled
+			// otherwise than the other, would break the balance.
+			in, out := map[string]float64{}, map[string]float64{}
+			for sid, n := range m {
+				for _, e := range n.edges {
+					in[e.dest.id+" "+e.protocol] += e.rate
+					if n.nodeType == nodeTypeService {
+						out[sid+" "+e.protocol] += e.rate
+					}
+				}
+			}
+			for k, o := range out {
+				if i := in[k]; math.Abs(i-o) > 0.01*i {
+					t.Errorf("service %s: %.3f/s in, %.3f/s out", k, i, o)
 				}
 			}
 			// The connections ratings refused (503 UF) reach ratings' own
