@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,41 @@ func TestKialiDrawsIstiosGraphFromMeshtrailMetrics(t *testing.T) {
 		}
 		time.Sleep(1500 * time.Millisecond)
 	}
+
+	// Kiali's metrics pages (business/metrics.go, metrics_definitions.go,
+	// metrics_labels_builder.go; prometheus/metrics.go fetchRateRange):
+	// a service's inbound charts, from the callee's reports.
+	t.Run("metrics pages", func(t *testing.T) {
+		page := func(service string) string {
+			return fmt.Sprintf(`{reporter="destination",destination_service_name="%s",destination_service_namespace="bookinfo"}`, service)
+		}
+		rate := func(metric, labels string) float64 {
+			t.Helper()
+			// fetchRateRange: sum(rate(METRIC{LABELS}[INTERVAL])) by (GROUPING)
+			samples, err := prom.Query(ctx, fmt.Sprintf("sum(rate(%s%s[120s])) by (destination_workload)", metric, labels))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(samples) != 1 {
+				t.Fatalf("%s%s: %d series, want one per destination workload: %v", metric, labels, len(samples), samples)
+			}
+			v, _ := strconv.ParseFloat(samples[0].Value, 64)
+			return v
+		}
+		// inventory's gRPC charts: sent (one message per call) and
+		// received (several per call, a server stream).
+		calls := rate("istio_requests_total", page("inventory"))
+		sent := rate("istio_request_messages_total", page("inventory"))
+		received := rate("istio_response_messages_total", page("inventory"))
+		// (A scrape may fall between a batch's messages and its requests.)
+		if calls <= 0 || math.Abs(sent-calls) > 0.1*calls || received < 3*calls {
+			t.Errorf("inventory: %.3f calls/s, %.3f messages/s sent, %.3f received; want as many sent as calls and at least 3 received per call", calls, sent, received)
+		}
+		// mongodb's TCP charts: the callee's bytes carry its service.
+		if r := rate("istio_tcp_sent_bytes_total", page("mongodb")); r <= 0 {
+			t.Errorf("mongodb: %.3f TCP bytes/s", r)
+		}
+	})
 
 	namespaces := []string{"bookinfo", "istio-system"}
 	for _, tc := range []struct {
