@@ -32,12 +32,16 @@ type errEntry struct {
 func (e *errEntry) Error() string { return e.msg }
 
 // converter turns access log entries into records. It is safe for
-// concurrent use: it holds only configuration.
+// concurrent use: it holds configuration and the endpoint map, which
+// locks.
 type converter struct {
 	redact         map[string]bool // lowercase header names never kept
 	redactState    map[string]bool // the Wasm filter's copies of them in filter state
 	maxHeaderBytes int             // longer header values are cut
 	traceOrder     []tracecontext.Format
+	// endpoints names the pods behind upstream addresses, learned from
+	// the streams of their own Envoys (shared by every stream).
+	endpoints *endpointWorkloads
 }
 
 // withTraceOrder sets the precedence of trace header formats (nil: the
@@ -62,7 +66,8 @@ var sensitiveHeaders = []string{
 }
 
 func newConverter(allowSensitive []string, extraRedact []string, maxHeaderBytes int) *converter {
-	c := &converter{redact: map[string]bool{}, maxHeaderBytes: maxHeaderBytes, traceOrder: tracecontext.DefaultOrder}
+	c := &converter{redact: map[string]bool{}, maxHeaderBytes: maxHeaderBytes, traceOrder: tracecontext.DefaultOrder,
+		endpoints: newEndpointWorkloads(maxEndpointWorkloads)}
 	for _, h := range sensitiveHeaders {
 		c.redact[h] = true
 	}
@@ -147,6 +152,9 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 		r.Timings.Total = r.Timings.LastDownstreamTxByte
 	}
 	c.identify(p, r)
+	if r.Kind == record.KindTCP && r.Reporter == record.ReporterDestination && r.Upstream.Service == "" {
+		serviceFromSNI(&r.Upstream, r.TLS.SNI)
+	}
 	if r.Kind == record.KindHTTP && r.Upstream.Service == "" && r.HTTP.Authority != "" {
 		switch {
 		case istiocluster.IsCatchAll(r.Upstream.ServiceName):
@@ -164,6 +172,10 @@ func (c *converter) finish(p *proxy, r *record.Record, reqHeaders map[string]str
 // identify decides the reporter and fills the side of the hop the proxy
 // itself is, the way Istio's standard metrics label them.
 func (c *converter) identify(p *proxy, r *record.Record) {
+	if !p.announced {
+		c.endpoints.learn(p)
+		p.announced = true
+	}
 	if p.node.Type == "waypoint" {
 		// An ambient waypoint is neither side of the hop: Istio labels
 		// its reports reporter="waypoint", with both peers from the
@@ -228,11 +240,18 @@ func (c *converter) identify(p *proxy, r *record.Record) {
 			}
 		}
 		r.ConnectionSecurityPolicy = "unknown"
-		if r.Destination.Namespace == "" {
-			r.Destination.Namespace = r.Upstream.ServiceNamespace
-		}
-		if r.Destination.CanonicalService == "" && !istiocluster.IsCatchAll(r.Upstream.ServiceName) {
-			r.Destination.CanonicalService = r.Upstream.ServiceName
+		if r.Destination.Name == "" && r.Upstream.Service != "" && r.Upstream.Host != "" && !istiocluster.IsCatchAll(r.Upstream.ServiceName) {
+			// No peer metadata came back (the connection failed, or the
+			// peer runs no metadata exchange). Istio then names the
+			// destination from the endpoint's metadata (istio_stats.cc,
+			// populatePeerInfo: extractEndpointMetadata); the receiver
+			// knows the endpoints whose Envoys stream to it. Past that,
+			// Istio leaves the destination unknown, whatever the service
+			// says: the destination_workload_namespace="unknown" Kiali
+			// looks for requests that never reached a workload by.
+			if w, ok := c.endpoints.lookup(hostOf(r.Upstream.Host)); ok {
+				r.Destination = w
+			}
 		}
 	}
 }
@@ -279,6 +298,25 @@ func directionWithoutCluster(p *proxy, r *record.Record) {
 		r.Upstream.Direction = "inbound"
 	} else {
 		r.Upstream.Direction = "outbound"
+	}
+}
+
+// serviceFromSNI fills an inbound TCP connection's service from the SNI of
+// Istio's mutual TLS (outbound_.6379_._.redis.shop.svc.cluster.local: the
+// caller's cluster name, which names the service it called). Istio labels
+// inbound TCP with the service of the inbound cluster's metadata
+// (istio_stats.cc, populatePeerInfo: the "istio" filter metadata's
+// services[0] host and name), which the access log does not carry; the
+// SNI names the same service. Plaintext connections carry no SNI and stay
+// without one.
+func serviceFromSNI(u *record.Upstream, sni string) {
+	cl := istiocluster.Parse(sni)
+	if cl.Direction != "outbound" || cl.Host == "" || cl.CatchAll != "" {
+		return
+	}
+	u.Service, u.ServiceName = cl.Host, cl.Host
+	if n, ns, ok := istiocluster.ServiceParts(cl.Host); ok {
+		u.ServiceName, u.ServiceNamespace = n, ns
 	}
 }
 

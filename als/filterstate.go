@@ -82,10 +82,50 @@ func (ds *decodedState) add(key, typeURL string, value []byte, dec objectDecoder
 			return false
 		}
 		ds.set(key, string(b))
+	case filterstate.GRPCStatsType:
+		// Envoy's grpc_stats filter (emit_filter_state): kept as the
+		// text Envoy renders it in, which the RED metrics read.
+		req, resp, ok := grpcStatsObject(value)
+		if !ok {
+			return false
+		}
+		ds.set(key, filterstate.FormatGRPCStats(req, resp))
 	default:
 		ds.set(key, "@type="+typeURL)
 	}
 	return true
+}
+
+// grpcStatsObject reads envoy.extensions.filters.http.grpc_stats.v3.
+// FilterObject: request_message_count (1) and response_message_count (2),
+// both uint64.
+func grpcStatsObject(b []byte) (req, resp uint64, ok bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, 0, false
+		}
+		b = b[n:]
+		if (num == 1 || num == 2) && typ == protowire.VarintType {
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return 0, 0, false
+			}
+			if num == 1 {
+				req = v
+			} else {
+				resp = v
+			}
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return 0, 0, false
+		}
+		b = b[m:]
+	}
+	return req, resp, true
 }
 
 // objectDecoder is what decodedState needs from the wire decoder.

@@ -23,6 +23,8 @@ type proxy struct {
 	// principal is the identity the proxy showed on an inbound entry,
 	// learned from the stream; its outbound entries carry it.
 	principal string
+	// announced: the converter's endpoint map knows this proxy's address.
+	announced bool
 }
 
 // parseNode reads an Envoy node the way Istio builds it: id

@@ -127,7 +127,7 @@ func newSeriesCache(max int) *seriesCache {
 const statSeriesDropped = "meshtrail_metric_series_dropped_total"
 
 // appendStatName writes the encoded stat name for metric m.
-func appendStatName(b []byte, dims []dimension, std *labelValues, custom []string, m int) []byte {
+func appendStatName(b []byte, dims []dimension, std *labelValues, custom []string, ownCluster, m int) []byte {
 	for _, d := range dims {
 		v := ""
 		if d.std >= 0 {
@@ -136,8 +136,10 @@ func appendStatName(b []byte, dims []dimension, std *labelValues, custom []strin
 			v = custom[d.expr]
 		}
 		// Istio writes unknown for a missing identity, but leaves
-		// grpc_response_status empty on plain HTTP.
-		if v == "" && d.std != lGrpcResponseStatus {
+		// grpc_response_status empty on plain HTTP, and the proxy's own
+		// cluster as its CLUSTER_ID has it, empty without one
+		// (istio_stats.cc: context_.cluster_name_).
+		if v == "" && d.std != lGrpcResponseStatus && (d.std != ownCluster || d.std < 0) {
 			v = "unknown"
 		}
 		b = append(b, d.name...)
@@ -167,7 +169,10 @@ func appendTagValue(b []byte, v string) []byte {
 
 // requestMetrics is what one request reports.
 type requestMetrics struct {
-	labels        labelValues
+	labels labelValues
+	// ownCluster is the slot of the reporting proxy's own cluster
+	// (lSourceCluster or lDestinationCluster), kept empty when empty.
+	ownCluster    int
 	custom        []string
 	durationMs    uint64
 	requestBytes  uint64
@@ -231,7 +236,7 @@ func (c *seriesCache) lookupKey(s *settings, r *requestMetrics) *[numMetrics]uin
 	}
 	ids := new([numMetrics]uint32)
 	for m := 0; m < numMetrics; m++ {
-		c.name = appendStatName(c.name[:0], s.dims[m], &r.labels, r.custom, m)
+		c.name = appendStatName(c.name[:0], s.dims[m], &r.labels, r.custom, r.ownCluster, m)
 		name := string(c.name)
 		c.names = append(c.names, name)
 		if m == metricRequests {

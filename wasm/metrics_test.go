@@ -120,7 +120,7 @@ func sourceRequest(t *testing.T, e *emulator) exchange {
 }
 
 const sourceSeries = "reporter=.=source;.;source_workload=.=productpage-v1;.;source_canonical_service=.=productpage;.;source_canonical_revision=.=latest;.;" +
-	"source_workload_namespace=.=default;.;source_principal=.=unknown;.;source_app=.=productpage;.;source_version=.=unknown;.;source_cluster=.=unknown;.;" +
+	"source_workload_namespace=.=default;.;source_principal=.=unknown;.;source_app=.=productpage;.;source_version=.=unknown;.;source_cluster=.=;.;" +
 	"destination_workload=.=ratings-v1;.;destination_workload_namespace=.=bookinfo;.;destination_principal=.=unknown;.;destination_app=.=unknown;.;" +
 	"destination_version=.=unknown;.;destination_service=.=ratings;.;destination_canonical_service=.=ratings-v1;.;destination_canonical_revision=.=latest;.;" +
 	"destination_service_name=.=ratings;.;destination_service_namespace=.=bookinfo;.;destination_cluster=.=unknown;.;" +
@@ -259,12 +259,12 @@ func TestGrpcStatusFromTrailers(t *testing.T) {
 		e.CallOnResponseTrailers(id, [][2]string{{"grpc-status", "5"}})
 		e.CompleteHttpContext(id)
 		var found bool
-		want := "reporter=.=destination;.;source_canonical_revision=.=unknown;.;source_workload_namespace=.=unknown;.;" +
+		want := "reporter=.=destination;.;source_canonical_revision=.=latest;.;source_workload_namespace=.=unknown;.;" +
 			"source_principal=.=unknown;.;source_app=.=unknown;.;source_version=.=unknown;.;source_cluster=.=unknown;.;" +
 			"destination_workload=.=unknown;.;destination_workload_namespace=.=unknown;.;destination_principal=.=unknown;.;" +
 			"destination_app=.=unknown;.;destination_version=.=unknown;.;destination_service=.=ratings;.;" +
 			"destination_canonical_service=.=unknown;.;destination_canonical_revision=.=latest;.;destination_service_name=.=ratings;.;" +
-			"destination_service_namespace=.=unknown;.;destination_cluster=.=unknown;.;request_protocol=.=grpc;.;response_code=.=200;.;" +
+			"destination_service_namespace=.=unknown;.;destination_cluster=.=;.;request_protocol=.=grpc;.;response_code=.=200;.;" +
 			"grpc_response_status=.=5;.;response_flags=.=-;.;connection_security_policy=.=none;.;istio_requests_total"
 		if v, err := e.GetCounterMetric(want); err == nil && v == 1 {
 			found = true
@@ -312,7 +312,7 @@ func TestLocalReplyBeforeFilterIsCounted(t *testing.T) {
 		// test reads them): the peer is unknown but for the principal,
 		// from the connection; the status from response.code; without a
 		// host the service is the local canonical service, as Istio's.
-		name := "reporter=.=destination;.;source_workload=.=unknown;.;source_canonical_service=.=unknown;.;source_canonical_revision=.=unknown;.;" +
+		name := "reporter=.=destination;.;source_workload=.=unknown;.;source_canonical_service=.=unknown;.;source_canonical_revision=.=latest;.;" +
 			"source_workload_namespace=.=default;.;source_principal=.=spiffe://cluster.local/ns/default/sa/bookinfo-productpage;.;" +
 			"source_app=.=unknown;.;source_version=.=unknown;.;source_cluster=.=unknown;.;" +
 			"destination_workload=.=reviews-v1;.;destination_workload_namespace=.=default;.;" +
@@ -433,7 +433,9 @@ func serviceSeries(svc, name, ns string) string {
 
 // The source side takes the destination service from the upstream
 // cluster Istio names outbound|PORT|SUBSET|HOST, so a failed call (no
-// peer metadata came back) still names the service and its namespace;
+// peer metadata came back) still names the service; its
+// destination_service_namespace is the peer's, as Istio's
+// (istio_stats.cc populatePeerInfo: peer_namespace), so "unknown";
 // Istio's passthrough and blackhole (route block_all, no cluster) get
 // the cluster's name and keep the requested host; a cluster named
 // otherwise leaves :authority.
@@ -445,9 +447,9 @@ func TestSourceDestinationServiceFromCluster(t *testing.T) {
 		want      string
 	}{
 		{"service", map[string]string{"xds|cluster_name": "outbound|9080||ratings.bookinfo.svc.cluster.local"}, "ratings:9080",
-			serviceSeries("ratings.bookinfo.svc.cluster.local", "ratings", "bookinfo")},
+			serviceSeries("ratings.bookinfo.svc.cluster.local", "ratings", "unknown")},
 		{"subset", map[string]string{"xds|cluster_name": "outbound|9080|v2|reviews.default.svc.cluster.local"}, "reviews",
-			serviceSeries("reviews.default.svc.cluster.local", "reviews", "default")},
+			serviceSeries("reviews.default.svc.cluster.local", "reviews", "unknown")},
 		{"service entry", map[string]string{"xds|cluster_name": "outbound|443||api.example.com"}, "api.example.com",
 			serviceSeries("api.example.com", "api.example.com", "unknown")},
 		{"passthrough", map[string]string{"xds|cluster_name": "PassthroughCluster"}, "httpbin.org",
@@ -459,7 +461,7 @@ func TestSourceDestinationServiceFromCluster(t *testing.T) {
 		{"not istio", map[string]string{"xds|cluster_name": "service_backend"}, "ratings:9080",
 			serviceSeries("ratings", "ratings", "unknown")},
 		{"no cluster", nil, "ratings.bookinfo.svc.cluster.local",
-			serviceSeries("ratings.bookinfo.svc.cluster.local", "ratings", "bookinfo")},
+			serviceSeries("ratings.bookinfo.svc.cluster.local", "ratings", "unknown")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			eachRunner(t, func(t *testing.T, vm types.VMContext) {

@@ -35,7 +35,9 @@ type pluginContext struct {
 	tracer tracer
 	local  workload
 	series *seriesCache
-	peers  *peerCache
+	// messages are the gRPC message counters.
+	messages *messageCache
+	peers    *peerCache
 	// fsPeers caches downstream_peer filter state values.
 	fsPeers *peerCache
 
@@ -123,6 +125,7 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 	p.tracer = tracer{s: s, rng: rand.New(rand.NewChaCha8(seed))}
 	p.local = localWorkload()
 	p.series = newSeriesCache(s.maxSeries)
+	p.messages = newMessageCache(s.maxSeries, p.series.dropped)
 	p.peers = newPeerCache(256)
 	p.fsPeers = newPeerCache(256)
 	p.errors = proxywasm.DefineCounterMetric(statFilterErrors)
@@ -198,7 +201,9 @@ type httpContext struct {
 	attrsDone   bool
 	statusSeen  bool
 	grpc        bool // the request's content-type is application/grpc*
-	recycled    bool // in the plugin's free list
+	// reqFrames and resFrames count a gRPC call's messages each way.
+	reqFrames, resFrames grpcFrames
+	recycled             bool // in the plugin's free list
 }
 
 // guard turns a panic in a callback (a failed host call, a bug) into a
@@ -386,12 +391,29 @@ func (h *httpContext) learnPeer(v string) {
 
 func (h *httpContext) OnHttpRequestBody(size int, _ bool) types.Action {
 	h.reqBody += uint64(size)
+	if h.grpc && size > 0 && h.p.s.metrics {
+		h.countFrames(&h.reqFrames, proxywasm.GetHttpRequestBody, size)
+	}
 	return types.ActionContinue
 }
 
 func (h *httpContext) OnHttpResponseBody(size int, _ bool) types.Action {
 	h.resBody += uint64(size)
+	if h.grpc && size > 0 && h.p.s.metrics {
+		h.countFrames(&h.resFrames, proxywasm.GetHttpResponseBody, size)
+	}
 	return types.ActionContinue
+}
+
+// countFrames reads the chunk Envoy holds (only on gRPC calls: a plain
+// request's body is never copied into the filter).
+func (h *httpContext) countFrames(f *grpcFrames, body func(int, int) ([]byte, error), size int) {
+	defer h.guard()
+	b, err := body(0, size)
+	if err != nil {
+		return
+	}
+	f.feed(b)
 }
 
 func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
@@ -605,6 +627,9 @@ func (h *httpContext) OnHttpStreamDone() {
 	h.resolveService()
 	h.fillWorkloadLabels()
 	h.p.series.record(h.p.s, &h.m)
+	if h.grpc {
+		h.p.messages.record(&h.m.labels, h.m.ownCluster, h.reqFrames.count, h.resFrames.count)
+	}
 }
 
 // fillWorkloadLabels puts the local and peer workloads on the side each
@@ -615,6 +640,13 @@ func (h *httpContext) fillWorkloadLabels() {
 	l[lReporter] = h.reporter()
 	if !h.destination() {
 		src, dst = h.p.local, h.peer
+	}
+	// The peer's canonical revision is "latest" when the peer is not
+	// known (istio_stats.cc populatePeerInfo), the own cluster stays as
+	// CLUSTER_ID says.
+	peerRev := h.peer.canonicalRev
+	if peerRev == "" {
+		peerRev = "latest"
 	}
 	l[lSourceWorkload] = src.name
 	l[lSourceCanonicalService] = src.canonicalService
@@ -632,17 +664,26 @@ func (h *httpContext) fillWorkloadLabels() {
 	l[lDestinationCanonicalService] = dst.canonicalService
 	l[lDestinationCanonicalRevision] = dst.canonicalRev
 	l[lDestinationCluster] = dst.cluster
-	// destination_service_name/namespace from a cluster-local host
-	// name.ns.svc.<domain>, else the host and the destination namespace;
-	// a name resolveService set (Istio's service metadata, a passthrough
-	// or blackhole cluster) stays.
+	if h.destination() {
+		l[lSourceCanonicalRevision] = peerRev
+		h.m.ownCluster = lDestinationCluster
+	} else {
+		l[lDestinationCanonicalRevision] = peerRev
+		h.m.ownCluster = lSourceCluster
+	}
+	// destination_service_name from a cluster-local host name.ns.svc.
+	// <domain>, else the host; a name resolveService set (Istio's service
+	// metadata, a passthrough or blackhole cluster) stays.
+	// destination_service_namespace is the destination workload's, as
+	// Istio takes it: the peer's on the caller's side ("unknown" when no
+	// peer answered), the proxy's own on the callee's.
 	svc := l[lDestinationService]
-	name, ns := svc, dst.namespace
-	if n, s, ok := istiocluster.ServiceParts(svc); ok {
-		name, ns = n, s
+	name := svc
+	if n, _, ok := istiocluster.ServiceParts(svc); ok {
+		name = n
 	}
 	if l[lDestinationServiceName] == "" {
 		l[lDestinationServiceName] = name
 	}
-	l[lDestinationServiceNamespace] = ns
+	l[lDestinationServiceNamespace] = dst.namespace
 }

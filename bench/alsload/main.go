@@ -119,24 +119,50 @@ func prepare(batchBytes, streams int) ([]*meshsim.Workload, map[string][][]byte,
 	start := time.Now()
 	total, size := 0, 0
 	for total < 40000 {
-		r := mesh.Request(start.Add(time.Duration(total) * time.Millisecond))
-		for _, e := range r.Entries {
+		at := start.Add(time.Duration(total) * time.Millisecond)
+		entries := append(mesh.Request(at).Entries, mesh.Background(at)...)
+		for _, e := range entries {
 			byProxy[e.Proxy] = append(byProxy[e.Proxy], e)
-			size += proto.Size(e.HTTP) + 3
+			if e.TCP != nil {
+				size += proto.Size(e.TCP) + 3
+			} else {
+				size += proto.Size(e.HTTP) + 3
+			}
 		}
-		total += len(r.Entries)
+		total += len(entries)
 	}
 	per := max(1, batchBytes/(size/total))
 	out := map[string][][]byte{}
 	for _, w := range proxies {
 		entries := byProxy[w]
 		var msgs [][]byte
-		for i := 0; i+per <= len(entries) && len(msgs) < 30; i += per {
+		// HTTP and TCP entries travel in messages of their own, as
+		// Envoy's two loggers send them; each message holds per entries.
+		var httpEntries, tcpEntries []meshsim.Entry
+		for _, e := range entries {
+			if e.TCP != nil {
+				tcpEntries = append(tcpEntries, e)
+			} else {
+				httpEntries = append(httpEntries, e)
+			}
+		}
+		for i := 0; i+per <= len(httpEntries) && len(msgs) < 30; i += per {
 			m := &accesslogsvc.StreamAccessLogsMessage_HTTPAccessLogEntries{}
-			for _, e := range entries[i : i+per] {
+			for _, e := range httpEntries[i : i+per] {
 				m.LogEntry = append(m.LogEntry, e.HTTP)
 			}
 			b, err := proto.Marshal(&accesslogsvc.StreamAccessLogsMessage{LogEntries: &accesslogsvc.StreamAccessLogsMessage_HttpLogs{HttpLogs: m}})
+			if err != nil {
+				fail(err)
+			}
+			msgs = append(msgs, b)
+		}
+		for i := 0; i+per <= len(tcpEntries) && len(msgs) < 30; i += per {
+			m := &accesslogsvc.StreamAccessLogsMessage_TCPAccessLogEntries{}
+			for _, e := range tcpEntries[i : i+per] {
+				m.LogEntry = append(m.LogEntry, e.TCP)
+			}
+			b, err := proto.Marshal(&accesslogsvc.StreamAccessLogsMessage{LogEntries: &accesslogsvc.StreamAccessLogsMessage_TcpLogs{TcpLogs: m}})
 			if err != nil {
 				fail(err)
 			}

@@ -96,8 +96,9 @@ func run(ctx context.Context, n int, errorRate float64, out string, keep bool, l
 	start := time.Now().Add(-time.Duration(n) * 20 * time.Millisecond)
 	var entries []meshsim.Entry
 	for i := 0; i < n; i++ {
-		r := mesh.Request(start.Add(time.Duration(i) * 20 * time.Millisecond))
-		entries = append(entries, r.Entries...)
+		at := start.Add(time.Duration(i) * 20 * time.Millisecond)
+		entries = append(entries, mesh.Request(at).Entries...)
+		entries = append(entries, mesh.Background(at)...)
 	}
 	batches := meshsim.Batch(entries, 16<<10)
 	fmt.Fprintf(stdout, "streaming %d access log entries of %d requests from %d Envoys (one gRPC stream each)...\n", len(entries), n, len(batches))

@@ -5,7 +5,10 @@
 // under WasmPrefix+NAME and sends it as Any(google.protobuf.BytesValue).
 package filterstate
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // WasmPrefix is what Envoy puts before a Wasm filter's property names.
 const WasmPrefix = "wasm."
@@ -33,4 +36,37 @@ func HeaderKey(name string) string {
 		}
 	}
 	return string(b)
+}
+
+// GRPCStats is the key under which Envoy's grpc_stats filter, with
+// emit_filter_state, keeps the messages of a gRPC call
+// (source/extensions/filters/http/grpc_stats/grpc_stats_filter.h,
+// GrpcStatsObject). The access log carries it as Any(GRPCStatsType); its
+// text form, as Envoy renders it, is "REQUEST_COUNT,RESPONSE_COUNT". Istio's
+// stats plugin reads the same object for istio_request_messages_total and
+// istio_response_messages_total.
+const (
+	GRPCStats     = "envoy.filters.http.grpc_stats"
+	GRPCStatsType = "type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterObject"
+)
+
+// FormatGRPCStats renders message counts as Envoy's GrpcStatsObject
+// serializeAsString does.
+func FormatGRPCStats(requests, responses uint64) string {
+	return strconv.FormatUint(requests, 10) + "," + strconv.FormatUint(responses, 10)
+}
+
+// ParseGRPCStats reads FormatGRPCStats's text; ok is false for anything
+// else.
+func ParseGRPCStats(s string) (requests, responses uint64, ok bool) {
+	a, b, found := strings.Cut(s, ",")
+	if !found {
+		return 0, 0, false
+	}
+	requests, err1 := strconv.ParseUint(a, 10, 64)
+	responses, err2 := strconv.ParseUint(b, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return requests, responses, true
 }

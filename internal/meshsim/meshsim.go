@@ -79,11 +79,15 @@ func (w *Workload) peerStruct() *anypb.Any {
 	return a
 }
 
-// Mesh is Bookinfo behind an ingress gateway.
+// Mesh is Bookinfo behind an ingress gateway, with the rest of a real
+// mesh's traffic around it (see Background).
 type Mesh struct {
 	Gateway, ProductPage, Details, Ratings *Workload
 	Reviews                                []*Workload
-	rng                                    *rand.Rand
+	// Inventory serves a gRPC server-streaming call productpage makes;
+	// MongoDB is ratings' database, reached over TCP.
+	Inventory, MongoDB *Workload
+	rng                *rand.Rand
 	// ErrorRate is the chance ratings fails a call (503 UF, retried).
 	ErrorRate float64
 	// WithFilter makes every proxy run the meshtrail Wasm filter: entries
@@ -94,7 +98,7 @@ type Mesh struct {
 
 // Workloads lists every proxy in the mesh: one ALS stream each.
 func (m *Mesh) Workloads() []*Workload {
-	return append([]*Workload{m.Gateway, m.ProductPage, m.Details, m.Ratings}, m.Reviews...)
+	return append([]*Workload{m.Gateway, m.ProductPage, m.Details, m.Ratings, m.Inventory, m.MongoDB}, m.Reviews...)
 }
 
 // Bookinfo returns the mesh with a deterministic random source.
@@ -114,6 +118,8 @@ func Bookinfo(seed uint64) *Mesh {
 			w("reviews-v2", "reviews", "v2", "10.244.1.14", 9080, B3Multi),
 			w("reviews-v3", "reviews", "v3", "10.244.1.15", 9080, W3C),
 		},
+		Inventory:  w("inventory-v1", "inventory", "v1", "10.244.1.16", 9090, W3C),
+		MongoDB:    w("mongodb-v1", "mongodb", "v1", "10.244.1.17", 27017, W3C),
 		rng:        rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		ErrorRate:  0.05,
 		WithFilter: true,
@@ -121,10 +127,12 @@ func Bookinfo(seed uint64) *Mesh {
 	return m
 }
 
-// Entry is one access log entry and the proxy that reports it.
+// Entry is one access log entry and the proxy that reports it: HTTP or
+// TCP.
 type Entry struct {
 	Proxy *Workload
 	HTTP  *accesslogv3.HTTPAccessLogEntry
+	TCP   *accesslogv3.TCPAccessLogEntry
 }
 
 // Request is one end-user request's trail: every entry every proxy logs
@@ -223,7 +231,12 @@ func (m *Mesh) hop(req *Request, caller, callee *Workload, path string, tid [16]
 	outCluster := fmt.Sprintf("outbound|%d||%s", callee.Port, callee.Service())
 	inCluster := fmt.Sprintf("inbound|%d||", callee.Port)
 	out := m.entry(caller, callee, path, outCluster, start, total, code, attempts, flags, details, headers(caller, clientSpan, parent))
-	out.CommonProperties.FilterStateObjects = map[string]*anypb.Any{"upstream_peer": callee.peerStruct()}
+	out.CommonProperties.FilterStateObjects = map[string]*anypb.Any{}
+	if attempts == 1 {
+		// Istio's metadata exchange learns the peer from its response:
+		// a connection that failed brings none.
+		out.CommonProperties.FilterStateObjects["upstream_peer"] = callee.peerStruct()
+	}
 	if m.WithFilter {
 		m.filterState(out, tid, clientSpan, parent)
 	}
@@ -333,23 +346,42 @@ func (m *Mesh) fill(b []byte) {
 }
 
 // Batch groups entries per proxy into StreamAccessLogsMessages of at most
-// maxBytes (Envoy flushes its buffer at 16 KiB by default).
+// maxBytes (Envoy flushes its buffer at 16 KiB by default); HTTP and TCP
+// entries go in messages of their own, as Envoy's two loggers send them.
 func Batch(entries []Entry, maxBytes int) map[*Workload][]*accesslogsvc.StreamAccessLogsMessage {
+	type key struct {
+		w   *Workload
+		tcp bool
+	}
 	out := map[*Workload][]*accesslogsvc.StreamAccessLogsMessage{}
-	cur := map[*Workload]*accesslogsvc.StreamAccessLogsMessage_HTTPAccessLogEntries{}
-	size := map[*Workload]int{}
+	cur := map[key]*accesslogsvc.StreamAccessLogsMessage{}
+	size := map[key]int{}
 	for _, e := range entries {
-		c := cur[e.Proxy]
-		n := proto.Size(e.HTTP)
-		if c == nil || size[e.Proxy]+n > maxBytes {
-			c = &accesslogsvc.StreamAccessLogsMessage_HTTPAccessLogEntries{}
-			cur[e.Proxy] = c
-			size[e.Proxy] = 0
-			out[e.Proxy] = append(out[e.Proxy], &accesslogsvc.StreamAccessLogsMessage{
-				LogEntries: &accesslogsvc.StreamAccessLogsMessage_HttpLogs{HttpLogs: c}})
+		k := key{e.Proxy, e.TCP != nil}
+		var n int
+		if k.tcp {
+			n = proto.Size(e.TCP)
+		} else {
+			n = proto.Size(e.HTTP)
 		}
-		c.LogEntry = append(c.LogEntry, e.HTTP)
-		size[e.Proxy] += n
+		c := cur[k]
+		if c == nil || size[k]+n > maxBytes {
+			if k.tcp {
+				c = &accesslogsvc.StreamAccessLogsMessage{LogEntries: &accesslogsvc.StreamAccessLogsMessage_TcpLogs{
+					TcpLogs: &accesslogsvc.StreamAccessLogsMessage_TCPAccessLogEntries{}}}
+			} else {
+				c = &accesslogsvc.StreamAccessLogsMessage{LogEntries: &accesslogsvc.StreamAccessLogsMessage_HttpLogs{
+					HttpLogs: &accesslogsvc.StreamAccessLogsMessage_HTTPAccessLogEntries{}}}
+			}
+			cur[k], size[k] = c, 0
+			out[e.Proxy] = append(out[e.Proxy], c)
+		}
+		if k.tcp {
+			c.GetTcpLogs().LogEntry = append(c.GetTcpLogs().LogEntry, e.TCP)
+		} else {
+			c.GetHttpLogs().LogEntry = append(c.GetHttpLogs().LogEntry, e.HTTP)
+		}
+		size[k] += n
 	}
 	return out
 }

@@ -140,7 +140,10 @@ sinks:
 
 	// Prometheus: the RED metrics, scraped, with the failure and exemplars.
 	harness.Eventually(t, 60*time.Second, "RED metrics in Prometheus", func() error {
-		res, err := prom.Query(ctx, `sum(meshtrail_requests_total{destination_workload="ratings-v1",response_code="503",response_flags="UF,URX"})`)
+		// By service: a refused connection names the pod only once the
+		// receiver has seen ratings' own stream, which here runs
+		// alongside its callers'.
+		res, err := prom.Query(ctx, `sum(meshtrail_requests_total{destination_service_name="ratings",response_code="503",response_flags="UF,URX"})`)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshtrail/meshtrail/internal/filterstate"
 	"github.com/meshtrail/meshtrail/internal/record"
 )
 
@@ -42,12 +43,21 @@ var peerLabels = []string{
 const nPeer = 21
 
 // HTTPLabels and TCPLabels are the label names of the HTTP and TCP metrics.
+// MessageLabels, of the gRPC message counters, are the peer labels without
+// request_protocol: Istio adds those counters before it adds the request's
+// own labels (istio_stats.cc, reportHelper runs first in log()).
 var (
-	HTTPLabels = append(append([]string{}, peerLabels...), "response_code", "grpc_response_status", "response_flags", "connection_security_policy")
-	TCPLabels  = append(append([]string{}, peerLabels...), "response_flags", "connection_security_policy")
+	MessageLabels = append([]string{}, peerLabels[:nPeer-1]...)
+	HTTPLabels    = append(append([]string{}, peerLabels...), "response_code", "grpc_response_status", "response_flags", "connection_security_policy")
+	TCPLabels     = append(append([]string{}, peerLabels...), "response_flags", "connection_security_policy")
 )
 
 type httpKey [nPeer + 4]string
+type msgKey [nPeer - 1]string
+
+type msgSeries struct {
+	requests, responses prometheus.Counter
+}
 type tcpKey [nPeer + 2]string
 
 type httpSeries struct {
@@ -72,16 +82,22 @@ type Metrics struct {
 	tcpRecv   *prometheus.CounterVec
 	tcpOpen   *prometheus.CounterVec
 	tcpClose  *prometheus.CounterVec
+	reqMsgs   *prometheus.CounterVec
+	respMsgs  *prometheus.CounterVec
 	dropped   prometheus.Counter
 
 	mu        sync.RWMutex
 	http      map[httpKey]*httpSeries
 	tcp       map[tcpKey]*tcpSeries
+	msgs      map[msgKey]*msgSeries
 	maxSeries int
 	// conns follows open TCP connections logged periodically (see
 	// observeTCP).
 	connMu sync.Mutex
 	conns  map[string]tcpConn
+	// calls follows the message counts of long gRPC calls logged
+	// periodically (see observeMessages), under connMu.
+	calls map[string]grpcCall
 	// ExemplarEvery bounds how often a series gets a new exemplar; failed
 	// requests always get one. Prometheus keeps one exemplar per bucket, so
 	// more would only cost CPU.
@@ -120,15 +136,21 @@ func New(opts Options, reg prometheus.Registerer) (*Metrics, error) {
 			Help: "TCP connections opened."}, TCPLabels),
 		tcpClose: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "tcp_connections_closed_total",
 			Help: "TCP connections closed."}, TCPLabels),
+		reqMsgs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "request_messages_total",
+			Help: "gRPC messages sent by the client, from Envoy's grpc_stats filter state in the access logs."}, MessageLabels),
+		respMsgs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "response_messages_total",
+			Help: "gRPC messages sent by the server, from Envoy's grpc_stats filter state in the access logs."}, MessageLabels),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshtrail_red_series_dropped_total",
 			Help: "Records not counted because their label combination would pass metrics.max_series."}),
 		http:          map[httpKey]*httpSeries{},
 		tcp:           map[tcpKey]*tcpSeries{},
+		msgs:          map[msgKey]*msgSeries{},
 		conns:         map[string]tcpConn{},
+		calls:         map[string]grpcCall{},
 		maxSeries:     opts.MaxSeries,
 		exemplarEvery: time.Second,
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.reqBytes, m.respBytes, m.tcpSent, m.tcpRecv, m.tcpOpen, m.tcpClose, m.dropped} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.reqBytes, m.respBytes, m.tcpSent, m.tcpRecv, m.tcpOpen, m.tcpClose, m.reqMsgs, m.respMsgs, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -145,6 +167,7 @@ func (m *Metrics) ConsumeRecords(_ context.Context, recs []*record.Record) error
 	for _, r := range recs {
 		switch r.Kind {
 		case record.KindHTTP:
+			m.observeMessages(r)
 			m.observeHTTP(r, &recent)
 		case record.KindTCP:
 			m.observeTCP(r)
@@ -239,7 +262,7 @@ func (m *Metrics) httpSeriesFor(k *httpKey) *httpSeries {
 	if s = m.http[*k]; s != nil {
 		return s
 	}
-	if len(m.http)+len(m.tcp) >= m.maxSeries {
+	if m.seriesLocked() >= m.maxSeries {
 		return nil
 	}
 	lv := k[:]
@@ -327,7 +350,7 @@ func (m *Metrics) tcpSeriesFor(r *record.Record) *tcpSeries {
 	if s = m.tcp[k]; s != nil {
 		return s
 	}
-	if len(m.http)+len(m.tcp) >= m.maxSeries {
+	if m.seriesLocked() >= m.maxSeries {
 		return nil
 	}
 	lv := k[:]
@@ -337,8 +360,95 @@ func (m *Metrics) tcpSeriesFor(r *record.Record) *tcpSeries {
 	return s
 }
 
-// fillPeer writes the 21 peer labels the way Istio does: "unknown" for
-// what is not known.
+// seriesLocked counts the label combinations kept; m.mu must be held.
+func (m *Metrics) seriesLocked() int { return len(m.http) + len(m.tcp) + len(m.msgs) }
+
+// grpcCall is what earlier entries of one long gRPC call already counted.
+type grpcCall struct {
+	requests, responses uint64
+}
+
+// observeMessages counts a gRPC call's messages from the grpc_stats
+// filter state, as Istio does (istio_stats.cc, reportHelper): the counts
+// are running totals, so a call logged periodically adds what is new
+// since its last entry (told apart by stream_id; without one it is
+// counted at its end).
+func (m *Metrics) observeMessages(r *record.Record) {
+	v, ok := r.FilterState[filterstate.GRPCStats]
+	if !ok {
+		return
+	}
+	reqs, resps, ok := filterstate.ParseGRPCStats(v)
+	if !ok || requestProtocol(r) != "grpc" {
+		return
+	}
+	var prev grpcCall
+	if r.StreamID == "" {
+		if r.Intermediate {
+			return
+		}
+	} else {
+		m.connMu.Lock()
+		prev = m.calls[r.StreamID]
+		switch {
+		case !r.Intermediate:
+			delete(m.calls, r.StreamID)
+		case len(m.calls) < maxTrackedConns || m.callKnown(r.StreamID):
+			m.calls[r.StreamID] = grpcCall{max(prev.requests, reqs), max(prev.responses, resps)}
+		default:
+			m.connMu.Unlock()
+			return
+		}
+		m.connMu.Unlock()
+	}
+	var k msgKey
+	var peer [nPeer]string
+	fillPeer(&peer, r)
+	copy(k[:], peer[:nPeer-1])
+	s := m.msgSeriesFor(&k)
+	if s == nil {
+		m.dropped.Inc()
+		return
+	}
+	s.requests.Add(float64(reqs - min(prev.requests, reqs)))
+	s.responses.Add(float64(resps - min(prev.responses, resps)))
+}
+
+// callKnown reports whether a call is followed; m.connMu must be held.
+func (m *Metrics) callKnown(id string) bool {
+	_, ok := m.calls[id]
+	return ok
+}
+
+func (m *Metrics) msgSeriesFor(k *msgKey) *msgSeries {
+	m.mu.RLock()
+	s := m.msgs[*k]
+	m.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = m.msgs[*k]; s != nil {
+		return s
+	}
+	if m.seriesLocked() >= m.maxSeries {
+		return nil
+	}
+	s = &msgSeries{requests: m.reqMsgs.WithLabelValues(k[:]...), responses: m.respMsgs.WithLabelValues(k[:]...)}
+	m.msgs[*k] = s
+	return s
+}
+
+// fillPeer writes the 21 peer labels the way Istio's stats plugin does
+// (istio/proxy source/extensions/filters/http/istio_stats/istio_stats.cc,
+// populatePeerInfo): "unknown" for what is not known of the peer, a
+// missing peer's canonical revision "latest", and the reporting proxy's own
+// cluster as its node metadata has it (CLUSTER_ID; empty without one,
+// which Kiali reads as "not reported" where it drops "unknown" as bad
+// telemetry). destination_service_namespace is the destination workload's
+// namespace, as Istio takes it: the peer's on the caller's side ("unknown"
+// when no peer answered), the proxy's own on the callee's.
 func fillPeer(k *[nPeer]string, r *record.Record) {
 	src, dst := &r.Source, &r.Destination
 	k[0] = orUnknown(r.Reporter)
@@ -362,6 +472,25 @@ func fillPeer(k *[nPeer]string, r *record.Record) {
 	k[18] = orUnknown(dst.CanonicalRevision)
 	k[19] = orUnknown(dst.Cluster)
 	k[20] = requestProtocol(r)
+	switch r.Reporter {
+	case record.ReporterSource:
+		k[6] = src.Cluster
+		k[16] = orUnknown(dst.Namespace)
+		k[18] = orLatest(dst.CanonicalRevision)
+	case record.ReporterDestination:
+		k[8] = orLatest(src.CanonicalRevision)
+		k[16] = orUnknown(dst.Namespace)
+		k[19] = dst.Cluster
+	case record.ReporterWaypoint:
+		k[8] = orLatest(src.CanonicalRevision)
+	}
+}
+
+func orLatest(s string) string {
+	if s == "" {
+		return "latest"
+	}
+	return s
 }
 
 func requestProtocol(r *record.Record) string {

@@ -261,3 +261,90 @@ func TestLongLivedTCPConnectionsAreCountedWhileOpen(t *testing.T) {
 	consume(conn("pg-1", false, 150, 5500))
 	check("nothing of pg-1 is kept after it closed: an entry again is a new connection", 3, 3, 310, 11020)
 }
+
+// What Istio's stats plugin emits where a label has no value (istio/proxy
+// istio_stats.cc populatePeerInfo at
+// 00aaa6e7900560d32b2923cddb04ebcfa02c822b): the caller's own cluster as
+// CLUSTER_ID says (empty without it), the missing peer "unknown" with
+// canonical revision "latest", destination_service_namespace the peer's
+// namespace.
+func TestLabelsOfAHopWithoutPeerAreIstios(t *testing.T) {
+	m, reg := newMetrics(t, Options{Prefix: "istio_"})
+	r := httpRecord(503)
+	r.Reporter = record.ReporterSource
+	r.Source.Cluster = ""
+	r.Destination = record.Workload{}
+	r.Upstream = record.Upstream{Service: "catalog.bookinfo.svc.cluster.local", ServiceName: "catalog", ServiceNamespace: "bookinfo"}
+	r.ResponseFlags = "UH"
+	in := httpRecord(200) // the callee's own report, with no CLUSTER_ID either
+	in.Destination.Cluster = ""
+	if err := m.ConsumeRecords(context.Background(), []*record.Record{r, in}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[string]string{}
+	for _, s := range gather(t, reg)["istio_requests_total"].GetMetric() {
+		l := labels(s)
+		got[l["reporter"]] = l
+	}
+	for reporter, want := range map[string]map[string]string{
+		"source": {"source_cluster": "", "destination_workload": "unknown", "destination_workload_namespace": "unknown",
+			"destination_canonical_service": "unknown", "destination_canonical_revision": "latest",
+			"destination_service": "catalog.bookinfo.svc.cluster.local", "destination_service_name": "catalog",
+			"destination_service_namespace": "unknown", "destination_cluster": "unknown"},
+		"destination": {"destination_cluster": "", "source_cluster": "unknown", "destination_service_namespace": "bookinfo",
+			"destination_canonical_revision": "v2"},
+	} {
+		for k, v := range want {
+			if got[reporter][k] != v {
+				t.Errorf("reporter %s: %s=%q, want %q", reporter, k, got[reporter][k], v)
+			}
+		}
+	}
+}
+
+// gRPC messages are counted from Envoy's grpc_stats filter state, deltas
+// for a long call logged periodically, with the peer labels only (Istio
+// adds these counters before the request's own labels).
+func TestGRPCMessagesFromFilterState(t *testing.T) {
+	m, reg := newMetrics(t, Options{Prefix: "istio_"})
+	call := func(intermediate bool, stats string) *record.Record {
+		r := httpRecord(200)
+		r.HTTP.GRPCStatus = "0"
+		r.StreamID = "call-1"
+		r.Intermediate = intermediate
+		r.FilterState = map[string]string{"envoy.filters.http.grpc_stats": stats}
+		return r
+	}
+	plain := httpRecord(200) // not gRPC: its filter state is not counted
+	plain.FilterState = map[string]string{"envoy.filters.http.grpc_stats": "5,5"}
+	bad := call(false, "seven")
+	bad.StreamID = "call-2"
+	recs := []*record.Record{call(true, "1,4"), call(true, "1,9"), call(false, "2,12"), plain, bad}
+	if err := m.ConsumeRecords(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	mfs := gather(t, reg)
+	for name, want := range map[string]float64{"istio_request_messages_total": 2, "istio_response_messages_total": 12} {
+		mf := mfs[name]
+		if mf == nil || len(mf.GetMetric()) != 1 {
+			t.Fatalf("%s: %v", name, mf)
+		}
+		s := mf.GetMetric()[0]
+		if v := s.GetCounter().GetValue(); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+		var names []string
+		for n := range labels(s) {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		want := slices.Clone(istioHTTPLabels[:20])
+		sort.Strings(want)
+		if !slices.Equal(names, want) {
+			t.Errorf("%s labels %v, want %v", name, names, want)
+		}
+	}
+	if n := len(m.calls); n != 0 {
+		t.Errorf("%d calls still followed after their last entry", n)
+	}
+}
