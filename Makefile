@@ -30,7 +30,7 @@ vet:
 lint: ## staticcheck over every package (installed by make tools)
 	$(TOOLS_DIR)/bin/staticcheck ./...
 
-test: tools build wasm vet ## install tools, then run every test with the race detector
+test: tools build wasm vet lint ## install tools, vet and lint, then run every test with the race detector
 	CGO_ENABLED=1 $(GO) test $(TESTFLAGS) ./...
 
 test-unit: ## tests that need no installed tool (fast loop)

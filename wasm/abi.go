@@ -13,10 +13,3 @@ type propPath struct {
 func mkPath(segs ...string) propPath {
 	return propPath{segs: segs, raw: []byte(strings.Join(segs, "\x00"))}
 }
-
-// Proxy-Wasm map types and statuses used by the direct host calls.
-const (
-	mapRequestHeaders  = 0
-	mapResponseHeaders = 2
-	statusOK           = 0
-)

@@ -8,6 +8,13 @@ import (
 	"unsafe"
 )
 
+// Proxy-Wasm map types and statuses used by the direct host calls.
+const (
+	mapRequestHeaders  = 0
+	mapResponseHeaders = 2
+	statusOK           = 0
+)
+
 // The hot-path host calls, made directly rather than through the SDK: the
 // SDK serializes the property path on every call (an allocation) and turns
 // every status into an error value. The native build (proxytest) goes

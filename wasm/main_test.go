@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -222,18 +221,15 @@ func header(t *testing.T, h [][2]string, name string) string {
 	return got[0]
 }
 
-// goTool is the go command running this test (GOROOT is empty when the
-// test binary was built with -trimpath: then the one on PATH).
+// goTool is the go command running this test.
 func goTool() string {
-	if root := runtime.GOROOT(); root != "" {
-		if p := filepath.Join(root, "bin", "go"); fileExists(p) {
+	// `go test` runs the test binary with GOROOT set to its toolchain
+	// (runtime.GOROOT is deprecated); elsewhere the go on PATH.
+	if root := os.Getenv("GOROOT"); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
 	return "go"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }

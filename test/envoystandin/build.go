@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 )
 
 // BuildWasm compiles the Go Proxy-Wasm plugin in pkgDir (a package main,
@@ -22,10 +21,11 @@ func BuildWasm(pkgDir, outDir string) ([]byte, error) {
 	return os.ReadFile(out)
 }
 
-// goTool is the go command of the running toolchain (GOROOT is empty in a
-// binary built with -trimpath: then the one on PATH).
+// goTool is the go command of the running toolchain.
 func goTool() string {
-	if root := runtime.GOROOT(); root != "" {
+	// `go test` runs the test binary with GOROOT set to its toolchain
+	// (runtime.GOROOT is deprecated); elsewhere the go on PATH.
+	if root := os.Getenv("GOROOT"); root != "" {
 		p := filepath.Join(root, "bin", "go")
 		if _, err := os.Stat(p); err == nil {
 			return p
