@@ -111,7 +111,8 @@ func ackChild(t *testing.T, dir, url string) {
 }
 
 // newAckPipeline sends to the Elasticsearch-compatible store through a
-// disk queue in dir, with memory for only a few records.
+// disk queue in dir. Memory could hold the whole batch: only the
+// acknowledgement puts it on disk before the answer.
 func newAckPipeline(t *testing.T, dir, url, user string) *Pipeline {
 	t.Helper()
 	doc := fmt.Sprintf(`sinks:
@@ -121,7 +122,7 @@ func newAckPipeline(t *testing.T, dir, url, user string) *Pipeline {
     index: ack-{namespace}
     auth: {username: %s, password_env: MT_ZINC_PASSWORD}
     queue:
-      memory: {records: 50}
+      memory: {records: 1000}
       batch: {max_records: 100, max_wait: 50ms}
       retry: {initial_backoff: 20ms, max_backoff: 300ms}
       disk: {dir: %q, fsync: never}
