@@ -14,6 +14,7 @@ import (
 type batch struct {
 	recs     []*record.Record
 	items    []item // memory batches: to put back on Shutdown
+	sizes    []int  // disk batches: each record's JSON size
 	bytes    int64
 	oldest   int64
 	fromDisk bool
@@ -110,6 +111,7 @@ func (q *Queue) readDiskLocked() *batch {
 		}
 		q.diskAt = it.at
 		b.recs = append(b.recs, it.rec)
+		b.sizes = append(b.sizes, it.size)
 		b.bytes += int64(msgHeader + it.size)
 	}
 	if len(b.recs) == 0 {
@@ -125,7 +127,12 @@ func (q *Queue) readDiskLocked() *batch {
 // deliver sends b and settles it: commits a disk batch, or keeps what
 // Shutdown interrupted for persisting.
 func (q *Queue) deliver(b *batch) {
-	rest := q.send(q.run, b.recs, 0)
+	var rest []*record.Record
+	if b.fromDisk {
+		rest = q.sendSized(b.recs, b.sizes)
+	} else {
+		rest = q.send(q.run, b.recs, 0)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.inflight, b)
@@ -151,6 +158,25 @@ func (q *Queue) deliver(b *batch) {
 			}
 		}
 	}
+}
+
+// sendSized sends a disk batch in parts of at most batch.max_bytes of
+// JSON: the log reads by frame bytes, and a binary frame is smaller than
+// its JSON, so one read can hold more than a request should. It returns
+// what ctx's end left unsent, as send does.
+func (q *Queue) sendSized(recs []*record.Record, sizes []int) []*record.Record {
+	for len(recs) > 0 {
+		n, bytes := 0, 0
+		for n < len(recs) && (n == 0 || bytes+sizes[n] <= q.cfg.Batch.MaxBytes) {
+			bytes += sizes[n]
+			n++
+		}
+		if rest := q.send(q.run, recs[:n], 0); len(rest) > 0 {
+			return append(rest, recs[n:]...)
+		}
+		recs, sizes = recs[n:], sizes[n:]
+	}
+	return nil
 }
 
 // send delivers recs, retrying and splitting as the exporter's errors say,

@@ -16,11 +16,6 @@ import (
 	"github.com/meshtrail/meshtrail/internal/record"
 )
 
-// encoders render records for the disk log. An Encoder writes what
-// record.AppendJSON writes, cheaper for the parts records of one stream
-// share.
-var encoders = sync.Pool{New: func() any { return new(record.Encoder) }}
-
 // ErrClosed is returned by ConsumeRecords and ConsumeDurable after
 // Shutdown.
 var ErrClosed = errors.New("queue: shut down")
@@ -329,15 +324,14 @@ func (q *Queue) appendDisk(items []item) error {
 	for i := range items {
 		size += msgHeader + items[i].size
 	}
+	// The JSON size is a fair first guess at the binary frames' size.
 	buf := make([]byte, 0, size+64)
 	msgs := make([][]byte, len(items))
-	enc := encoders.Get().(*record.Encoder)
 	for i := range items {
 		start := len(buf)
-		buf = appendMessageWith(buf, &items[i], enc)
+		buf = appendMessage(buf, &items[i]) // a grown buf leaves earlier msgs on the old array: fine
 		msgs[i] = buf[start:len(buf):len(buf)]
 	}
-	encoders.Put(enc)
 	err := q.disk.Append(msgs)
 	if err != nil && !errors.Is(err, diskq.ErrFull) && !errors.Is(err, ErrLogFull) {
 		q.log.Error("disk queue append failed; treating the disk as full", "err", err)
