@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/meshtrail/meshtrail/internal/fanout"
@@ -189,6 +190,13 @@ func (q *Queue) send(ctx context.Context, recs []*record.Record, depth int) []*r
 		if ctx.Err() != nil {
 			return recs
 		}
+		if until := q.holdUntil.Load(); until > 0 {
+			// A backend's Retry-After holds back every worker, not only
+			// the one that was told.
+			if sleep(ctx, time.Until(time.Unix(0, until))) != nil {
+				return recs
+			}
+		}
 		if q.rate != nil {
 			if err := q.waitRate(ctx, len(recs)); err != nil {
 				return recs
@@ -237,7 +245,17 @@ func (q *Queue) send(ctx context.Context, recs []*record.Record, depth int) []*r
 			q.giveUp(recs, err, ReasonRetryExpired)
 			return nil
 		}
-		if q.bo.sleep(ctx, failures-1) != nil {
+		wait, asked := q.bo.retryWait(failures-1, err, rand.Float64())
+		if asked > 0 {
+			until := time.Now().Add(asked).UnixNano()
+			for {
+				old := q.holdUntil.Load()
+				if old >= until || q.holdUntil.CompareAndSwap(old, until) {
+					break
+				}
+			}
+		}
+		if sleep(ctx, wait) != nil {
 			return recs
 		}
 		q.m.retried.Add(float64(len(recs)))

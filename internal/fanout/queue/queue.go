@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,9 @@ type Queue struct {
 	dead *deadLetter
 	rate *ratelimit.Bucket // nil: unlimited
 	bo   backoff
+	// holdUntil is when a backend's Retry-After ends (Unix nanoseconds; 0
+	// or past: none): no worker sends before it.
+	holdUntil atomic.Int64
 
 	// run is the context of exports and retry waits; cancelled when
 	// Shutdown's context ends (or on a simulated crash).

@@ -110,7 +110,7 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	// 400 (too old, line too long, invalid labels) is permanent: the queue
 	// splits the batch to find the bad record.
-	return fanout.HTTPStatusError("loki", resp.StatusCode, msg)
+	return fanout.HTTPResponseError("loki", resp, msg)
 }
 
 // Labels returns the stream selector of r: {namespace, workload, source,

@@ -149,7 +149,7 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if err := fanout.HTTPStatusError("promremote", resp.StatusCode, msg); err != nil {
+	if err := fanout.HTTPResponseError("promremote", resp, msg); err != nil {
 		return err
 	}
 	for k, t := range next {
