@@ -19,9 +19,9 @@ func TestParseRetryAfter(t *testing.T) {
 		{" 0 ", 0, true},
 		{"Wed, 02 Dec 2026 21:00:30 GMT", 30 * time.Second, true},
 		{"Wednesday, 02-Dec-26 21:01:00 GMT", time.Minute, true}, // RFC 850
-		{"Wed Dec  2 21:00:05 2026", 5 * time.Second, true},     // asctime
-		{"Fri, 31 Dec 1999 23:59:59 GMT", 0, true},              // past: no wait
-		{"99999999999999999999999", 1<<63 - 1, true},            // the caller caps it
+		{"Wed Dec  2 21:00:05 2026", 5 * time.Second, true},      // asctime
+		{"Fri, 31 Dec 1999 23:59:59 GMT", 0, true},               // past: no wait
+		{"99999999999999999999999", 1<<63 - 1, true},             // the caller caps it
 		{"-5", 0, false}, {"1.5", 0, false}, {"soon", 0, false}, {"", 0, false},
 	} {
 		got, ok := ParseRetryAfter(c.in, now)
