@@ -198,12 +198,12 @@ func (q *Queue) ConsumeDurable(ctx context.Context, recs []*record.Record) error
 	}
 	items := newItems(recs)
 	q.mu.Lock()
-	if q.closing {
-		q.mu.Unlock()
-		return ErrClosed
-	}
 	var deadline time.Time
 	for {
+		if q.closing { // checked again after every wait: Shutdown may have begun
+			q.mu.Unlock()
+			return ErrClosed
+		}
 		var err error
 		if q.disk != nil {
 			err = q.appendDisk(items)
@@ -227,11 +227,8 @@ func (q *Queue) ConsumeDurable(ctx context.Context, recs []*record.Record) error
 		if deadline.IsZero() {
 			deadline = time.Now().Add(q.cfg.Overflow.BlockTimeout.D())
 		}
-		if !time.Now().Before(deadline) || ctx.Err() != nil || q.closing {
+		if !time.Now().Before(deadline) || ctx.Err() != nil {
 			q.mu.Unlock()
-			if q.closing {
-				return ErrClosed
-			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("sink %s: %w: no room for %d records before the caller gave up: %w",
 					q.name, ErrFull, len(items), context.Cause(ctx))
