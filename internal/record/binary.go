@@ -256,17 +256,8 @@ func decodeInto(r *Record, b []byte, s string) error {
 	r.ReceivedAt = d.time("received_at")
 
 	n := &r.Node
-	n.ID = d.str("node.id")
-	n.Cluster = d.str("node.cluster")
-	n.Type = d.str("node.type")
-	n.IP = d.str("node.ip")
-	n.Pod = d.str("node.pod")
-	n.Namespace = d.str("node.namespace")
-	n.Workload = d.str("node.workload")
-	n.Mesh = d.str("node.mesh")
-	n.Network = d.str("node.network")
-	n.ClusterID = d.str("node.cluster_id")
-	n.LogName = d.str("node.log_name")
+	d.strs(nodeFields, &n.ID, &n.Cluster, &n.Type, &n.IP, &n.Pod, &n.Namespace, &n.Workload, &n.Mesh,
+		&n.Network, &n.ClusterID, &n.LogName)
 
 	r.Reporter = d.str("reporter")
 	d.workload(&r.Source, 0)
@@ -507,30 +498,43 @@ func (d *decoder) strSlow(field string) string {
 	return v
 }
 
-// workloadFields name a Workload's fields in errors, built once so the
-// decoder does not concatenate names per record.
-var workloadFields = func() (f [2][10]string) {
-	for i, side := range []string{"source", "destination"} {
-		for j, name := range []string{"workload", "namespace", "canonical_service", "canonical_revision", "app",
-			"version", "principal", "cluster", "pod", "ip"} {
-			f[i][j] = side + "." + name
+// The names of the fields read in a row by strs, for its errors.
+var (
+	nodeFields = []string{"node.id", "node.cluster", "node.type", "node.ip", "node.pod", "node.namespace",
+		"node.workload", "node.mesh", "node.network", "node.cluster_id", "node.log_name"}
+	workloadFields = func() (f [2][]string) {
+		for i, side := range []string{"source", "destination"} {
+			for _, name := range []string{"workload", "namespace", "canonical_service", "canonical_revision", "app",
+				"version", "principal", "cluster", "pod", "ip"} {
+				f[i] = append(f[i], side+"."+name)
+			}
 		}
+		return f
+	}()
+)
+
+// strs reads len(dst) strings in a row: one call and a tight loop instead
+// of a call per field (str does not fit the inliner's budget).
+func (d *decoder) strs(names []string, dst ...*string) {
+	b, i := d.b, d.i
+	for k, p := range dst {
+		if i < len(b) {
+			if n := int(b[i]); n < 0x80 && n < len(b)-i {
+				*p = d.s[i+1 : i+1+n]
+				i += 1 + n
+				continue
+			}
+		}
+		d.i = i
+		*p = d.strSlow(names[k])
+		i = d.i
 	}
-	return f
-}()
+	d.i = i
+}
 
 func (d *decoder) workload(w *Workload, side int) {
-	f := &workloadFields[side]
-	w.Name = d.str(f[0])
-	w.Namespace = d.str(f[1])
-	w.CanonicalService = d.str(f[2])
-	w.CanonicalRevision = d.str(f[3])
-	w.App = d.str(f[4])
-	w.Version = d.str(f[5])
-	w.Principal = d.str(f[6])
-	w.Cluster = d.str(f[7])
-	w.Pod = d.str(f[8])
-	w.IP = d.str(f[9])
+	d.strs(workloadFields[side], &w.Name, &w.Namespace, &w.CanonicalService, &w.CanonicalRevision, &w.App,
+		&w.Version, &w.Principal, &w.Cluster, &w.Pod, &w.IP)
 }
 
 // mapHint caps the size hint given to make: a frame's entry count is not
