@@ -264,12 +264,20 @@ func (q *Queue) enqueueLocked(ctx context.Context, items []item) {
 	var deadline time.Time
 	for {
 		backlog := q.diskBacklog()
-		if !backlog && q.memLen()+len(items) <= q.memCap {
+		fits := q.memLen()+len(items) <= q.memCap
+		if !backlog && fits {
 			q.pushMem(items)
 			q.cond.Broadcast()
 			return
 		}
 		if q.disk != nil && q.spillLocked(items, backlog) {
+			q.cond.Broadcast()
+			return
+		}
+		if fits && !q.disk.Unread() {
+			// The disk is full, but all of it is in flight: memory is
+			// behind it in order, and better than a drop.
+			q.pushMem(items)
 			q.cond.Broadcast()
 			return
 		}
