@@ -220,3 +220,34 @@ func BenchmarkFanout4Queues(b *testing.B) {
 	b.ReportMetric(float64(n)/wall.Seconds(), "records/s")
 	b.ReportMetric(float64(n)/cpu.Seconds(), "records/cpu-s")
 }
+
+// BenchmarkSpillEncode renders realistic records for the disk log (what
+// a spill costs before the write): the binary frame against the JSON
+// frame of the release before (record.Encoder, as appendMessageWith was).
+func BenchmarkSpillEncode(b *testing.B) {
+	rs := recordtest.Batch("bookinfo", 2, 100)
+	items := make([]item, len(rs))
+	for i, r := range rs {
+		items[i] = item{rec: r, size: r.Size(), at: 1}
+	}
+	b.Run("binary", func(b *testing.B) {
+		var buf []byte
+		recordtest.BenchRecords(b, len(items), func() {
+			buf = buf[:0]
+			for i := range items {
+				buf = appendMessage(buf, &items[i])
+			}
+		})
+	})
+	b.Run("json", func(b *testing.B) {
+		var buf []byte
+		var enc record.Encoder
+		recordtest.BenchRecords(b, len(items), func() {
+			buf = buf[:0]
+			for i := range items {
+				buf = binary.LittleEndian.AppendUint64(buf, uint64(items[i].at))
+				buf = enc.Append(buf, items[i].rec)
+			}
+		})
+	})
+}
