@@ -17,6 +17,8 @@ import (
 //     the data stays queued instead of being dropped as poison.
 //
 // name prefixes the message; body is the start of the response, for it.
+// HTTPResponseError is the same with the response's Retry-After honoured;
+// sinks should call that.
 func HTTPStatusError(name string, status int, body []byte) error {
 	if status/100 == 2 {
 		return nil

@@ -11,7 +11,7 @@ func TestSizeIsJSONLengthAndCached(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	nodes := []Node{{ID: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", Namespace: "ns"}}
 	workloads := []Workload{{Name: "productpage-v1", Namespace: "bookinfo"}}
-	for i := range 20000 {
+	for i := range 3000 {
 		r := randRecord(rng, nodes, workloads)
 		if r.sizeKnown() != 0 {
 			t.Fatal("a fresh record claims a size")

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/meshtrail/meshtrail/internal/fanout"
@@ -14,6 +15,7 @@ import (
 type batch struct {
 	recs     []*record.Record
 	items    []item // memory batches: to put back on Shutdown
+	sizes    []int  // disk batches: each record's JSON size
 	bytes    int64
 	oldest   int64
 	fromDisk bool
@@ -110,6 +112,7 @@ func (q *Queue) readDiskLocked() *batch {
 		}
 		q.diskAt = it.at
 		b.recs = append(b.recs, it.rec)
+		b.sizes = append(b.sizes, it.size)
 		b.bytes += int64(msgHeader + it.size)
 	}
 	if len(b.recs) == 0 {
@@ -125,7 +128,12 @@ func (q *Queue) readDiskLocked() *batch {
 // deliver sends b and settles it: commits a disk batch, or keeps what
 // Shutdown interrupted for persisting.
 func (q *Queue) deliver(b *batch) {
-	rest := q.send(q.run, b.recs, 0)
+	var rest []*record.Record
+	if b.fromDisk {
+		rest = q.sendSized(b.recs, b.sizes)
+	} else {
+		rest = q.send(q.run, b.recs, 0)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.inflight, b)
@@ -153,6 +161,25 @@ func (q *Queue) deliver(b *batch) {
 	}
 }
 
+// sendSized sends a disk batch in parts of at most batch.max_bytes of
+// JSON: the log reads by frame bytes, and a binary frame is smaller than
+// its JSON, so one read can hold more than a request should. It returns
+// what ctx's end left unsent, as send does.
+func (q *Queue) sendSized(recs []*record.Record, sizes []int) []*record.Record {
+	for len(recs) > 0 {
+		n, bytes := 0, 0
+		for n < len(recs) && (n == 0 || bytes+sizes[n] <= q.cfg.Batch.MaxBytes) {
+			bytes += sizes[n]
+			n++
+		}
+		if rest := q.send(q.run, recs[:n], 0); len(rest) > 0 {
+			return append(rest, recs[n:]...)
+		}
+		recs, sizes = recs[n:], sizes[n:]
+	}
+	return nil
+}
+
 // send delivers recs, retrying and splitting as the exporter's errors say,
 // and returns the records it could not settle because ctx ended. depth is
 // the split depth (0 for a whole batch).
@@ -162,6 +189,13 @@ func (q *Queue) send(ctx context.Context, recs []*record.Record, depth int) []*r
 	for len(recs) > 0 {
 		if ctx.Err() != nil {
 			return recs
+		}
+		if until := q.holdUntil.Load(); until > 0 {
+			// A backend's Retry-After holds back every worker, not only
+			// the one that was told.
+			if sleep(ctx, time.Until(time.Unix(0, until))) != nil {
+				return recs
+			}
 		}
 		if q.rate != nil {
 			if err := q.waitRate(ctx, len(recs)); err != nil {
@@ -211,7 +245,17 @@ func (q *Queue) send(ctx context.Context, recs []*record.Record, depth int) []*r
 			q.giveUp(recs, err, ReasonRetryExpired)
 			return nil
 		}
-		if q.bo.sleep(ctx, failures-1) != nil {
+		wait, asked := q.bo.retryWait(failures-1, err, rand.Float64())
+		if asked > 0 {
+			until := time.Now().Add(asked).UnixNano()
+			for {
+				old := q.holdUntil.Load()
+				if old >= until || q.holdUntil.CompareAndSwap(old, until) {
+					break
+				}
+			}
+		}
+		if sleep(ctx, wait) != nil {
 			return recs
 		}
 		q.m.retried.Add(float64(len(recs)))

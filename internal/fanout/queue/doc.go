@@ -8,9 +8,10 @@
 //	                                                 retry with backoff, split poison, dead-letter
 //
 // A *Queue is a fanout.Sink. ConsumeRecords only enqueues: into memory
-// while there is room and nothing waits on disk, otherwise onto the disk
-// log (the memory backlog moves there too, so during an outage almost
-// everything is durable). Only when the disk cap is hit as well does the
+// while there is room and the disk holds nothing undelivered, otherwise
+// onto the disk log (the memory backlog moves there too, so during an
+// outage almost everything is durable; memory takes records again only
+// when the disk is full and nothing on it waits unread). Only when the disk cap is hit as well does the
 // overflow policy apply (drop_newest, drop_oldest, or block for a bounded
 // time), and every record it discards is counted in
 // meshtrail_sink_dropped_total{reason}.

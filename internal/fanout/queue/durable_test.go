@@ -212,3 +212,28 @@ func TestConsumeDurableWaitsForRoom(t *testing.T) {
 	shutdown(t, q)
 	assertInOrder(t, g.order, 40)
 }
+
+// A durable caller waiting for room when Shutdown begins gets ErrClosed,
+// not a late append to a log being closed.
+func TestConsumeDurableWaitingAtShutdown(t *testing.T) {
+	g := newGate(false)
+	cfg := fastConfig()
+	cfg.Memory.Records = intp(10)
+	cfg.Batch.MaxRecords = 10
+	cfg.Overflow = OverflowConfig{Policy: DropNewest, BlockTimeout: Duration(time.Minute)}
+	q := newQueue(t, funcExporter{"gate", g.export}, cfg)
+	for n := 0; n < 20; n += 10 { // 10 in flight, 10 in memory
+		if err := q.ConsumeDurable(context.Background(), recs(n, n+10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.ConsumeDurable(context.Background(), recs(20, 30)) }()
+	time.Sleep(20 * time.Millisecond) // let it start waiting; either order is correct
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	q.Shutdown(ctx) // memory only: reports the loss of the 20
+	if err := <-done; err != ErrClosed {
+		t.Fatalf("ConsumeDurable during Shutdown = %v, want ErrClosed", err)
+	}
+}

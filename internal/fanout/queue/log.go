@@ -18,7 +18,8 @@ type Log interface {
 	// an error wrapping ErrLogFull when the log's size cap is reached.
 	Append(msgs [][]byte) error
 	// Read returns up to maxMsgs messages (about maxBytes, at least one)
-	// after the last ones read, and a token for Commit. No messages and
+	// after the last ones read, and a token for Commit. The messages
+	// belong to the caller: the queue's records keep pointing into them. No messages and
 	// no error means nothing is left to read.
 	Read(maxMsgs, maxBytes int) (msgs [][]byte, token uint64, err error)
 	// Sync returns once every message appended so far is on stable
@@ -44,28 +45,36 @@ type Log interface {
 var ErrLogFull = errors.New("queue: log full")
 
 // A spilled record is a message of 8 bytes of enqueue time (Unix
-// nanoseconds, little endian) followed by record.AppendJSON.
+// nanoseconds, little endian) followed by the record: record.AppendBinary,
+// whose first byte is its version. Logs written by releases before the
+// binary form hold record.AppendJSON there instead, first byte '{'; they
+// are still read, so an upgrade replays what the old release spilled.
 const msgHeader = 8
 
 func appendMessage(dst []byte, it *item) []byte {
-	return appendMessageWith(dst, it, nil)
-}
-
-// appendMessageWith is appendMessage rendering with enc (nil: no caching).
-func appendMessageWith(dst []byte, it *item, enc *record.Encoder) []byte {
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(it.at))
-	return enc.Append(dst, it.rec)
+	return record.AppendBinary(dst, it.rec)
 }
 
 func parseMessage(msg []byte) (item, error) {
-	if len(msg) < msgHeader {
+	if len(msg) <= msgHeader {
 		return item{}, fmt.Errorf("queue: spilled message of %d bytes", len(msg))
 	}
-	r, err := record.ParseJSON(msg[msgHeader:])
+	at := int64(binary.LittleEndian.Uint64(msg))
+	body := msg[msgHeader:]
+	if body[0] == '{' { // written before the binary form
+		r, err := record.ParseJSON(body)
+		if err != nil {
+			return item{}, err
+		}
+		return item{rec: r, size: len(body), at: at}, nil
+	}
+	r, err := record.DecodeBinaryOwned(body) // body is this read's own buffer
 	if err != nil {
 		return item{}, err
 	}
-	return item{rec: r, size: len(msg) - msgHeader, at: int64(binary.LittleEndian.Uint64(msg))}, nil
+	// The frame carries the record's JSON size, so Size does not render it.
+	return item{rec: r, size: r.Size(), at: at}, nil
 }
 
 func since(at int64, now time.Time) time.Duration { return now.Sub(time.Unix(0, at)) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,11 +16,6 @@ import (
 	"github.com/meshtrail/meshtrail/internal/fanout/queue/diskq"
 	"github.com/meshtrail/meshtrail/internal/record"
 )
-
-// encoders render records for the disk log. An Encoder writes what
-// record.AppendJSON writes, cheaper for the parts records of one stream
-// share.
-var encoders = sync.Pool{New: func() any { return new(record.Encoder) }}
 
 // ErrClosed is returned by ConsumeRecords and ConsumeDurable after
 // Shutdown.
@@ -50,6 +46,9 @@ type Queue struct {
 	dead *deadLetter
 	rate *ratelimit.Bucket // nil: unlimited
 	bo   backoff
+	// holdUntil is when a backend's Retry-After ends (Unix nanoseconds; 0
+	// or past: none): no worker sends before it.
+	holdUntil atomic.Int64
 
 	// run is the context of exports and retry waits; cancelled when
 	// Shutdown's context ends (or on a simulated crash).
@@ -199,12 +198,12 @@ func (q *Queue) ConsumeDurable(ctx context.Context, recs []*record.Record) error
 	}
 	items := newItems(recs)
 	q.mu.Lock()
-	if q.closing {
-		q.mu.Unlock()
-		return ErrClosed
-	}
 	var deadline time.Time
 	for {
+		if q.closing { // checked again after every wait: Shutdown may have begun
+			q.mu.Unlock()
+			return ErrClosed
+		}
 		var err error
 		if q.disk != nil {
 			err = q.appendDisk(items)
@@ -228,11 +227,8 @@ func (q *Queue) ConsumeDurable(ctx context.Context, recs []*record.Record) error
 		if deadline.IsZero() {
 			deadline = time.Now().Add(q.cfg.Overflow.BlockTimeout.D())
 		}
-		if !time.Now().Before(deadline) || ctx.Err() != nil || q.closing {
+		if !time.Now().Before(deadline) || ctx.Err() != nil {
 			q.mu.Unlock()
-			if q.closing {
-				return ErrClosed
-			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("sink %s: %w: no room for %d records before the caller gave up: %w",
 					q.name, ErrFull, len(items), context.Cause(ctx))
@@ -268,12 +264,20 @@ func (q *Queue) enqueueLocked(ctx context.Context, items []item) {
 	var deadline time.Time
 	for {
 		backlog := q.diskBacklog()
-		if !backlog && q.memLen()+len(items) <= q.memCap {
+		fits := q.memLen()+len(items) <= q.memCap
+		if !backlog && fits {
 			q.pushMem(items)
 			q.cond.Broadcast()
 			return
 		}
 		if q.disk != nil && q.spillLocked(items, backlog) {
+			q.cond.Broadcast()
+			return
+		}
+		if fits && !q.disk.Unread() {
+			// The disk is full, but all of it is in flight: memory is
+			// behind it in order, and better than a drop.
+			q.pushMem(items)
 			q.cond.Broadcast()
 			return
 		}
@@ -329,15 +333,14 @@ func (q *Queue) appendDisk(items []item) error {
 	for i := range items {
 		size += msgHeader + items[i].size
 	}
+	// The JSON size is a fair first guess at the binary frames' size.
 	buf := make([]byte, 0, size+64)
 	msgs := make([][]byte, len(items))
-	enc := encoders.Get().(*record.Encoder)
 	for i := range items {
 		start := len(buf)
-		buf = appendMessageWith(buf, &items[i], enc)
+		buf = appendMessage(buf, &items[i]) // a grown buf leaves earlier msgs on the old array: fine
 		msgs[i] = buf[start:len(buf):len(buf)]
 	}
-	encoders.Put(enc)
 	err := q.disk.Append(msgs)
 	if err != nil && !errors.Is(err, diskq.ErrFull) && !errors.Is(err, ErrLogFull) {
 		q.log.Error("disk queue append failed; treating the disk as full", "err", err)

@@ -460,3 +460,44 @@ func TestMetricsRegisteredWithSinkLabel(t *testing.T) {
 		t.Fatal("duplicate sink metrics accepted")
 	}
 }
+
+// With the disk at its cap and all of it in flight, new records still go
+// to memory when it has room rather than being dropped: nothing unread
+// waits on disk, so memory keeps the order.
+func TestFullDiskInFlightFallsBackToMemory(t *testing.T) {
+	g := newGate(false)
+	cfg := fastConfig()
+	cfg.Memory.Records = intp(100)
+	cfg.Batch.MaxRecords = 1000
+	cfg.Batch.MaxWait = Duration(time.Hour)
+	cfg.Disk.Dir = t.TempDir()
+	cfg.Disk.SegmentBytes = 8 << 10
+	// Room for exactly the first spill: memory's 100 and the 10 that
+	// overflowed it.
+	var spilled int64
+	for _, r := range recs(0, 110) {
+		spilled += int64(8 + len(appendMessage(nil, &item{rec: r, size: r.Size()})))
+	}
+	cfg.Disk.MaxBytes = spilled + 100
+	reg := prometheus.NewRegistry()
+	q, err := New(funcExporter{"gate", g.export}, cfg, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consume(t, q, recs(0, 110), 10)
+	if s := q.Stats(); s.DiskRecords != 110 {
+		t.Fatalf("%d records on disk, want the 110 of the spill", s.DiskRecords)
+	}
+	for deadline := time.Now().Add(time.Minute); q.disk.Unread(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never read the disk backlog")
+		}
+	}
+	consume(t, q, recs(110, 160), 10) // the disk is full and all in flight
+	if v := value(q.m.dropped.WithLabelValues(ReasonQueueFull)); v != 0 {
+		t.Fatalf("dropped %v records with memory empty", v)
+	}
+	g.set(true)
+	shutdown(t, q) // sends memory's partial batch too (max_wait is an hour)
+	assertInOrder(t, g.order, 160)
+}

@@ -2,8 +2,9 @@ package queue
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
+
+	"github.com/meshtrail/meshtrail/internal/fanout"
 )
 
 // backoff is capped exponential backoff with full jitter: before attempt
@@ -29,9 +30,24 @@ func (b backoff) delay(n int, u float64) time.Duration {
 	return time.Duration(u * float64(b.ceiling(n)))
 }
 
-// sleep waits the jittered delay after n failures or until ctx ends.
-func (b backoff) sleep(ctx context.Context, n int) error {
-	d := b.delay(n, rand.Float64())
+// MaxRetryAfter caps the wait a backend can ask for with Retry-After, so
+// a misconfigured or hostile server cannot park a queue for days.
+const MaxRetryAfter = 10 * time.Minute
+
+// retryWait is the wait before the next attempt after n failures, the last
+// one err: the jittered backoff, or what the backend asked for if that is
+// longer (capped at MaxRetryAfter). asked is the backend's wait, 0 if none.
+func (b backoff) retryWait(n int, err error, u float64) (wait, asked time.Duration) {
+	wait = b.delay(n, u)
+	if d, ok := fanout.RetryAfter(err); ok {
+		asked = min(d, MaxRetryAfter)
+		wait = max(wait, asked)
+	}
+	return wait, asked
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

@@ -210,7 +210,7 @@ func (e *Exporter) post(ctx context.Context, body []byte) (int, []bulkItem, erro
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-		return resp.StatusCode, nil, nil
+		return resp.StatusCode, nil, fanout.HTTPRetryAfter("elasticsearch", resp) // nil unless 429/503 with Retry-After: retried whole, as below
 	}
 	var out struct {
 		Errors bool                  `json:"errors"`

@@ -176,7 +176,7 @@ func (e *Exporter) push(ctx context.Context, tenant string, batch []*record.Reco
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	// 400 (too old, line too long, invalid labels) is permanent: the queue
 	// splits the batch to find the bad record.
-	return fanout.HTTPStatusError("loki", resp.StatusCode, msg)
+	return fanout.HTTPResponseError("loki", resp, msg)
 }
 
 // Labels returns the stream selector of r: {namespace, workload, source,

@@ -90,7 +90,7 @@ func (e *Exporter) Export(ctx context.Context, batch []*record.Record) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	return fanout.HTTPStatusError("zipkin", resp.StatusCode, msg)
+	return fanout.HTTPResponseError("zipkin", resp, msg)
 }
 
 // Encode returns the JSON body for batch, or nil when no record is a span.

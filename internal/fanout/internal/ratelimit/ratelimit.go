@@ -1,6 +1,11 @@
 // Package ratelimit is a token bucket shared by the sink queues (records
 // per second to a backend) and the router (records per second per tenant).
 // It is small on purpose: one mutex, tokens refilled lazily from the clock.
+//
+// It was kept rather than replaced by golang.org/x/time/rate because it
+// measured faster on both of meshtrail's paths (bench_test.go, figures in
+// bench/RESULTS.md): the router's TakeUpTo (a Limiter needs two calls for
+// "as many as there are") and the queue's Wait.
 package ratelimit
 
 import (

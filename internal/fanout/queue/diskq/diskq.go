@@ -522,6 +522,23 @@ func (l *Log) Sync() error {
 	return l.forceSyncLocked()
 }
 
+// periodicSync is the timer's work: save the cursor if it moved, and
+// fsync as the policy says (under never, only the cursor).
+func (l *Log) periodicSync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.cursorSaved != l.committed {
+		if err := l.writeCursor(l.committed); err != nil {
+			return err
+		}
+		l.cursorAt, l.cursorSaved = time.Now(), l.committed
+	}
+	return l.syncLocked()
+}
+
 func (l *Log) syncLoop() {
 	defer close(l.done)
 	t := time.NewTicker(l.opts.FsyncInterval)
@@ -531,7 +548,7 @@ func (l *Log) syncLoop() {
 		case <-l.stop:
 			return
 		case <-t.C:
-			if err := l.Sync(); err != nil && !errors.Is(err, ErrClosed) {
+			if err := l.periodicSync(); err != nil && !errors.Is(err, ErrClosed) {
 				l.log.Error("disk queue: periodic fsync failed", "err", err)
 			}
 		}

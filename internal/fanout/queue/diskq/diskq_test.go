@@ -100,8 +100,8 @@ func TestAppendReadAcrossSegmentsAndRestart(t *testing.T) {
 	if len(segs) < 3 {
 		t.Fatalf("want several segments, got %d", len(segs))
 	}
-	l.Sync() // what the fsync timer does; without it up to 100ms of commits replay again
-	// No Close: a crash. The uncommitted 10 come back.
+	l.Sync()  // what the fsync timer does; without it up to 100ms of commits replay again
+	l.crash() // no Close: the uncommitted 10 come back
 	l2 := open(t, dir, nil)
 	defer l2.Close()
 	equal(t, append(got, readAll(t, l2)...), want(0, 100))
