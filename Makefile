@@ -27,6 +27,9 @@ image: wasm ## container image + the .wasm as an OCI artifact into dist/oci (PUS
 	$(GO) run ./build/image --binary bin/linux/meshtrail --wasm dist/meshtrail.wasm --version v$(VERSION) --layout dist/oci \
 		$(if $(PUSH),--push $(PUSH) --values-out dist/wasmplugin-values.yaml) $(if $(INSECURE),--insecure)
 
+dashboards: ## regenerate the Grafana dashboards in charts/meshtrail/dashboards (charts/dashboards, grafana-foundation-sdk)
+	$(GO) run ./charts/dashboards -out charts/meshtrail/dashboards
+
 tools: ## install what the tests need into ~/.cache/meshtrail/tools (cached by version, shared by every checkout)
 	bash test/tools/install.sh
 
