@@ -176,6 +176,16 @@ func TestSecurityDefaults(t *testing.T) {
 			if pods == 0 {
 				t.Fatal("no workloads rendered")
 			}
+			// RBAC: the injector's GET /version, nothing else, for anyone.
+			for _, o := range objs {
+				if o.kind() != "ClusterRole" && o.kind() != "Role" {
+					continue
+				}
+				want := []any{map[string]any{"nonResourceURLs": []any{"/version"}, "verbs": []any{"get"}}}
+				if !reflect.DeepEqual(o["rules"], want) {
+					t.Errorf("%s grants %v", o, o["rules"])
+				}
+			}
 			// No secrets in ConfigMaps: credentials are referenced by
 			// environment variable or file, never written.
 			secretish := regexp.MustCompile(`(?im)^\s*(password|token|secret|api_key|bearer_token)\s*:\s*\S`)
