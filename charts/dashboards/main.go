@@ -129,10 +129,13 @@ func meshRED() *dashboard.DashboardBuilder {
 		WithRow(dashboard.NewRowBuilder("Service edges")).
 		WithPanel(series("Requests per second", "reqps", "Per edge: the calling workload and the destination service.",
 			query(rate(""), "{{source_workload}} → {{destination_service_name}}"))).
-		WithPanel(series("Error ratio (5xx)", "percentunit", "Share of the edge's requests answered 5xx.",
-			query(fmt.Sprintf(`%s / %s`, rate(`, response_code=~"5.."`), rate("")), "{{source_workload}} → {{destination_service_name}}"))).
-		WithPanel(series("Errors by code and flags", "reqps", "Failed requests (5xx, and 0: reset before a response) by response code and Envoy response flags.",
-			query(fmt.Sprintf(`sum by (destination_service_name, response_code, response_flags) (rate(${prefix}requests_total{%s, response_code=~"5..|0"}[$__rate_interval]))`, sel),
+		// Failures from the caller's side (reporter="source"): a request that
+		// never reached the callee (503 UF, URX) has no destination record.
+		WithPanel(series("Success ratio (non-5xx), caller's view", "percentunit",
+			"Share of each edge's requests not answered 5xx, as the calling proxy saw them (including requests that never reached the callee).",
+			query(fmt.Sprintf(`%s / %s`, callerRate(edge, `, response_code!~"5.."`), callerRate(edge, "")), "{{source_workload}} → {{destination_service_name}}"))).
+		WithPanel(series("Errors by code and flags, caller's view", "reqps", "Failed requests (5xx, and 0: reset before a response) by response code and Envoy response flags.",
+			query(`sum by (destination_service_name, response_code, response_flags) (rate(${prefix}requests_total{reporter="source", destination_service_namespace=~"$namespace", response_code=~"5..|0"}[$__rate_interval]))`,
 				"{{destination_service_name}} {{response_code}} {{response_flags}}"))).
 		WithPanel(series("Latency p50 / p90 / p99", "ms", "Request duration quantiles per edge; exemplar dots link to the trace.",
 			quantile("0.50"), quantile("0.90"), quantile("0.99"))).
@@ -143,6 +146,11 @@ func meshRED() *dashboard.DashboardBuilder {
 			ShowTime(true).WrapLogMessage(true).SortOrder(common.LogsSortOrderAscending).
 			WithTarget(loki.NewDataqueryBuilder().Datasource(lokiDS).
 				Expr(`{namespace=~".+"} | trace_id="$trace_id"`)))
+}
+
+// callerRate is an edge's request rate as the calling proxies report it.
+func callerRate(by, extra string) string {
+	return fmt.Sprintf(`sum by (%s) (rate(${prefix}requests_total{reporter="source", destination_service_namespace=~"$namespace"%s}[$__rate_interval]))`, by, extra)
 }
 
 // meshtrail's own health: the receiver's streams and entries, the sinks'
