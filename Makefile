@@ -8,7 +8,7 @@ GOBUILD   := $(GO) build -trimpath
 # The race detector needs cgo.
 TESTFLAGS ?= -race -count=1 -timeout 45m
 
-.PHONY: help build wasm tools test test-unit demo bench fuzz vet lint clean
+.PHONY: help build wasm image dashboards tools test test-unit demo bench fuzz vet lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -20,6 +20,15 @@ wasm: ## build dist/meshtrail.wasm and its sha256 (what a WasmPlugin pins)
 	@mkdir -p dist
 	GOOS=wasip1 GOARCH=wasm $(GOBUILD) -buildmode=c-shared -o dist/meshtrail.wasm ./wasm
 	cd dist && sha256sum meshtrail.wasm > meshtrail.wasm.sha256 && cat meshtrail.wasm.sha256
+
+VERSION ?= $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' charts/meshtrail/Chart.yaml)
+image: wasm ## container image + the .wasm as an OCI artifact into dist/oci (PUSH=host/prefix pushes, INSECURE=1 for plain HTTP)
+	GOOS=linux $(GOBUILD) -o bin/linux/meshtrail ./cmd/meshtrail
+	$(GO) run ./build/image --binary bin/linux/meshtrail --wasm dist/meshtrail.wasm --version v$(VERSION) --layout dist/oci \
+		$(if $(PUSH),--push $(PUSH) --values-out dist/wasmplugin-values.yaml) $(if $(INSECURE),--insecure)
+
+dashboards: ## regenerate the Grafana dashboards in charts/meshtrail/dashboards (charts/dashboards, grafana-foundation-sdk)
+	$(GO) run ./charts/dashboards -out charts/meshtrail/dashboards
 
 tools: ## install what the tests need into ~/.cache/meshtrail/tools (cached by version, shared by every checkout)
 	bash test/tools/install.sh
