@@ -4,12 +4,22 @@
 # model) turned into a JSON schema by ts-json-schema-generator, validated
 # with ajv. Installs $TOOLS_DIR/bin/validate-dashboards FILE...
 # (exit 1 and one line per error when a dashboard breaks the schema).
-# Needs node and npm (the npm registry). About 30 s cold.
+# Needs node and npm (installed with apt-get when missing) and the npm
+# registry. About 30 s cold.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCHEMA=13.2.3 GENERATOR=2.10.0 AJV=8.20.0
 VERSION="$SCHEMA-tsjsg$GENERATOR-ajv$AJV"
 cached grafana-schema "$VERSION" validate-dashboards && exit 0
-command -v npm >/dev/null || { log "grafana-schema: needs node and npm (apt-get install -y nodejs npm)"; exit 1; }
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    log "grafana-schema: needs node and npm: run 'sudo apt-get install -y nodejs npm'"
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt_get() { apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 "$@"; }
+  log "grafana-schema: apt-get install nodejs npm"
+  apt_get install -y --no-install-recommends nodejs npm || { apt_get update && apt_get install -y --no-install-recommends nodejs npm; }
+fi
 
 dir="$TOOLS_DIR/grafana-schema-$VERSION"
 rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" && cd "$dir.tmp"
