@@ -48,7 +48,11 @@ func startALS(t *testing.T, args ...string) *alsServer {
 	s := &alsServer{grpc: harness.FreeAddr(t), out: filepath.Join(t.TempDir(), "records.ndjson")}
 	maddr := harness.FreeAddr(t)
 	s.metrics = "http://" + maddr
-	s.p = harness.Start(t, "meshtrail-als", nil, binary(t), append([]string{"als", "--listen", s.grpc, "--metrics-listen", maddr, "--out", s.out}, args...)...)
+	var env []string
+	if v := os.Getenv("MESHTRAIL_HOSTILE_GOMEMLIMIT"); v != "" {
+		env = []string{"GOMEMLIMIT=" + v} // bench/hostile.sh: the live part of the bound
+	}
+	s.p = harness.Start(t, "meshtrail-als", env, binary(t), append([]string{"als", "--listen", s.grpc, "--metrics-listen", maddr, "--out", s.out}, args...)...)
 	harness.WaitHTTP(t, s.p, s.metrics+"/readyz", 20*time.Second)
 	return s
 }
@@ -457,4 +461,52 @@ func TestALSHostileInput(t *testing.T) {
 		})
 		s.clientTLS = ca.TLSClient() // the good stream goes over TLS
 	}, "--tls-cert", cert, "--tls-key", key)
+}
+
+// perStreamBound is what README.md ("Bad input") promises one stream
+// costs at most with the default configuration, whatever it sends: its
+// message (at most grpc.max_recv_message_bytes, 4 MiB, copied out of
+// gRPC's 16 KiB frame buffers), one chunk of records (256 records or
+// 256 KiB of entries), the decoder's caches and the next message's
+// HTTP/2 window: about 10 MiB live, times the collector's headroom (the
+// receiver runs GOGC=400; GOMEMLIMIT takes the headroom back).
+const perStreamBound = 64 << 20
+
+func TestALSPerStreamBound(t *testing.T) {
+	// 8 streams at once, each sending the worst message for its size:
+	// 524,279 entries in 4 MiB.
+	const streams = 8
+	s := startALS(t, "--out", "")
+	base := peakRSS(t, s.p.Cmd.Process.Pid)
+	msg := append(rawIdentifier([]byte("sidecar~10.0.0.1~flood-1.shop~shop.svc.cluster.local"), []byte("hostile")), minimalEntries(524_279)...)
+	errs := make(chan error, streams)
+	for i := range streams {
+		conn := s.dial(t) // a connection each: the connection window is no bound here
+		go func() { errs <- s.sendAll(t, conn, msg) }()
+		_ = i
+	}
+	for range streams {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "every entry converted", func() error {
+		if v := metric(s.scrape(t), "meshtrail_als_entries_converted_total", `type="http"`); v != streams*524_279 {
+			return fmt.Errorf("converted %v", v)
+		}
+		return nil
+	})
+	alive(t, s.p, s.metrics+"/healthz", http.DefaultClient)
+	peak := peakRSS(t, s.p.Cmd.Process.Pid)
+	perStream := float64(peak-base) / streams
+	t.Logf("peak RSS %.1f MiB at %d streams from %.1f MiB idle: %.1f MiB per stream (bound %d MiB)", float64(peak)/(1<<20), streams, float64(base)/(1<<20), perStream/(1<<20), perStreamBound>>20)
+	if path := os.Getenv("MESHTRAIL_HOSTILE_REPORT"); path != "" {
+		if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintf(f, "als per_stream_KiB %d\n", int64(perStream)>>10)
+			f.Close()
+		}
+	}
+	if perStream > perStreamBound {
+		t.Errorf("%.1f MiB per stream, over the documented %d MiB", perStream/(1<<20), perStreamBound>>20)
+	}
 }
