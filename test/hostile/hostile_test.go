@@ -34,7 +34,7 @@ import (
 // default configuration past these.
 const (
 	alsPeakBound    = 512 << 20
-	injectPeakBound = 256 << 20
+	injectPeakBound = 128 << 20 // the example Deployment's memory limit
 )
 
 var (
