@@ -100,7 +100,7 @@ func openStream(t *testing.T, ctx context.Context, conn *grpc.ClientConn, opts .
 // receiver ended it with.
 func (s *alsServer) sendAll(t *testing.T, conn *grpc.ClientConn, msgs ...[]byte) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cs := openStream(t, ctx, conn)
 	for _, m := range msgs {
@@ -383,7 +383,7 @@ func TestALSHostileInput(t *testing.T) {
 	alsCase(t, "gzip_bomb", func(t *testing.T, s *alsServer) {
 		// 64 MiB of zeros in 64 KiB of gzip: the receiver decompresses
 		// (the binary links gRPC's gzip) no further than its message limit.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		cs := openStream(t, ctx, s.dial(t), grpc.UseCompressor(grpcgzip.Name))
 		bomb := append(rawIdentifier([]byte("x"), []byte("y")), minimalEntries(8<<20)...)
