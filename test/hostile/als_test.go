@@ -468,7 +468,7 @@ func TestALSHostileInput(t *testing.T) {
 // message (at most grpc.max_recv_message_bytes, 4 MiB, copied out of
 // gRPC's 16 KiB frame buffers), one chunk of records (256 records or
 // 256 KiB of entries), the decoder's caches and the next message's
-// HTTP/2 window: about 10 MiB live, times the collector's headroom (the
+// HTTP/2 window: at most 16 MiB live, times the collector's headroom (the
 // receiver runs GOGC=400; GOMEMLIMIT takes the headroom back).
 const perStreamBound = 64 << 20
 
