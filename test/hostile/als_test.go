@@ -205,6 +205,7 @@ func alsCase(t *testing.T, name string, run func(t *testing.T, s *alsServer), ar
 }
 
 func TestALSHostileInput(t *testing.T) {
+	skipShort(t)
 	// Findings 1-2, 4-6 of issue 15.
 	alsCase(t, "finding1_256KiB_pod_name_in_node_id", func(t *testing.T, s *alsServer) {
 		id := "sidecar~10.0.0.1~" + strings.Repeat("p", 256<<10) + ".shop~shop.svc.cluster.local"
@@ -473,6 +474,7 @@ func TestALSHostileInput(t *testing.T) {
 const perStreamBound = 64 << 20
 
 func TestALSPerStreamBound(t *testing.T) {
+	skipShort(t)
 	// 8 streams at once, each sending the worst message for its size:
 	// 524,279 entries in 4 MiB.
 	const streams = 8

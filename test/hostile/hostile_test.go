@@ -178,3 +178,11 @@ func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
 	harness.Eventually(t, 2*time.Minute, what, cond) // generous: the machines running the suite are shared
 }
+
+// skipShort skips the suite under -short (make test-unit): it builds and
+// runs the real binary, like the other end-to-end tests.
+func skipShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hostile-input suite against the real binary: run without -short (make test)")
+	}
+}

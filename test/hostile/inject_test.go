@@ -156,6 +156,7 @@ func annotationBytes(pod *corev1.Pod) int {
 const apiServerAnnotationLimit = 256 << 10
 
 func TestInjectHostileInput(t *testing.T) {
+	skipShort(t)
 	// Finding 3: valid pods the status annotation used to make invalid.
 	for name, ann := range map[string]map[string]string{
 		"finding3_60KiB_log_parser":         {"meshtrail.io/log-parser": strings.Repeat("<x>", 20<<10)},
