@@ -94,6 +94,13 @@ func TestIdentifierIsCutAndRepairedNeverEndingTheStream(t *testing.T) {
 			repaired: []string{`field="node.id",reason="invalid_utf8"`, `field="log_name",reason="invalid_utf8"`, `field="node.metadata.NAME",reason="invalid_utf8"`},
 		},
 		{
+			name:    "invalid bytes that grow when replaced",
+			id:      []byte(strings.Repeat("\xffa", maxNodeIDBytes)),
+			cluster: []byte("c"), logName: []byte("als"),
+			wantID:   strings.Repeat("\uFFFDa", maxNodeIDBytes/4),
+			repaired: []string{`field="node.id",reason="too_long"`, `field="node.id",reason="invalid_utf8"`},
+		},
+		{
 			name:    "long cluster cut inside a multi-byte character",
 			id:      []byte("front-envoy"),
 			cluster: []byte(strings.Repeat("a", maxNodeClusterBytes-1) + "€€"), logName: []byte("als"),

@@ -212,7 +212,13 @@ func boundedText(v []byte, limit int) (s string, cut, invalid bool) {
 		v, cut = v[:utf8Boundary(v, limit)], true
 	}
 	if !utf8.Valid(v) {
-		return strings.ToValidUTF8(string(v), "\uFFFD"), cut, true
+		// A replacement (3 bytes) can be longer than what it replaces:
+		// cut again, now on valid text.
+		s = strings.ToValidUTF8(string(v), "\uFFFD")
+		if len(s) > limit {
+			s, cut = s[:utf8Boundary(s, limit)], true
+		}
+		return s, cut, true
 	}
 	return string(v), cut, false
 }
