@@ -229,3 +229,16 @@ func TestPodResourceCheckFollowsTheAPIServer(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+func TestAPodAtEtcdsSizeIsNotGrown(t *testing.T) {
+	pod := appPod(heavy())
+	// 1.5 MiB of environment: valid for the API server, at etcd's limit.
+	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "BLOB", Value: strings.Repeat("e", maxPodBytes-600)}}
+	a := admit(t, newTestInjector(t, ModeNative, nil), "shop", pod)
+	if container(a.pod, SidecarName) != nil {
+		t.Fatal("injected into a pod the sidecar takes past etcd's limit")
+	}
+	if len(a.raw) > maxPodBytes+4096 {
+		t.Errorf("the pod grew to %d bytes", len(a.raw))
+	}
+}

@@ -286,6 +286,9 @@ func applyAndCheck(raw []byte, ops []patchOp) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the patch does not apply to this pod: %w", err)
 	}
+	if len(patched) > maxPodBytes && len(patched) > len(raw) {
+		return nil, fmt.Errorf("the patched pod would be %d bytes of JSON, over the %d etcd stores by default", len(patched), maxPodBytes)
+	}
 	// Only the fields an injection can break are decoded: a full
 	// corev1.Pod would cost a fifth of the review for nothing.
 	var shape podShape
@@ -323,6 +326,12 @@ type containerShape struct {
 		MountPath string `json:"mountPath"`
 	} `json:"volumeMounts"`
 }
+
+// maxPodBytes is etcd's default --max-request-bytes (1.5 MiB), which
+// bounds what the API server can store. The pod's JSON is larger than the
+// protobuf etcd stores, so the check errs on the side of admitting the
+// pod unchanged.
+const maxPodBytes = 3 << 19
 
 // totalAnnotationBytes is the API server's bound on a pod's annotations,
 // keys and values together (apimachinery
