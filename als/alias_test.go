@@ -38,14 +38,15 @@ func TestRecordsDoNotAliasTheMessageBuffer(t *testing.T) {
 			if err := splitMessage(buf, &msg); err != nil {
 				t.Fatal(err)
 			}
-			for _, e := range msg.http {
+			msg.each(func(_ bool, e []byte) bool {
 				r, err := dec.http(&px, e, time.Unix(0, 0), &entryNotes{})
 				if err != nil {
 					t.Fatal(err)
 				}
 				recs = append(recs, r)
 				want = append(want, record.AppendJSON(nil, r))
-			}
+				return true
+			})
 			for i := range buf {
 				buf[i] = 'X'
 			}

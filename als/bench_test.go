@@ -61,14 +61,15 @@ func BenchmarkMessagePath(b *testing.B) {
 		}
 		batch = batch[:0]
 		now := time.Now()
-		for _, e := range msg.http {
+		msg.each(func(_ bool, e []byte) bool {
 			var notes entryNotes
 			r, err := dec.http(&px, e, now, &notes)
 			if err != nil {
 				b.Fatal(err)
 			}
 			batch = append(batch, r)
-		}
+			return true
+		})
 		_ = out.ConsumeRecords(context.Background(), batch)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perMsg), "ns/entry")

@@ -109,11 +109,36 @@ type entryNotes struct {
 	logType        uint64 // access_log_type (Envoy >= 1.27), 0 if not sent
 }
 
+// normalHeaderCopyKey is a filter state key of a header copy as the
+// meshtrail filter writes it, whatever the case or punctuation another
+// writer used; "" for other keys.
+func normalHeaderCopyKey(k string) string {
+	if len(k) <= len(headerCopyPrefix) || !strings.EqualFold(k[:len(headerCopyPrefix)], headerCopyPrefix) {
+		return ""
+	}
+	name := k[len(headerCopyPrefix):]
+	if k[:len(headerCopyPrefix)] == headerCopyPrefix && isHeaderKeyName(name) {
+		return "" // already as the filter writes it: looked up as it is
+	}
+	return filterstate.WasmPrefix + filterstate.HeaderKey(name)
+}
+
+// isHeaderKeyName reports whether s holds only [a-z0-9_], as
+// filterstate.HeaderKey writes names.
+func isHeaderKeyName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // noteHeaderCopy remembers that a filter state key is one of the Wasm
 // filter's header copies, so that only such entries are checked for
 // redaction.
 func (n *entryNotes) noteHeaderCopy(key string) {
-	if len(key) > len(headerCopyPrefix) && key[:len(headerCopyPrefix)] == headerCopyPrefix {
+	if len(key) > len(headerCopyPrefix) && strings.EqualFold(key[:len(headerCopyPrefix)], headerCopyPrefix) {
 		n.headerCopies = true
 	}
 }
@@ -358,7 +383,9 @@ func (c *converter) headers(m map[string]string, notes *entryNotes) map[string]s
 			continue
 		}
 		if c.maxHeaderBytes > 0 && len(v) > c.maxHeaderBytes {
-			m[k] = strings.Clone(v[:c.maxHeaderBytes]) // a slice would keep the whole value alive
+			// Cut on a character boundary (the value is valid UTF-8
+			// already); a slice would keep the whole value alive.
+			m[k] = strings.Clone(v[:utf8Boundary(v, c.maxHeaderBytes)])
 			notes.truncated++
 		}
 	}
@@ -370,10 +397,13 @@ func (c *converter) headers(m map[string]string, notes *entryNotes) map[string]s
 
 // filterState drops the Wasm filter's copies of headers that are redacted
 // here: a filter told to log Authorization does not get it past the
-// receiver's own rule (allow it with headers.allow_sensitive).
+// receiver's own rule (allow it with headers.allow_sensitive). The key is
+// compared the way the filter builds it (filterstate.HeaderKey: lowercase,
+// '_' for other characters), so wasm.meshtrail_h_AUTHORIZATION from
+// another writer is caught too.
 func (c *converter) filterState(m map[string]string, notes *entryNotes) map[string]string {
 	for k := range m {
-		if c.redactState[k] {
+		if c.redactState[k] || c.redactState[normalHeaderCopyKey(k)] {
 			delete(m, k)
 			notes.redacted++
 		}

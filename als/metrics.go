@@ -8,22 +8,25 @@ import (
 
 // receiverMetrics are meshtrail's own metrics about the receiver.
 type receiverMetrics struct {
-	streamsOpen      prometheus.Gauge
-	streamsTotal     prometheus.Counter
-	streamsAged      prometheus.Counter
-	streamErrors     *prometheus.CounterVec // by reason
-	handshakeErrors  *prometheus.CounterVec // failed TLS handshakes, by reason
-	messages         prometheus.Counter
-	bytes            prometheus.Counter
-	received         *prometheus.CounterVec // entries by type
-	converted        *prometheus.CounterVec // records by type
-	rejected         *prometheus.CounterVec // entries by reason
-	invalidTrace     *prometheus.CounterVec // by format, reason
-	redacted         prometheus.Counter
-	truncated        prometheus.Counter
-	sinkErrors       prometheus.Counter
-	processing       prometheus.Histogram // seconds to convert and hand off one message
-	repairedMessages atomic.Uint64
+	streamsOpen     prometheus.Gauge
+	streamsTotal    prometheus.Counter
+	streamsAged     prometheus.Counter
+	streamErrors    *prometheus.CounterVec // by reason
+	handshakeErrors *prometheus.CounterVec // failed TLS handshakes, by reason
+	messages        prometheus.Counter
+	bytes           prometheus.Counter
+	received        *prometheus.CounterVec // entries by type
+	converted       *prometheus.CounterVec // records by type
+	rejected        *prometheus.CounterVec // entries by reason
+	invalidTrace    *prometheus.CounterVec // by format, reason
+	redacted        prometheus.Counter
+	truncated       prometheus.Counter
+	// identifierRepaired counts identifier fields cut to their documented
+	// size or repaired to valid UTF-8, by field and reason.
+	identifierRepaired *prometheus.CounterVec
+	sinkErrors         prometheus.Counter
+	processing         prometheus.Histogram // seconds to convert and hand off one message
+	repairedMessages   atomic.Uint64
 }
 
 func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
@@ -69,6 +72,10 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 		truncated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshtrail_als_headers_truncated_total", Help: "Header values cut to max_header_bytes.",
 		}),
+		identifierRepaired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrail_als_identifier_repaired_total",
+			Help: "Stream identifier fields (node id, cluster, log name, node metadata) cut to their documented size (reason too_long) or whose invalid UTF-8 was replaced by U+FFFD (invalid_utf8); the stream goes on.",
+		}, []string{"field", "reason"}),
 		sinkErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshtrail_als_sink_errors_total", Help: "Batches a sink refused (see that sink's own metrics).",
 		}),
@@ -79,7 +86,7 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 		}),
 	}
 	reg.MustRegister(m.streamsOpen, m.streamsTotal, m.streamsAged, m.streamErrors, m.handshakeErrors, m.messages, m.bytes, m.received, m.converted,
-		m.rejected, m.invalidTrace, m.redacted, m.truncated, m.sinkErrors, m.processing,
+		m.rejected, m.invalidTrace, m.redacted, m.truncated, m.identifierRepaired, m.sinkErrors, m.processing,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "meshtrail_als_messages_utf8_repaired_total",
 			Help: "Messages whose string fields held invalid UTF-8, repaired instead of dropped.",

@@ -3,8 +3,6 @@ package als
 import (
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-
 	"github.com/meshtrail/meshtrail/internal/peermeta"
 	"github.com/meshtrail/meshtrail/internal/record"
 )
@@ -27,20 +25,21 @@ type proxy struct {
 	announced bool
 }
 
-// parseNode reads an Envoy node the way Istio builds it: id
+// proxyFrom reads a stream's identifier the way Istio builds a node: id
 // "TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local" and node metadata
 // (NAME, NAMESPACE, WORKLOAD_NAME, LABELS, CLUSTER_ID, MESH_ID,
 // SERVICE_ACCOUNT...). Metadata wins over what the id implies; a node that
-// is not Istio's still gets its id and cluster.
-func parseNode(n *corev3.Node, logName string) proxy {
+// is not Istio's still gets its id and cluster. The fields are already
+// bounded and valid UTF-8 (decodeIdentifier).
+func proxyFrom(f identifierFields) proxy {
 	var p proxy
-	p.node.LogName = logName
-	if n == nil {
+	p.node.LogName = f.logName
+	if !f.hasNode {
 		return p
 	}
-	p.node.ID = n.GetId()
-	p.node.Cluster = n.GetCluster()
-	if parts := strings.Split(n.GetId(), "~"); len(parts) == 4 {
+	p.node.ID = f.id
+	p.node.Cluster = f.cluster
+	if parts := strings.Split(f.id, "~"); len(parts) == 4 {
 		p.node.Type = parts[0]
 		p.node.IP = parts[1]
 		// A pod name may hold dots; a namespace (a DNS label) never does.
@@ -55,8 +54,7 @@ func parseNode(n *corev3.Node, logName string) proxy {
 			}
 		}
 	}
-	md := n.GetMetadata().GetFields()
-	str := func(k string) string { return md[k].GetStringValue() }
+	str := func(k string) string { return f.metadata[k] }
 	if v := str("NAME"); v != "" {
 		p.node.Pod = v
 	}
@@ -71,8 +69,7 @@ func parseNode(n *corev3.Node, logName string) proxy {
 		p.node.Workload = workloadFromPod(p.node.Pod)
 	}
 
-	labels := md["LABELS"].GetStructValue().GetFields()
-	lbl := func(k string) string { return labels[k].GetStringValue() }
+	lbl := func(k string) string { return f.labels[k] }
 	w := record.Workload{
 		Name:              p.node.Workload,
 		Namespace:         p.node.Namespace,

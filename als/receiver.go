@@ -8,13 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrail/meshtrail/internal/loglimit"
 	"github.com/meshtrail/meshtrail/internal/record"
@@ -94,8 +92,7 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 	from := peerAddr(ctx)
 	var (
 		px    *proxy
-		batch []*record.Record
-		notes entryNotes
+		chunk recordChunk
 		msg   wireMessage
 		raw   []byte
 		dec   = newWireDecoder(r.conv)
@@ -148,55 +145,28 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 					"peer", from)
 				return status.Error(codes.InvalidArgument, "meshtrail: the first StreamAccessLogsMessage of a stream must carry identifier (node and log_name)")
 			}
-			var id accesslogsvc.StreamAccessLogsMessage_Identifier
-			if err := (proto.UnmarshalOptions{}).Unmarshal(msg.identifier, &id); err != nil {
+			f, repairs, err := decodeIdentifier(msg.identifier)
+			if err != nil {
 				r.metrics.streamErrors.WithLabelValues("malformed_message").Inc()
 				r.logf("malformed_message", "ALS stream rejected: its identifier does not decode", "peer", from, "reason", "malformed_message", "error", err)
-				return status.Errorf(codes.InvalidArgument, "meshtrail: identifier: %v", err)
+				return status.Errorf(codes.InvalidArgument, "meshtrail: %v", err)
 			}
-			p := parseNode(id.GetNode(), id.GetLogName())
+			p := proxyFrom(f)
 			px = &p
+			for _, rp := range repairs {
+				r.metrics.identifierRepaired.WithLabelValues(rp.field, rp.reason).Inc()
+				r.logf("identifier_"+rp.reason, "ALS stream identifier repaired: a field was cut to its documented size or held invalid UTF-8 (replaced by U+FFFD); the stream goes on",
+					"node", px.node.ID, "peer", from, "field", rp.field, "reason", rp.reason)
+			}
 			r.log.Debug("ALS stream opened", "node", px.node.ID, "log_name", px.node.LogName, "peer", from)
 		}
 		// Envoy may repeat the identifier; the first one stays.
 
-		now := r.now()
-		batch = batch[:0]
 		repairedBefore := dec.repaired
-		if len(msg.http) > 0 {
-			r.metrics.received.WithLabelValues("http").Add(float64(len(msg.http)))
-			for i, e := range msg.http {
-				notes = entryNotes{invalidTrace: notes.invalidTrace[:0]}
-				rec, err := dec.http(px, e, now, &notes)
-				r.account(px, i, err, &notes)
-				if err == nil {
-					batch = append(batch, rec)
-				}
-			}
-			r.metrics.converted.WithLabelValues("http").Add(float64(len(batch)))
-		}
-		if len(msg.tcp) > 0 {
-			r.metrics.received.WithLabelValues("tcp").Add(float64(len(msg.tcp)))
-			n := len(batch)
-			for i, e := range msg.tcp {
-				notes = entryNotes{invalidTrace: notes.invalidTrace[:0]}
-				rec, err := dec.tcp(px, e, now, &notes)
-				r.account(px, i, err, &notes)
-				if err == nil {
-					batch = append(batch, rec)
-				}
-			}
-			r.metrics.converted.WithLabelValues("tcp").Add(float64(len(batch) - n))
-		}
+		r.convertMessage(ctx, px, dec, &msg, &chunk)
 		if dec.repaired > repairedBefore {
 			r.metrics.repairedMessages.Add(1)
 			r.logf("invalid_utf8", "invalid UTF-8 in an access log entry was replaced by U+FFFD", "node", px.node.ID)
-		}
-		if len(batch) > 0 {
-			if err := r.consumer.ConsumeRecords(ctx, batch); err != nil {
-				r.metrics.sinkErrors.Inc()
-				r.logf("sink_error", "a sink refused records", "node", px.node.ID, "records", len(batch), "error", err)
-			}
 		}
 		r.metrics.processing.Observe(time.Since(start).Seconds())
 		r.bufs.put(raw)
@@ -217,6 +187,82 @@ func (r *Receiver) serveStream(stream grpc.ServerStream) error {
 			ending = startReadAhead(stream)
 		}
 	}
+}
+
+// Records are handed on in chunks of at most chunkRecords records or
+// chunkBytes of their entries: a message's entries are not all converted
+// before the first is handed on, so a message of half a million tiny
+// entries costs one chunk of records at a time, not half a million
+// (README.md, "Bad input").
+const (
+	chunkRecords = 256
+	chunkBytes   = 256 << 10
+)
+
+// recordChunk is a stream's records on their way to the consumer, reused
+// from one chunk to the next.
+type recordChunk struct {
+	records   []*record.Record
+	bytes     int // of the entries they came from
+	http, tcp int // converted, by kind
+	notes     entryNotes
+}
+
+// convertMessage converts msg's entries and hands them to the consumer,
+// chunk by chunk.
+func (r *Receiver) convertMessage(ctx context.Context, px *proxy, dec *wireDecoder, msg *wireMessage, c *recordChunk) {
+	if msg.http > 0 {
+		r.metrics.received.WithLabelValues("http").Add(float64(msg.http))
+	}
+	if msg.tcp > 0 {
+		r.metrics.received.WithLabelValues("tcp").Add(float64(msg.tcp))
+	}
+	now := r.now()
+	i := 0
+	msg.each(func(tcp bool, e []byte) bool {
+		c.notes = entryNotes{invalidTrace: c.notes.invalidTrace[:0]}
+		var rec *record.Record
+		var err error
+		if tcp {
+			rec, err = dec.tcp(px, e, now, &c.notes)
+		} else {
+			rec, err = dec.http(px, e, now, &c.notes)
+		}
+		r.account(px, i, err, &c.notes)
+		i++
+		if err == nil {
+			c.records = append(c.records, rec)
+			c.bytes += len(e)
+			if tcp {
+				c.tcp++
+			} else {
+				c.http++
+			}
+			if len(c.records) >= chunkRecords || c.bytes >= chunkBytes {
+				r.handOn(ctx, px, c)
+			}
+		}
+		return true
+	})
+	r.handOn(ctx, px, c)
+}
+
+// handOn gives the chunk's records to the consumer and empties it.
+func (r *Receiver) handOn(ctx context.Context, px *proxy, c *recordChunk) {
+	if c.http > 0 {
+		r.metrics.converted.WithLabelValues("http").Add(float64(c.http))
+	}
+	if c.tcp > 0 {
+		r.metrics.converted.WithLabelValues("tcp").Add(float64(c.tcp))
+	}
+	if len(c.records) > 0 {
+		if err := r.consumer.ConsumeRecords(ctx, c.records); err != nil {
+			r.metrics.sinkErrors.Inc()
+			r.logf("sink_error", "a sink refused records", "node", px.node.ID, "records", len(c.records), "error", err)
+		}
+	}
+	clear(c.records) // the records belong to the consumer now
+	c.records, c.bytes, c.http, c.tcp = c.records[:0], 0, 0, 0
 }
 
 // account counts and logs what was wrong with entry i, if anything.

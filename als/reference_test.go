@@ -1,8 +1,10 @@
 package als
 
 import (
+	"github.com/meshtrail/meshtrail/internal/peermeta"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -178,3 +180,76 @@ func (copyingDecoder) peer(b []byte) (record.Workload, bool) {
 }
 
 func (copyingDecoder) text(b []byte) string { return string(b) }
+
+// refProxy is the receiver's identifier parsing before it decoded the
+// identifier itself, over the generated types: decodeIdentifier and
+// proxyFrom must agree with it on every identifier within the size limits
+// (the generated code rejects invalid UTF-8, which the receiver repairs).
+// It reads an Envoy node the way Istio builds it: id
+// "TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local" and node metadata
+// (NAME, NAMESPACE, WORKLOAD_NAME, LABELS, CLUSTER_ID, MESH_ID,
+// SERVICE_ACCOUNT...). Metadata wins over what the id implies; a node that
+// is not Istio's still gets its id and cluster.
+func refProxy(n *corev3.Node, logName string) proxy {
+	var p proxy
+	p.node.LogName = logName
+	if n == nil {
+		return p
+	}
+	p.node.ID = n.GetId()
+	p.node.Cluster = n.GetCluster()
+	if parts := strings.Split(n.GetId(), "~"); len(parts) == 4 {
+		p.node.Type = parts[0]
+		p.node.IP = parts[1]
+		// A pod name may hold dots; a namespace (a DNS label) never does.
+		if i := strings.LastIndexByte(parts[2], '.'); i >= 0 {
+			p.node.Pod, p.node.Namespace = parts[2][:i], parts[2][i+1:]
+		} else {
+			p.node.Pod = parts[2]
+		}
+		if p.node.Namespace == "" {
+			if ns, _, ok := strings.Cut(parts[3], "."); ok {
+				p.node.Namespace = ns
+			}
+		}
+	}
+	md := n.GetMetadata().GetFields()
+	str := func(k string) string { return md[k].GetStringValue() }
+	if v := str("NAME"); v != "" {
+		p.node.Pod = v
+	}
+	if v := str("NAMESPACE"); v != "" {
+		p.node.Namespace = v
+	}
+	p.node.Workload = str("WORKLOAD_NAME")
+	p.node.Mesh = str("MESH_ID")
+	p.node.Network = str("NETWORK")
+	p.node.ClusterID = str("CLUSTER_ID")
+	if p.node.Workload == "" {
+		p.node.Workload = workloadFromPod(p.node.Pod)
+	}
+
+	labels := md["LABELS"].GetStructValue().GetFields()
+	lbl := func(k string) string { return labels[k].GetStringValue() }
+	w := record.Workload{
+		Name:              p.node.Workload,
+		Namespace:         p.node.Namespace,
+		CanonicalService:  lbl(labelCanonicalName),
+		CanonicalRevision: lbl(labelCanonicalRevision),
+		App:               lbl("app"),
+		Version:           lbl("version"),
+		Cluster:           p.node.ClusterID,
+		Pod:               p.node.Pod,
+		IP:                p.node.IP,
+	}
+	w.CanonicalService = peermeta.CanonicalService(w.CanonicalService, lbl("app.kubernetes.io/name"), w.App, w.Name)
+	w.CanonicalRevision = peermeta.CanonicalRevision(w.CanonicalRevision, lbl("app.kubernetes.io/version"), w.Version)
+	if sa := str("SERVICE_ACCOUNT"); sa != "" && w.Namespace != "" {
+		td := firstNonEmpty(str("TRUST_DOMAIN"), "cluster.local")
+		w.Principal = "spiffe://" + td + "/ns/" + w.Namespace + "/sa/" + sa
+	}
+	p.workload = w
+	return p
+}
+
+// workloadFromPod guesses a workload name from a pod name when Istio's

@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogsvc "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrail/meshtrail/internal/pipeline"
 	"github.com/meshtrail/meshtrail/internal/record"
@@ -182,4 +184,18 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// parseNode is what the receiver knows of a stream whose identifier is
+// node and logName, decoded the way the receiver decodes it.
+func parseNode(node *corev3.Node, logName string) proxy {
+	b, err := proto.Marshal(&accesslogsvc.StreamAccessLogsMessage_Identifier{Node: node, LogName: logName})
+	if err != nil {
+		panic(err)
+	}
+	f, _, err := decodeIdentifier(b)
+	if err != nil {
+		panic(err)
+	}
+	return proxyFrom(f)
 }

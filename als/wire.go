@@ -50,18 +50,23 @@ func newWireDecoder(conv *converter) *wireDecoder {
 	return &wireDecoder{conv: conv, intern: new([internSlots]string), arenaHint: 512}
 }
 
-// wireMessage is one StreamAccessLogsMessage split into its parts.
+// wireMessage is one StreamAccessLogsMessage, its structure checked: the
+// identifier and how many entries of each kind it holds. Its entries are
+// walked by each, without collecting them: a 4 MiB message can hold half
+// a million 8-byte entries, and nothing per entry may be held for the
+// whole message.
 type wireMessage struct {
-	identifier []byte   // serialized Identifier, nil if absent
-	http       [][]byte // serialized HTTPAccessLogEntry values
-	tcp        [][]byte // serialized TCPAccessLogEntry values
+	raw        []byte
+	identifier []byte // serialized Identifier, nil if absent
+	http, tcp  int    // entries of each kind
 }
 
-// split walks the message's top level. A structural error here is a
-// malformed message; an entry's own errors are found when it is decoded, so
-// one bad entry costs only itself.
+// splitMessage checks the message's structure down to its entries. A
+// structural error here is a malformed message and nothing of it is
+// used; an entry's own errors are found when it is decoded, so one bad
+// entry costs only itself.
 func splitMessage(b []byte, m *wireMessage) error {
-	m.identifier, m.http, m.tcp = nil, m.http[:0], m.tcp[:0]
+	*m = wireMessage{raw: b}
 	off := 0
 	for off < len(b) {
 		num, typ, n := protowire.ConsumeTag(b[off:])
@@ -85,19 +90,35 @@ func splitMessage(b []byte, m *wireMessage) error {
 		case 1:
 			m.identifier = v
 		case 2, 3: // http_logs, tcp_logs: repeated entries in field 1
-			if err := eachBytes(v, 1, func(e []byte) {
-				if num == 2 {
-					m.http = append(m.http, e)
-				} else {
-					m.tcp = append(m.tcp, e)
-				}
-			}); err != nil {
+			count := 0
+			if err := eachBytes(v, 1, func([]byte) { count++ }); err != nil {
 				return fmt.Errorf("StreamAccessLogsMessage: log entries at byte %d: %w", off, err)
+			}
+			if num == 2 {
+				m.http += count
+			} else {
+				m.tcp += count
 			}
 		}
 		off += n
 	}
 	return nil
+}
+
+// each calls fn with every entry of the message in order, tcp telling its
+// kind, until fn returns false. The structure was checked by splitMessage.
+func (m *wireMessage) each(fn func(tcp bool, entry []byte) bool) {
+	more := true
+	_ = eachField(m.raw, func(num protowire.Number, v []byte) error {
+		if !more || (num != 2 && num != 3) {
+			return nil
+		}
+		return eachBytes(v, 1, func(e []byte) {
+			if more {
+				more = fn(num == 3, e)
+			}
+		})
+	})
 }
 
 // eachBytes calls fn with every length-delimited field number want of b.

@@ -41,7 +41,6 @@ const (
 	// defaultContainerAnnotation is kubectl's; it names the app container
 	// when a pod has several and meshtrail.io/log-containers is absent.
 	defaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
-	istioProxyName             = "istio-proxy"
 )
 
 var knownAnnotations = map[string]bool{
@@ -164,6 +163,9 @@ func logContainers(pod *corev1.Pod) ([]string, error) {
 			return nil, cannot("%s: empty", LogContainersAnnotation)
 		}
 		for _, n := range names {
+			if isIstioContainer(n) {
+				return nil, cannot("%s: %q is Istio's container; meshtrail leaves Istio's containers and volumes alone (its proxy logs reach the ALS receiver)", LogContainersAnnotation, n)
+			}
 			if !has(n) || n == SidecarName {
 				return nil, cannot("%s: the pod has no app container %q", LogContainersAnnotation, n)
 			}
@@ -174,11 +176,28 @@ func logContainers(pod *corev1.Pod) ([]string, error) {
 		return []string{n}, nil
 	}
 	for _, c := range pod.Spec.Containers {
-		if c.Name != istioProxyName && c.Name != SidecarName {
+		if !isIstioContainer(c.Name) && c.Name != SidecarName {
 			return []string{c.Name}, nil
 		}
 	}
 	return nil, cannot("the pod has no app container to read logs from")
+}
+
+// isIstioContainer reports whether a container is one Istio's injector
+// adds (istio-proxy, istio-init, istio-validation: the istio- prefix is
+// Istio's).
+func isIstioContainer(name string) bool { return strings.HasPrefix(name, "istio-") }
+
+// isIstioVolume reports whether a volume is one Istio's injector adds
+// (istio-envoy, istio-data, istio-podinfo, istio-token, istiod-ca-cert,
+// and the ambient/SPIRE sockets' workload-socket, credential-socket,
+// workload-certs; Istio's manifests/charts/istio-control/istio-discovery/files/injection-template.yaml).
+func isIstioVolume(name string) bool {
+	switch name {
+	case "workload-socket", "credential-socket", "workload-certs":
+		return true
+	}
+	return strings.HasPrefix(name, "istio-") || strings.HasPrefix(name, "istiod-")
 }
 
 func (inj *Injector) resources(ann map[string]string) (corev1.ResourceRequirements, error) {

@@ -137,6 +137,36 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 }
 
+// The example Deployment's configuration is valid and gives every
+// injected sidecar the receiver's address as --forward.
+func TestExampleDeployForwardsToTheReceiver(t *testing.T) {
+	b, err := os.ReadFile("examples/deploy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm corev1.ConfigMap
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		if strings.Contains(doc, "kind: ConfigMap") {
+			if err := yaml.UnmarshalStrict([]byte(doc), &cm); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	path := filepath.Join(t.TempDir(), "inject.yaml")
+	if err := os.WriteFile(path, []byte(cm.Data["inject.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj := newTestInjector(t, ModeNative, func(c *Config) { c.Sidecar = cfg.Sidecar })
+	a := admitTwice(t, inj, "shop", appPod(heavy()))
+	if c := container(a.pod, SidecarName); c == nil || !contains(c.Args, "--forward=meshtrail-als.meshtrail.svc.cluster.local:4317") {
+		t.Fatalf("sidecar %+v", c)
+	}
+}
+
 // The example app's annotations are honoured: the Deployment's pod
 // template, admitted, gets the sidecar without warnings.
 func TestExampleAppIsInjected(t *testing.T) {

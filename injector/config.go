@@ -13,6 +13,7 @@ package injector
 import (
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -82,6 +83,11 @@ type SidecarConfig struct {
 	// use; DefaultSinks apply when the pod names none.
 	Sinks        []string `json:"sinks"`
 	DefaultSinks []string `json:"defaultSinks"`
+	// Forward is the meshtrail receiver's OTLP logs address (HOST:PORT,
+	// `meshtrail als --otlp-listen`), passed to the sidecar as --forward:
+	// the sidecar sends its records there, so app namespaces hold no
+	// backend credentials. Empty: the sidecar sends to its sinks itself.
+	Forward string `json:"forward"`
 	// Requests and limits used when the pod's annotations give none.
 	CPURequest    string `json:"cpuRequest"`
 	MemoryRequest string `json:"memoryRequest"`
@@ -186,6 +192,11 @@ func (c *Config) Validate() error {
 			bad("sidecar.defaultSinks", "%q is not in sidecar.sinks", n)
 		}
 	}
+	if s.Forward != "" {
+		if err := checkHostPort(s.Forward); err != nil {
+			bad("sidecar.forward", "%v", err)
+		}
+	}
 	if s.DrainSeconds < 0 || s.DrainSeconds > 600 {
 		bad("sidecar.drainSeconds", "%d is outside 0..600", s.DrainSeconds)
 	}
@@ -193,6 +204,21 @@ func (c *Config) Validate() error {
 		bad("sidecar.runAsUser", "%d: the sidecar runs as a non-root uid", s.RunAsUser)
 	}
 	return errors.Join(errs...)
+}
+
+// checkHostPort accepts HOST:PORT with a host and a port from 1 to 65535.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT: %v", addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%q: the host is empty (the receiver's Service, e.g. meshtrail-als.meshtrail.svc:4317)", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: the port must be a number from 1 to 65535", addr)
+	}
+	return nil
 }
 
 var sinkName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$`)

@@ -20,6 +20,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -369,6 +370,80 @@ func TestEndToEnd(t *testing.T) {
 		sc := findContainer(pod, injector.SidecarName)
 		if sc == nil || len(pod.Spec.Containers) != 2 || sc.Lifecycle == nil || sc.Lifecycle.PreStop == nil {
 			t.Fatalf("containers %+v", pod.Spec.Containers)
+		}
+	})
+
+	t.Run("pod-level resources are raised by the sidecar's", func(t *testing.T) {
+		// Issue 12: without the raise the API server answers 422
+		// "must be greater than or equal to aggregate container requests
+		// of 114Mi" whatever the failurePolicy.
+		for _, mode := range []injector.SidecarMode{injector.ModeNative, injector.ModeRegular} {
+			p := heavyPod("podres-" + string(mode))
+			p.Annotations[injector.SidecarModeAnnotation] = string(mode)
+			p.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("50Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("100Mi")},
+			}
+			p.Spec.Resources = &corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("100Mi"), corev1.ResourceCPU: resource.MustParse("100m")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("200Mi"), corev1.ResourceCPU: resource.MustParse("500m")},
+			}
+			pod, _ := s.mustCreate(t, nsEnabled, p)
+			if findContainer(pod, injector.SidecarName) == nil {
+				t.Fatalf("%s: not injected", mode)
+			}
+			r := pod.Spec.Resources
+			if r == nil {
+				t.Fatalf("%s: the API server dropped spec.resources (PodLevelResources off?)", mode)
+			}
+			for _, c := range []struct {
+				got  resource.Quantity
+				want string
+			}{
+				{r.Requests[corev1.ResourceMemory], "164Mi"}, {r.Requests[corev1.ResourceCPU], "150m"},
+				{r.Limits[corev1.ResourceMemory], "456Mi"}, {r.Limits[corev1.ResourceCPU], "1500m"},
+			} {
+				if c.got.Cmp(resource.MustParse(c.want)) != 0 {
+					t.Errorf("%s: pod-level resources %v, want %s", mode, r, c.want)
+				}
+			}
+		}
+	})
+
+	t.Run("annotations the status cannot quote stay valid", func(t *testing.T) {
+		// Issue 15, finding 3: 240 KiB of annotations, valid; the status
+		// used to quote them past the API server's 256 KiB.
+		p := heavyPod("long-annotations")
+		p.Annotations[injector.LogParserAnnotation] = strings.Repeat("<x>", 20<<10)
+		p.Annotations[injector.LogMultilineAnnotation] = "(" + strings.Repeat(`"<`, 65<<10)
+		p.Annotations[injector.CPUAnnotation] = strings.Repeat("9", 50<<10) + "parsecs"
+		pod, warnings := s.mustCreate(t, nsEnabled, p)
+		if findContainer(pod, injector.SidecarName) != nil {
+			t.Error("injected despite unhonourable annotations")
+		}
+		if st, ok := podStatus(t, pod); !ok || st.Decision != injector.DecisionNone {
+			t.Errorf("status %+v", st)
+		}
+		if len(warnings) == 0 {
+			t.Error("no warning")
+		}
+	})
+
+	t.Run("Istio's container is not a log container", func(t *testing.T) {
+		p := heavyPod("istio-logs")
+		p.Annotations[injector.LogContainersAnnotation] = "istio-proxy"
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "istio-proxy", Image: "istio/proxyv2"})
+		pod, warnings := s.mustCreate(t, nsEnabled, p)
+		if findContainer(pod, injector.SidecarName) != nil {
+			t.Error("injected")
+		}
+		for _, m := range pod.Spec.Containers[1].VolumeMounts {
+			if strings.HasPrefix(m.Name, "meshtrail-") { // (the API server adds the service account token's)
+				t.Errorf("Istio's container got mount %+v", m)
+			}
+		}
+		if !strings.Contains(strings.Join(warnings, "\n"), "is Istio's container") {
+			t.Errorf("warnings %q", warnings)
 		}
 	})
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // FuzzReview feeds arbitrary annotation values and pod shapes to the
@@ -17,6 +18,12 @@ func FuzzReview(f *testing.F) {
 	f.Add("6MiB/s", "/var/log/app/*.log,/var/log/app/x/*.log,/srv/a.log", "raw", "", "app,side", "regular", "/var", uint8(0xff))
 	f.Add("1GiB/s", "/logs/[a-z]*.log", "cri", "(", "side", "native", "/logs", uint8(0x5a))
 	f.Add("lots", "relative", "xml", "", "nope", "maybe", "", uint8(3))
+	// Issue 15's pods: a long unhonourable value beside 200 KiB of the
+	// pod's own annotations, Istio's container named as the log container.
+	f.Add("20MiB/s", "/var/log/app/*.log", strings.Repeat("<x>", 20<<10), "("+strings.Repeat(`"<`, 2<<10), "", "", "", uint8(0x80))
+	f.Add("20MiB/s", "/etc/istio/proxy/*.log", "raw", "", "istio-proxy", "", "", uint8(0x10))
+	// Issue 12: pod-level resources.
+	f.Add("20MiB/s", "/var/log/app/*.log", "raw", "", "", "regular", "", uint8(0x40))
 	f.Fuzz(func(t *testing.T, volume, paths, parser, multiline, containers, mode, appMount string, shape uint8) {
 		ann := map[string]string{LogVolumeAnnotation: volume, LogPathsAnnotation: paths, LogParserAnnotation: parser}
 		if multiline != "" {
@@ -49,6 +56,16 @@ func FuzzReview(f *testing.F) {
 		}
 		if shape&32 != 0 {
 			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "meshtrail-tail-state"})
+		}
+		if shape&64 != 0 {
+			pod.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("50Mi")}
+			pod.Spec.Resources = &corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("100Mi"), corev1.ResourceCPU: resource.MustParse("100m")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("200Mi")},
+			}
+		}
+		if shape&128 != 0 {
+			pod.Annotations["example.com/blob"] = strings.Repeat("b", 200<<10)
 		}
 		if checkPodShape(pod) != nil {
 			return // the API server would reject the pod before us

@@ -13,6 +13,9 @@ type Metrics struct {
 	latency  prometheus.Histogram   // handler time per review
 	warnings prometheus.Counter     // admission warnings returned
 	certLoad *prometheus.CounterVec // TLS certificate (re)loads by result
+	// badRequests are requests answered 400/405 before any review, by
+	// what was wrong.
+	badRequests *prometheus.CounterVec
 }
 
 // NewMetrics registers the injector's series on reg.
@@ -43,7 +46,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "meshtrail_injector_certificate_loads_total",
 			Help: "Serving certificate (re)loads from disk, by result (ok, error).",
 		}, []string{"result"}),
+		badRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrail_injector_bad_requests_total",
+			Help: "Requests refused before any review, by reason (method, body, not_json, api_version, kind, no_request, no_uid).",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.reviews, m.injected, m.skipped, m.latency, m.warnings, m.certLoad)
+	for _, r := range []string{"method", "body", "not_json", "api_version", "kind", "no_request", "no_uid"} {
+		m.badRequests.WithLabelValues(r)
+	}
+	reg.MustRegister(m.reviews, m.injected, m.skipped, m.latency, m.warnings, m.certLoad, m.badRequests)
 	return m
 }

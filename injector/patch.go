@@ -9,6 +9,7 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // patchOp is one RFC 6902 operation. Only "add" is emitted: adding an
@@ -60,6 +61,9 @@ func (inj *Injector) buildInjection(pod *corev1.Pod, spec tailSpec) (injection, 
 				uncovered[dir] = append(uncovered[dir], cname)
 				continue
 			}
+			if isIstioVolume(m.Name) {
+				return out, cannot("%s: %s is on Istio's volume %q in container %q; meshtrail leaves Istio's volumes alone: log elsewhere", LogPathsAnnotation, dir, m.Name, cname)
+			}
 			sm := corev1.VolumeMount{Name: m.Name, MountPath: m.MountPath, SubPath: m.SubPath, SubPathExpr: m.SubPathExpr, ReadOnly: true}
 			if prev, ok := sidecarMounts[sm.MountPath]; ok && (prev.Name != sm.Name || prev.SubPath != sm.SubPath || prev.SubPathExpr != sm.SubPathExpr) {
 				return out, cannot("name clash: %s is volume %q in one log container and %q in another; list one in %s", sm.MountPath, prev.Name, sm.Name, LogContainersAnnotation)
@@ -107,6 +111,7 @@ func (inj *Injector) buildInjection(pod *corev1.Pod, spec tailSpec) (injection, 
 	sidecar := inj.sidecarContainer(spec, mounts)
 
 	// The patch.
+	out.ops = append(out.ops, podResourceOps(pod, sidecar.Resources)...)
 	out.ops = appendAll(out.ops, "/spec/volumes", len(pod.Spec.Volumes) == 0, toAny(newVolumes))
 	for _, cname := range spec.containers {
 		ms := appMounts[cname]
@@ -143,6 +148,9 @@ func (inj *Injector) sidecarContainer(spec tailSpec, mounts []corev1.VolumeMount
 	}
 	if len(spec.sinks) > 0 {
 		args = append(args, "--sinks="+strings.Join(spec.sinks, ","))
+	}
+	if sc.Forward != "" {
+		args = append(args, "--forward="+sc.Forward)
 	}
 	fieldEnv := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
@@ -183,6 +191,55 @@ func (inj *Injector) sidecarContainer(spec tailSpec, mounts []corev1.VolumeMount
 		}}}
 	}
 	return c
+}
+
+// podResourceOps raises pod-level resources (spec.resources, Kubernetes
+// >= 1.32, on by default since 1.34) by the sidecar's, so the patched pod
+// stays valid: the API server requires pod-level requests >= the
+// aggregate of the containers' requests, sidecars included, and each
+// container's limit <= the pod-level limit
+// (kubernetes v1.34 pkg/apis/core/validation/validation.go,
+// validatePodResourceConsistency). Only resources the pod sets at pod
+// level are raised; a request the sidecar leaves out is its limit, as
+// the API server defaults it.
+func podResourceOps(pod *corev1.Pod, sidecar corev1.ResourceRequirements) []patchOp {
+	pr := pod.Spec.Resources
+	if pr == nil {
+		return nil
+	}
+	var ops []patchOp
+	raise := func(list corev1.ResourceList, path string, by func(corev1.ResourceName) (resource.Quantity, bool)) {
+		for _, name := range sortedResourceNames(list) {
+			add, ok := by(name)
+			if !ok {
+				continue
+			}
+			q := list[name].DeepCopy()
+			q.Add(add)
+			ops = append(ops, patchOp{Op: "add", Path: path + "/" + escapePointer(string(name)), Value: q.String()})
+		}
+	}
+	raise(pr.Requests, "/spec/resources/requests", func(n corev1.ResourceName) (resource.Quantity, bool) {
+		if q, ok := sidecar.Requests[n]; ok {
+			return q, true
+		}
+		q, ok := sidecar.Limits[n]
+		return q, ok
+	})
+	raise(pr.Limits, "/spec/resources/limits", func(n corev1.ResourceName) (resource.Quantity, bool) {
+		q, ok := sidecar.Limits[n]
+		return q, ok
+	})
+	return ops
+}
+
+func sortedResourceNames(list corev1.ResourceList) []corev1.ResourceName {
+	names := make([]corev1.ResourceName, 0, len(list))
+	for n := range list {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return names[i] < names[j] })
+	return names
 }
 
 // statusOp writes the status annotation, or nothing when it already holds
@@ -229,6 +286,9 @@ func applyAndCheck(raw []byte, ops []patchOp) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the patch does not apply to this pod: %w", err)
 	}
+	if len(patched) > maxPodBytes && len(patched) > len(raw) {
+		return nil, fmt.Errorf("the patched pod would be %d bytes of JSON, over the %d etcd stores by default", len(patched), maxPodBytes)
+	}
 	// Only the fields an injection can break are decoded: a full
 	// corev1.Pod would cost a fifth of the review for nothing.
 	var shape podShape
@@ -243,8 +303,12 @@ func applyAndCheck(raw []byte, ops []patchOp) ([]byte, error) {
 
 // podShape is the part of a pod that checkShape validates.
 type podShape struct {
+	Metadata struct {
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
 	Spec struct {
-		Volumes []struct {
+		Resources *corev1.ResourceRequirements `json:"resources"`
+		Volumes   []struct {
 			Name string `json:"name"`
 		} `json:"volumes"`
 		InitContainers      []containerShape `json:"initContainers"`
@@ -254,17 +318,41 @@ type podShape struct {
 }
 
 type containerShape struct {
-	Name         string `json:"name"`
-	VolumeMounts []struct {
+	Name          string                         `json:"name"`
+	RestartPolicy *corev1.ContainerRestartPolicy `json:"restartPolicy"`
+	Resources     corev1.ResourceRequirements    `json:"resources"`
+	VolumeMounts  []struct {
 		Name      string `json:"name"`
 		MountPath string `json:"mountPath"`
 	} `json:"volumeMounts"`
 }
 
+// maxPodBytes is etcd's default --max-request-bytes (1.5 MiB), which
+// bounds what the API server can store. The pod's JSON is larger than the
+// protobuf etcd stores, so the check errs on the side of admitting the
+// pod unchanged.
+const maxPodBytes = 3 << 19
+
+// totalAnnotationBytes is the API server's bound on a pod's annotations,
+// keys and values together (apimachinery
+// pkg/api/validation/objectmeta.go, TotalAnnotationSizeLimitB).
+const totalAnnotationBytes = 256 << 10
+
 // check repeats the API server's validation rules an injection can break:
-// unique container names (init, regular and ephemeral together), unique
-// volume names, mounts of existing volumes at distinct paths.
+// the annotations' total size, unique container names (init, regular and
+// ephemeral together), unique volume names, mounts of existing volumes at
+// distinct paths, pod-level resources against the containers'.
 func (p *podShape) check() error {
+	size := 0
+	for k, v := range p.Metadata.Annotations {
+		size += len(k) + len(v)
+	}
+	if size > totalAnnotationBytes {
+		return fmt.Errorf("the pod's annotations would total %d bytes, over the API server's limit of %d", size, totalAnnotationBytes)
+	}
+	if err := p.checkPodResources(); err != nil {
+		return err
+	}
 	vols := map[string]bool{}
 	for _, v := range p.Spec.Volumes {
 		if vols[v.Name] {
@@ -288,6 +376,58 @@ func (p *podShape) check() error {
 					return fmt.Errorf("container %q mounts two volumes at %s", c.Name, m.MountPath)
 				}
 				paths[m.MountPath] = true
+			}
+		}
+	}
+	return nil
+}
+
+// checkPodResources repeats validatePodResourceConsistency (kubernetes
+// v1.34): pod-level requests at least the aggregate container requests
+// (component-helpers resource.AggregateContainerRequests: regular
+// containers and sidecars together, or the largest init container with
+// the sidecars started before it), container limits at most pod-level
+// limits.
+func (p *podShape) checkPodResources() error {
+	pr := p.Spec.Resources
+	if pr == nil || (len(pr.Requests) == 0 && len(pr.Limits) == 0) {
+		return nil
+	}
+	request := func(c containerShape, n corev1.ResourceName) resource.Quantity {
+		if q, ok := c.Resources.Requests[n]; ok {
+			return q
+		}
+		return c.Resources.Limits[n] // defaulted to the limit by the API server
+	}
+	for n, podReq := range pr.Requests {
+		var sum, sidecars, initMax resource.Quantity
+		for _, c := range p.Spec.Containers {
+			sum.Add(request(c, n))
+		}
+		for _, c := range p.Spec.InitContainers {
+			q := request(c, n)
+			if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+				sidecars.Add(q)
+				q = sidecars.DeepCopy()
+			} else {
+				q.Add(sidecars)
+			}
+			if q.Cmp(initMax) > 0 {
+				initMax = q
+			}
+		}
+		sum.Add(sidecars)
+		if initMax.Cmp(sum) > 0 {
+			sum = initMax
+		}
+		if sum.Cmp(podReq) > 0 {
+			return fmt.Errorf("spec.resources.requests[%s] %s is under the aggregate container requests %s", n, podReq.String(), sum.String())
+		}
+	}
+	for _, c := range p.Spec.Containers {
+		for n, lim := range c.Resources.Limits {
+			if podLim, ok := pr.Limits[n]; ok && lim.Cmp(podLim) > 0 {
+				return fmt.Errorf("container %q limit %s of %s is over spec.resources.limits[%s] %s", c.Name, lim.String(), n, n, podLim.String())
 			}
 		}
 	}

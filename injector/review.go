@@ -46,19 +46,22 @@ func (inj *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	defer func() { inj.metrics.latency.Observe(time.Since(start).Seconds()) }()
 	if r.Method != http.MethodPost {
+		inj.metrics.badRequests.WithLabelValues("method").Inc()
 		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxReviewBytes+1))
 	if err != nil || len(body) > maxReviewBytes {
-		inj.metrics.reviews.WithLabelValues("error").Inc()
-		http.Error(w, "request body unreadable or too large", http.StatusBadRequest)
+		inj.badReview(w, "body", fmt.Sprintf("request body unreadable or over %d bytes", maxReviewBytes))
 		return
 	}
 	var review admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
-		inj.metrics.reviews.WithLabelValues("error").Inc()
-		http.Error(w, fmt.Sprintf("not an AdmissionReview v1 with a request: %v", err), http.StatusBadRequest)
+	if err := json.Unmarshal(body, &review); err != nil {
+		inj.badReview(w, "not_json", fmt.Sprintf("not an AdmissionReview: %v", err))
+		return
+	}
+	if reason, msg := checkEnvelope(&review); reason != "" {
+		inj.badReview(w, reason, msg)
 		return
 	}
 	resp := inj.Review(r.Context(), review.Request)
@@ -73,6 +76,34 @@ func (inj *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(out)
+}
+
+// checkEnvelope says what makes review something other than an
+// AdmissionReview v1 request the injector can answer ("" when nothing).
+// The API server sends the first of the webhook's admissionReviewVersions
+// it speaks and needs the request's uid in the response
+// (https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#request):
+// a review of another version, or without a uid, would get an answer it
+// cannot use, so it gets a 400 saying why.
+func checkEnvelope(review *admissionv1.AdmissionReview) (reason, msg string) {
+	switch {
+	case review.APIVersion != admissionv1.SchemeGroupVersion.String():
+		return "api_version", fmt.Sprintf("apiVersion %.64q: only admission.k8s.io/v1 AdmissionReview is answered (admissionReviewVersions: [v1])", review.APIVersion)
+	case review.Kind != "AdmissionReview":
+		return "kind", fmt.Sprintf("kind %.64q: want AdmissionReview", review.Kind)
+	case review.Request == nil:
+		return "no_request", "AdmissionReview without request"
+	case review.Request.UID == "":
+		return "no_uid", "request.uid is empty: the response must echo it"
+	}
+	return "", ""
+}
+
+// badReview answers a request that is no AdmissionReview v1 with 400.
+func (inj *Injector) badReview(w http.ResponseWriter, reason, msg string) {
+	inj.metrics.reviews.WithLabelValues("error").Inc()
+	inj.metrics.badRequests.WithLabelValues(reason).Inc()
+	http.Error(w, "meshtrail injector: "+msg, http.StatusBadRequest)
 }
 
 // Review decides one admission request. It never fails the request for
@@ -123,7 +154,7 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 	var ops []patchOp
 	unhonoured := func(err error) {
 		reason = skipUnhonourable
-		st = Status{Decision: DecisionNone, Reason: err.Error()}
+		st = Status{Decision: DecisionNone, Reason: cutText(err.Error(), maxStatusReason)}
 		resp.Warnings = append(resp.Warnings, "meshtrail: sidecar not injected: "+err.Error())
 	}
 	if skip == skipHostNetwork {
@@ -163,7 +194,7 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 		result = "denied"
 		resp.Allowed = false
 		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
-			Message: "meshtrail injector (strict): " + st.Reason}
+			Message: "meshtrail injector (strict): " + cutText(st.Reason, maxStatusReason)}
 		resp.Warnings = nil
 		log.InfoContext(ctx, "denied", "reason", st.Reason)
 		return resp
@@ -176,17 +207,23 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 	}
 	patch, err := applyAndCheck(req.Object.Raw, ops)
 	if err != nil && st.Decision == DecisionSidecar {
-		// Our own bug, never the user's: admit the pod as it is rather than
-		// have the API server reject it for our patch.
-		log.ErrorContext(ctx, "injection patch failed its own check; admitting without sidecar", "err", err)
+		// The patched pod would break an API server limit (annotations
+		// near 256 KiB) or, a bug of ours, a validation rule: admit the
+		// pod without the sidecar rather than have the API server reject
+		// it for our patch.
+		log.WarnContext(ctx, "injection patch failed its own check; admitting without sidecar", "err", err)
 		reason, result = skipUnhonourable, "error"
-		st = Status{Decision: DecisionNone, Reason: "internal: " + err.Error()}
+		st = Status{Decision: DecisionNone, Reason: cutText("internal: "+err.Error(), maxStatusReason)}
 		resp.Warnings = append(resp.Warnings, "meshtrail: sidecar not injected: "+st.Reason)
 		patch, err = applyAndCheck(req.Object.Raw, statusOp(&pod, st))
 	}
 	if err != nil {
-		log.ErrorContext(ctx, "status patch failed its own check; admitting unchanged", "err", err)
+		// The pod cannot even take the status annotation (its own
+		// annotations are at the API server's limit): admitted as it
+		// came, which the API server accepts.
+		log.WarnContext(ctx, "status patch failed its own check; admitting unchanged", "err", err)
 		result = "error"
+		resp.Warnings = cleanWarnings(append(resp.Warnings, "meshtrail: pod admitted unchanged: "+err.Error()))
 		return resp
 	}
 	resp.Warnings = cleanWarnings(resp.Warnings)
@@ -204,6 +241,25 @@ func (inj *Injector) Review(ctx context.Context, req *admissionv1.AdmissionReque
 // maxWarning is where the API server may start truncating a warning.
 const maxWarning = 256
 
+// maxStatusReason bounds the reason written into the status annotation:
+// an unhonoured annotation's value is quoted in it, and a pod that is valid
+// with 200 KiB of annotations must stay valid once its status is added
+// (the API server's 256 KiB bound on annotations, see checkAnnotations).
+const maxStatusReason = 512
+
+// cutText cuts s to at most n bytes on a UTF-8 boundary, marking the cut
+// with "...".
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
 // cleanWarnings makes warnings quoting user input safe to return: no
 // control characters (the API server drops such warnings) and at most
 // maxWarning bytes each.
@@ -215,14 +271,7 @@ func cleanWarnings(ws []string) []string {
 			}
 			return r
 		}, w)
-		if len(w) > maxWarning {
-			cut := maxWarning - 3
-			for cut > 0 && !utf8.RuneStart(w[cut]) {
-				cut--
-			}
-			w = w[:cut] + "..."
-		}
-		ws[i] = w
+		ws[i] = cutText(w, maxWarning)
 	}
 	return ws
 }
