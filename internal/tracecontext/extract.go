@@ -132,16 +132,13 @@ func extractOne(first func(name string) (string, int), f Format) (c Context, pre
 		c, err = ParseB3Single(v)
 		return c, true, err
 	case FormatB3Multi:
-		var h B3Multi
+		// Values by index, not through pointers into h: h then stays on
+		// the stack (the filter runs this per request).
+		names := [...]string{HeaderB3TraceID, HeaderB3SpanID, HeaderB3ParentSpan, HeaderB3Sampled}
+		var vals [len(names)]string
 		present := false
-		for _, p := range [...]struct {
-			name string
-			dst  *string
-		}{
-			{HeaderB3TraceID, &h.TraceID}, {HeaderB3SpanID, &h.SpanID},
-			{HeaderB3ParentSpan, &h.ParentSpanID}, {HeaderB3Sampled, &h.Sampled},
-		} {
-			v, n := first(p.name)
+		for i, name := range names {
+			v, n := first(name)
 			if n == 0 {
 				continue
 			}
@@ -149,10 +146,11 @@ func extractOne(first func(name string) (string, int), f Format) (c Context, pre
 			// README "Multiple Headers": an empty header (X-B3-Sampled: )
 			// is malformed, not absent.
 			if strings.TrimSpace(v) == "" {
-				return Context{}, true, fmt.Errorf("%s: %w: empty value", p.name, ErrMalformed)
+				return Context{}, true, fmt.Errorf("%s: %w: empty value", name, ErrMalformed)
 			}
-			*p.dst = v // the first value wins
+			vals[i] = v // the first value wins
 		}
+		h := B3Multi{TraceID: vals[0], SpanID: vals[1], ParentSpanID: vals[2], Sampled: vals[3]}
 		// x-b3-flags: any value but 1 is ignored, as if absent.
 		if v, n := first(HeaderB3Flags); n > 0 && b3Debug(v) {
 			h.Flags = v
