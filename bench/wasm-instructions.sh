@@ -10,6 +10,9 @@
 # (the compilation cache is filled by a native run first), so what is
 # counted is the host's and the guest's machine instructions.
 #   bash bench/wasm-instructions.sh [A] [B] [WARMUP]  (default 2000 10000 20000)
+# VARIANTS="noop meshtrail" picks variants (default all three);
+# MESHTRAIL_WASM_BASELINE=path/to/other.wasm with VARIANTS=meshtrail-baseline
+# counts another build of the filter the same way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=${1:-2000}
@@ -25,14 +28,14 @@ run() { # variant count [valgrind...]
 }
 count() { # valgrind 3.19 sometimes aborts on a Go binary (m_mallocfree.c): retry
   local n
-  for _ in 1 2 3; do
+  for _ in 1 2 3 4 5; do
     n=$(run "$1" "$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null | awk '/Collected/ {print $4}')
     if [ -n "$n" ]; then echo "$n"; return; fi
   done
-  echo "callgrind failed 3 times on $1 x$2" >&2
+  echo "callgrind failed 5 times on $1 x$2" >&2
   return 1
 }
-for v in noop noop-readheaders meshtrail; do
+for v in ${VARIANTS:-noop noop-readheaders meshtrail}; do
   run "$v" 10 >/dev/null # fills the compilation cache natively
   x=$(count "$v" "$a")
   y=$(count "$v" "$b")
