@@ -61,43 +61,33 @@ func traceFrom(state *filterTrace, headers map[string]string, order []traceconte
 	if len(headers) == 0 {
 		return record.Trace{}, invalid
 	}
+	// Envoy logs a repeated header once, its values joined by ","
+	// (getAllOfHeaderAsString): ExtractJoined applies the filter's rules
+	// to that (a repeated traceparent is invalid, the first B3 value
+	// wins).
+	get := func(name string) (string, bool) {
+		v, ok := headers[name]
+		return v, ok
+	}
 	for _, f := range order {
-		switch f {
-		case tracecontext.FormatW3C:
-			if v, ok := headers[tracecontext.HeaderTraceparent]; ok {
-				c, err := tracecontext.ParseTraceparent(v)
-				if err == nil {
-					return traceOf(c, traceFromW3C), invalid
-				}
-				invalid = append(invalid, invalidTrace{format: traceFromW3C, reason: reasonOf(err), err: err})
-			}
-		case tracecontext.FormatB3:
-			if v, ok := headers[tracecontext.HeaderB3]; ok {
-				c, err := tracecontext.ParseB3Single(v)
-				if err == nil {
-					return traceOf(c, traceFromB3), invalid
-				}
-				if !errors.Is(err, tracecontext.ErrDenyOnly) {
-					invalid = append(invalid, invalidTrace{format: traceFromB3, reason: reasonOf(err), err: err})
-				}
-			}
-		case tracecontext.FormatB3Multi:
-			if tid, ok := headers[tracecontext.HeaderB3TraceID]; ok {
-				c, err := tracecontext.ParseB3Multi(tracecontext.B3Multi{
-					TraceID:      tid,
-					SpanID:       headers[tracecontext.HeaderB3SpanID],
-					ParentSpanID: headers[tracecontext.HeaderB3ParentSpan],
-					Sampled:      headers[tracecontext.HeaderB3Sampled],
-					Flags:        headers[tracecontext.HeaderB3Flags],
-				})
-				if err == nil {
-					return traceOf(c, traceFromB3Multi), invalid
-				}
-				invalid = append(invalid, invalidTrace{format: traceFromB3Multi, reason: reasonOf(err), err: err})
-			}
+		c, present, err := tracecontext.ExtractJoined(get, f)
+		switch {
+		case !present, errors.Is(err, tracecontext.ErrDenyOnly):
+			// A bare decision (b3: 0) carries no ids to correlate.
+		case err != nil:
+			invalid = append(invalid, invalidTrace{format: sourceOf[f], reason: reasonOf(err), err: err})
+		default:
+			return traceOf(c, sourceOf[f]), invalid
 		}
 	}
 	return record.Trace{}, invalid
+}
+
+// sourceOf is the record.Trace.Source of each header format.
+var sourceOf = map[tracecontext.Format]string{
+	tracecontext.FormatW3C:     traceFromW3C,
+	tracecontext.FormatB3:      traceFromB3,
+	tracecontext.FormatB3Multi: traceFromB3Multi,
 }
 
 var sampledTrue, sampledFalse = true, false

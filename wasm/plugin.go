@@ -335,16 +335,25 @@ func (h *httpContext) readRequest(list headerList) {
 			}
 		}
 	}
-	if h.destination() {
+	// Known already when the response headers callback of a local reply
+	// read it (and resolved its principal).
+	if h.destination() && !h.peerKnown {
 		if v := list.first(headerPeerMetadata); v != "" {
 			h.learnPeer(v)
-		} else if b, ok := getProperty(&pathDownstreamPeer); ok {
-			// Istio's peer_metadata filter took the header: the peer is
-			// in filter state.
-			if w, ok := h.p.fsPeers.decodeFilterState(b); ok {
-				h.peer = w
-				h.peerKnown = true
-			}
+		} else {
+			h.readFilterStatePeer()
+		}
+	}
+}
+
+// readFilterStatePeer takes the peer from the downstream_peer filter state
+// Istio's peer_metadata filter keeps once it has consumed the metadata
+// exchange header.
+func (h *httpContext) readFilterStatePeer() {
+	if b, ok := getProperty(&pathDownstreamPeer); ok {
+		if w, ok := h.p.fsPeers.decodeFilterState(b); ok {
+			h.peer = w
+			h.peerKnown = true
 		}
 	}
 }
@@ -422,6 +431,15 @@ func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
 		return types.ActionContinue
 	}
 	h.resSeen = true
+	if !h.reqSeen && h.destination() {
+		// A local reply from a filter before this one (RBAC, JWT): Envoy
+		// runs this callback but not the request headers one, and the
+		// request header map is gone (README, "Requests answered before
+		// the filter"). The peer Istio's peer_metadata filter kept is
+		// still there: write it with the response attributes, before
+		// Envoy's access log runs.
+		h.readFilterStatePeer()
+	}
 	if !h.readResponse() {
 		return types.ActionContinue
 	}

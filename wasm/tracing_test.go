@@ -7,6 +7,7 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
 	"github.com/meshtrail/meshtrail/internal/tracecontext"
+	tct "github.com/meshtrail/meshtrail/internal/tracecontext/tracecontexttest"
 )
 
 const (
@@ -15,103 +16,42 @@ const (
 	w3cOnly     = `{"tracing":{"formats":["w3c"],"sampling_percentage":100}}`
 )
 
-// The cases of the W3C trace-context test suite (test/test.py in
-// github.com/w3c/trace-context), played through the filter: the harness
-// sends headers and checks the traceparent/tracestate the service sends on.
-func TestW3CTraceContextSuite(t *testing.T) {
-	tp := func(v string) [2]string { return [2]string{"traceparent", v} }
-	ts := func(v string) [2]string { return [2]string{"tracestate", v} }
-	valid00 := "00-" + suiteTrace + "-" + suiteParent + "-00"
-	type want int
-	const (
-		continues want = iota // same trace id, new parent id
-		restarts              // a new trace id
-	)
-	cases := []struct {
-		name      string
-		in        [][2]string
-		want      want
-		stateHas  []string // members expected in the outbound tracestate
-		stateNone bool     // outbound tracestate must be absent
-	}{
-		{"both_missing", nil, restarts, nil, true},
-		{"traceparent_included_tracestate_missing", [][2]string{tp("00-" + suiteTrace + "-" + suiteParent + "-01")}, continues, nil, true},
-		{"traceparent_duplicated", [][2]string{tp("00-12345678901234567890123456789011-1234567890123456-01"), tp("00-" + suiteTrace + "-1234567890123456-01")}, restarts, nil, true},
-		{"header_name_trace-parent", [][2]string{{"trace-parent", "00-" + suiteTrace + "-" + suiteParent + "-01"}}, restarts, nil, true},
-		{"header_name_trace.parent", [][2]string{{"trace.parent", "00-" + suiteTrace + "-" + suiteParent + "-01"}}, restarts, nil, true},
-		{"version_00_trailing_dot", [][2]string{tp("00-" + suiteTrace + "-" + suiteParent + "-01.")}, restarts, nil, true},
-		{"version_00_future_suffix", [][2]string{tp("00-" + suiteTrace + "-" + suiteParent + "-01-what-the-future-will-be-like")}, restarts, nil, true},
-		{"version_cc", [][2]string{tp("cc-" + suiteTrace + "-" + suiteParent + "-01")}, continues, nil, true},
-		{"version_cc_future_suffix", [][2]string{tp("cc-" + suiteTrace + "-" + suiteParent + "-01-what-the-future-will-be-like")}, continues, nil, true},
-		{"version_cc_bad_suffix", [][2]string{tp("cc-" + suiteTrace + "-" + suiteParent + "-01.what-the-future-will-be-like")}, restarts, nil, true},
-		{"version_ff", [][2]string{tp("ff-" + suiteTrace + "-" + suiteParent + "-01")}, restarts, nil, true},
-		{"version_illegal_.0", [][2]string{tp(".0-" + suiteTrace + "-" + suiteParent + "-01")}, restarts, nil, true},
-		{"version_illegal_0.", [][2]string{tp("0.-" + suiteTrace + "-" + suiteParent + "-01")}, restarts, nil, true},
-		{"version_too_long_000", [][2]string{tp("000-" + suiteTrace + "-" + suiteParent + "-01")}, restarts, nil, true},
-		{"version_too_long_0000", [][2]string{tp("0000-" + suiteTrace + "-" + suiteParent + "-01")}, restarts, nil, true},
-		{"version_too_short", [][2]string{tp("0-" + suiteTrace + "-" + suiteParent + "-01")}, restarts, nil, true},
-		{"trace_id_all_zero", [][2]string{tp("00-00000000000000000000000000000000-" + suiteParent + "-01")}, restarts, nil, true},
-		{"trace_id_illegal_first", [][2]string{tp("00-.2345678901234567890123456789012-" + suiteParent + "-01")}, restarts, nil, true},
-		{"trace_id_illegal_last", [][2]string{tp("00-1234567890123456789012345678901.-" + suiteParent + "-01")}, restarts, nil, true},
-		{"trace_id_too_long", [][2]string{tp("00-123456789012345678901234567890123-" + suiteParent + "-01")}, restarts, nil, true},
-		{"trace_id_too_short", [][2]string{tp("00-1234567890123456789012345678901-" + suiteParent + "-01")}, restarts, nil, true},
-		{"parent_id_all_zero", [][2]string{tp("00-" + suiteTrace + "-0000000000000000-01")}, restarts, nil, true},
-		{"parent_id_illegal_first", [][2]string{tp("00-" + suiteTrace + "-.234567890123456-01")}, restarts, nil, true},
-		{"parent_id_illegal_last", [][2]string{tp("00-" + suiteTrace + "-123456789012345.-01")}, restarts, nil, true},
-		{"parent_id_too_long", [][2]string{tp("00-" + suiteTrace + "-12345678901234567-01")}, restarts, nil, true},
-		{"parent_id_too_short", [][2]string{tp("00-" + suiteTrace + "-123456789012345-01")}, restarts, nil, true},
-		{"trace_flags_illegal_.0", [][2]string{tp("00-" + suiteTrace + "-" + suiteParent + "-.0")}, restarts, nil, true},
-		{"trace_flags_illegal_0.", [][2]string{tp("00-" + suiteTrace + "-" + suiteParent + "-0.")}, restarts, nil, true},
-		{"trace_flags_too_long", [][2]string{tp("00-" + suiteTrace + "-" + suiteParent + "-001")}, restarts, nil, true},
-		{"trace_flags_too_short", [][2]string{tp("00-" + suiteTrace + "-" + suiteParent + "-1")}, restarts, nil, true},
-		{"ows_leading_space", [][2]string{tp(" 00-" + suiteTrace + "-" + suiteParent + "-01")}, continues, nil, true},
-		{"ows_leading_tab", [][2]string{tp("\t00-" + suiteTrace + "-" + suiteParent + "-01")}, continues, nil, true},
-		{"ows_trailing_space", [][2]string{tp("00-" + suiteTrace + "-" + suiteParent + "-01 ")}, continues, nil, true},
-		{"ows_trailing_tab", [][2]string{tp("00-" + suiteTrace + "-" + suiteParent + "-01\t")}, continues, nil, true},
-		{"ows_both", [][2]string{tp("\t 00-" + suiteTrace + "-" + suiteParent + "-01 \t")}, continues, nil, true},
-		{"tracestate_without_traceparent", [][2]string{ts("foo=1,bar=2")}, restarts, nil, true},
-		{"tracestate_inherited", [][2]string{tp(valid00), ts("foo=1,bar=2")}, continues, []string{"foo=1", "bar=2"}, false},
-		{"tracestate_header_name_trace-state", [][2]string{tp(valid00), {"trace-state", "foo=1"}}, continues, nil, true},
-		{"tracestate_empty", [][2]string{tp(valid00), ts("")}, continues, nil, true},
-		{"tracestate_empty_then_member", [][2]string{tp(valid00), ts(""), ts("foo=1")}, continues, []string{"foo=1"}, false},
-		{"tracestate_member_then_empty", [][2]string{tp(valid00), ts("foo=1"), ts("")}, continues, []string{"foo=1"}, false},
-		{"tracestate_multiple_headers", [][2]string{tp(valid00), ts("foo=1,bar=2"), ts("rojo=1,congo=2"), ts("baz=3")}, continues, []string{"foo=1", "bar=2", "rojo=1", "congo=2", "baz=3"}, false},
-		{"tracestate_duplicated_keys_same_value", [][2]string{tp(valid00), ts("foo=1,foo=1")}, continues, nil, true},
-		{"tracestate_duplicated_keys", [][2]string{tp(valid00), ts("foo=1,foo=2")}, continues, nil, true},
-		{"tracestate_duplicated_keys_across_headers", [][2]string{tp(valid00), ts("foo=1"), ts("foo=2")}, continues, nil, true},
-		{"tracestate_all_allowed_characters", [][2]string{tp(valid00), ts(allowedKey + "=" + allowedValue)}, continues, []string{allowedKey + "=" + allowedValue}, false},
-		{"tracestate_all_allowed_characters_vendor", [][2]string{tp(valid00), ts(allowedKey + "@a-z0-9_-*/=" + allowedValue)}, continues, []string{allowedKey + "@a-z0-9_-*/=" + allowedValue}, false},
-		{"tracestate_ows", [][2]string{tp(valid00), ts("foo=1 \t , \t bar=2, \t baz=3")}, continues, []string{"foo=1", "bar=2", "baz=3"}, false},
-		{"tracestate_ows_tabs", [][2]string{tp(valid00), ts("foo=1\t \t,\t \tbar=2,\t \tbaz=3")}, continues, []string{"foo=1", "bar=2", "baz=3"}, false},
-		{"tracestate_ows_edges", [][2]string{tp(valid00), ts("\t foo=1 \t")}, continues, []string{"foo=1"}, false},
-		{"tracestate_key_space", [][2]string{tp(valid00), ts("foo =1")}, continues, nil, true},
-		{"tracestate_key_upper", [][2]string{tp(valid00), ts("FOO=1")}, continues, nil, true},
-		{"tracestate_key_dot", [][2]string{tp(valid00), ts("foo.bar=1")}, continues, nil, true},
-		{"tracestate_vendor_empty_system", [][2]string{tp(valid00), ts("foo@=1,bar=2")}, continues, nil, true},
-		{"tracestate_vendor_empty_tenant", [][2]string{tp(valid00), ts("@foo=1,bar=2")}, continues, nil, true},
-		{"tracestate_vendor_double_at", [][2]string{tp(valid00), ts("foo@@bar=1,bar=2")}, continues, nil, true},
-		{"tracestate_vendor_two_ats", [][2]string{tp(valid00), ts("foo@bar@baz=1,bar=2")}, continues, nil, true},
-		{"tracestate_32_members", append([][2]string{tp(valid00)}, members(32)...), continues, []string{"bar01=01", "bar32=32"}, false},
-		{"tracestate_33_members", append([][2]string{tp(valid00)}, members(33)...), continues, nil, true},
-		{"tracestate_key_256", [][2]string{tp(valid00), ts("foo=1"), ts(strings.Repeat("z", 256) + "=1")}, continues, []string{"foo=1"}, false},
-		{"tracestate_key_257", [][2]string{tp(valid00), ts("foo=1"), ts(strings.Repeat("z", 257) + "=1")}, continues, nil, true},
-		{"tracestate_tenant_241_vendor_14", [][2]string{tp(valid00), ts("foo=1"), ts(strings.Repeat("t", 241) + "@" + strings.Repeat("v", 14) + "=1")}, continues, []string{"foo=1"}, false},
-		{"tracestate_tenant_242", [][2]string{tp(valid00), ts("foo=1"), ts(strings.Repeat("t", 242) + "@v=1")}, continues, nil, true},
-		{"tracestate_vendor_15", [][2]string{tp(valid00), ts("foo=1"), ts("t@" + strings.Repeat("v", 15) + "=1")}, continues, nil, true},
-		{"tracestate_value_with_equals", [][2]string{tp(valid00), ts("foo=bar=baz")}, continues, nil, true},
-		{"tracestate_value_empty", [][2]string{tp(valid00), ts("foo=,bar=3")}, continues, nil, true},
+// kv turns suite headers into proxytest's pairs, names lowercased as Envoy
+// hands them to a filter.
+func kv(in []tct.Header) [][2]string {
+	var out [][2]string
+	for _, x := range tct.Lowercase(in) {
+		out = append(out, [2]string{x.Name, x.Value})
 	}
+	return out
+}
+
+// invalidTotal sums meshtrail_trace_headers_invalid_total over reasons.
+func invalidTotal(e *emulator) uint64 {
+	var n uint64
+	for _, r := range invalidReasons {
+		if v, err := e.GetCounterMetric(invalidHeaderStat(r.name)); err == nil {
+			n += v
+		}
+	}
+	return n
+}
+
+// Every request of the W3C trace-context test suite (test/test.py at its
+// default strictness, tracecontexttest.W3CSuite) through the filter: the
+// harness sends headers and checks the traceparent and tracestate the
+// service sends on.
+func TestW3CTraceContextSuite(t *testing.T) {
 	eachRunner(t, func(t *testing.T, vm types.VMContext) {
 		e := start(t, vm, w3cOnly, nil)
-		for _, c := range cases {
-			t.Run(c.name, func(t *testing.T) {
-				x := e.request(append([][2]string{{":method", "GET"}, {":path", "/"}}, c.in...), nil)
+		for _, c := range tct.W3CSuite {
+			t.Run(c.Origin, func(t *testing.T) {
+				x := e.request(append([][2]string{{":method", "GET"}, {":path", "/"}}, kv(c.In)...), nil)
 				out, err := tracecontext.ParseTraceparent(header(t, x.upstream, "traceparent"))
 				if err != nil {
 					t.Fatalf("outbound traceparent invalid: %v", err)
 				}
-				switch c.want {
-				case continues:
+				if c.Continues {
 					if out.TraceID.String() != suiteTrace {
 						t.Errorf("trace id %s, want %s continued", out.TraceID, suiteTrace)
 					}
@@ -121,10 +61,10 @@ func TestW3CTraceContextSuite(t *testing.T) {
 					if x.state["meshtrail_parent_span_id"] != suiteParent {
 						t.Errorf("filter state parent span %q, want %s", x.state["meshtrail_parent_span_id"], suiteParent)
 					}
-				case restarts:
-					for _, kv := range c.in {
-						if strings.Contains(kv[1], out.TraceID.String()) {
-							t.Errorf("trace id %s taken from invalid input %q", out.TraceID, kv[1])
+				} else {
+					for _, h := range c.In {
+						if strings.Contains(h.Value, out.TraceID.String()) {
+							t.Errorf("trace id %s taken from invalid input %q", out.TraceID, h.Value)
 						}
 					}
 					if _, ok := x.state["meshtrail_parent_span_id"]; ok {
@@ -134,171 +74,105 @@ func TestW3CTraceContextSuite(t *testing.T) {
 				if x.state["meshtrail_trace_id"] != out.TraceID.String() || x.state["meshtrail_span_id"] != out.SpanID.String() {
 					t.Errorf("filter state %v does not match traceparent %s", x.state, header(t, x.upstream, "traceparent"))
 				}
-				state := header(t, x.upstream, "tracestate")
-				if c.stateNone && state != "" {
-					t.Errorf("tracestate %q sent, want none", state)
+				if msg := c.CheckTraceState(header(t, x.upstream, "tracestate")); msg != "" {
+					t.Error(msg)
 				}
-				for _, m := range c.stateHas {
-					if !strings.Contains(state, m) {
-						t.Errorf("tracestate %q lacks %q", state, m)
-					}
-				}
-				if c.name == "tracestate_multiple_headers" && state != "foo=1,bar=2,rojo=1,congo=2,baz=3" {
-					t.Errorf("combined tracestate %q lost the order", state)
+				if c.RandomFlag && out.TraceFlags&tracecontext.FlagRandom == 0 {
+					t.Errorf("traceparent %s lost the random flag", header(t, x.upstream, "traceparent"))
 				}
 			})
 		}
 	})
 }
 
-const allowedKey = "abcdefghijklmnopqrstuvwxyz0123456789_-*/"
-
-// allowedValue holds every character a tracestate value may carry.
-var allowedValue = func() string {
-	var b []byte
-	for c := 0x20; c <= 0x7e; c++ {
-		if c != 0x2c && c != 0x3d {
-			b = append(b, byte(c))
-		}
-	}
-	return string(b)
-}()
-
-// members returns n tracestate members barNN=NN split over headers of 10,
-// as the suite sends them.
-func members(n int) [][2]string {
-	var out [][2]string
-	var cur []string
-	for i := 1; i <= n; i++ {
-		cur = append(cur, fmtMember(i))
-		if len(cur) == 10 || i == n {
-			out = append(out, [2]string{"tracestate", strings.Join(cur, ",")})
-			cur = nil
-		}
-	}
-	return out
-}
-
-func fmtMember(i int) string {
-	d := string([]byte{byte('0' + i/10), byte('0' + i%10)})
-	return "bar" + d + "=" + d
-}
-
-// The AdvancedTest cases: every request gets its own span id, the trace id
-// is kept, and an invalid traceparent is never continued.
+// test.py's AdvancedTest (tracecontexttest.W3CAdvanced): three calls per
+// inbound request, each with its own span id, the trace id kept when the
+// traceparent is valid and never taken from an invalid one.
 func TestW3CSuiteMultipleRequests(t *testing.T) {
 	eachRunner(t, func(t *testing.T, vm types.VMContext) {
 		e := start(t, vm, w3cOnly, nil)
-		for _, in := range []string{"00-" + suiteTrace + "-" + suiteParent + "-01", "", "00-00000000000000000000000000000000-1234567890123456-01"} {
+		for _, c := range tct.W3CAdvanced {
 			spans := map[string]bool{}
 			for i := 0; i < 3; i++ {
-				var h [][2]string
-				if in != "" {
-					h = [][2]string{{"traceparent", in}}
-				}
-				x := e.request(h, nil)
+				x := e.request(kv(c.In), nil)
 				out, err := tracecontext.ParseTraceparent(header(t, x.upstream, "traceparent"))
 				if err != nil {
 					t.Fatal(err)
 				}
 				spans[out.SpanID.String()] = true
-				if strings.HasPrefix(in, "00-1234") && out.TraceID.String() != suiteTrace {
-					t.Errorf("trace id %s not continued", out.TraceID)
+				if (out.TraceID.String() == suiteTrace) != c.Continues {
+					t.Errorf("%s: trace id %s, continued want %v", c.Origin, out.TraceID, c.Continues)
 				}
-				if out.TraceID == (tracecontext.TraceID{}) {
-					t.Error("all-zero trace id sent")
+				if !out.TraceID.IsValid() {
+					t.Errorf("%s: all-zero trace id sent", c.Origin)
 				}
 			}
 			if len(spans) != 3 {
-				t.Errorf("input %q: span ids %v, want 3 distinct", in, spans)
+				t.Errorf("%s: span ids %v, want 3 distinct", c.Origin, spans)
 			}
 		}
 	})
 }
 
-// B3 propagation (github.com/openzipkin/b3-propagation README): the
-// examples and rules, played through the filter with every format written.
+// Every rule of the B3 propagation README (tracecontexttest.B3Rules)
+// through the filter with every format written, sampling at 100%: a
+// continued trace keeps its id and the inbound span becomes the parent,
+// the inbound decision is honoured, malformed headers are counted and a
+// new trace starts.
 func TestB3Propagation(t *testing.T) {
-	const (
-		trace128 = "80f198ee56343ba864fe8b2a57d3eff7"
-		span     = "e457b5a2e4d86bd1"
-		parent   = "05e3ac9a4f6e3b90"
-		trace64  = "463ac35c9f6413ad"
-	)
-	cases := []struct {
-		name      string
-		in        [][2]string
-		trace     string // expected continued trace id ("" = a new one)
-		inSpan    string // the inbound span, which becomes our parent
-		sampled   string // "1", "0" or "d" in the outbound b3
-		debugFlag bool   // x-b3-flags: 1 outbound
-	}{
-		{"multi_128", [][2]string{{"x-b3-traceid", trace128}, {"x-b3-spanid", span}, {"x-b3-parentspanid", parent}, {"x-b3-sampled", "1"}}, trace128, span, "1", false},
-		{"multi_64_padded", [][2]string{{"x-b3-traceid", trace64}, {"x-b3-spanid", span}, {"x-b3-sampled", "0"}}, "0000000000000000" + trace64, span, "0", false},
-		{"multi_debug_flag", [][2]string{{"x-b3-traceid", trace128}, {"x-b3-spanid", span}, {"x-b3-flags", "1"}}, trace128, span, "d", true},
-		{"multi_lenient_true", [][2]string{{"x-b3-traceid", trace128}, {"x-b3-spanid", span}, {"x-b3-sampled", "true"}}, trace128, span, "1", false},
-		{"multi_deny_only", [][2]string{{"x-b3-sampled", "0"}}, "", "", "0", false},
-		{"multi_missing_span", [][2]string{{"x-b3-traceid", trace128}, {"x-b3-sampled", "1"}}, "", "", "1", false},
-		{"multi_zero_trace", [][2]string{{"x-b3-traceid", strings.Repeat("0", 32)}, {"x-b3-spanid", span}, {"x-b3-sampled", "1"}}, "", "", "1", false},
-		{"multi_duplicated_traceid", [][2]string{{"x-b3-traceid", trace128}, {"x-b3-traceid", trace128}, {"x-b3-spanid", span}, {"x-b3-sampled", "1"}}, "", "", "1", false},
-		{"single_full", [][2]string{{"b3", trace128 + "-" + span + "-1-" + parent}}, trace128, span, "1", false},
-		{"single_no_parent", [][2]string{{"b3", trace128 + "-" + span + "-1"}}, trace128, span, "1", false},
-		{"single_debug", [][2]string{{"b3", trace128 + "-" + span + "-d"}}, trace128, span, "d", true},
-		{"single_deny", [][2]string{{"b3", trace128 + "-" + span + "-0"}}, trace128, span, "0", false},
-		{"single_deny_only", [][2]string{{"b3", "0"}}, "", "", "0", false},
-		{"single_64", [][2]string{{"b3", trace64 + "-" + span + "-1"}}, "0000000000000000" + trace64, span, "1", false},
-		{"single_over_multi", [][2]string{{"b3", trace128 + "-" + span + "-1"}, {"x-b3-traceid", trace64}, {"x-b3-spanid", parent}, {"x-b3-sampled", "0"}}, trace128, span, "1", false},
-		{"single_bad_sampling", [][2]string{{"b3", trace128 + "-" + span + "-x"}}, "", "", "1", false},
-		{"single_zero_span", [][2]string{{"b3", trace128 + "-0000000000000000-1"}}, "", "", "1", false},
-		{"single_duplicated", [][2]string{{"b3", trace128 + "-" + span + "-1"}, {"b3", trace128 + "-" + span + "-1"}}, "", "", "1", false},
-		{"single_too_many_fields", [][2]string{{"b3", trace128 + "-" + span + "-1-" + parent + "-00"}}, "", "", "1", false},
-		{"w3c_over_b3", [][2]string{{"traceparent", "00-" + suiteTrace + "-" + suiteParent + "-01"}, {"b3", trace128 + "-" + span + "-0"}}, suiteTrace, suiteParent, "1", false},
-		{"invalid_w3c_falls_back_to_b3", [][2]string{{"traceparent", "ff-" + suiteTrace + "-" + suiteParent + "-01"}, {"b3", trace128 + "-" + span + "-1"}}, trace128, span, "1", false},
-	}
 	eachRunner(t, func(t *testing.T, vm types.VMContext) {
 		e := start(t, vm, `{"tracing":{"formats":["w3c","b3","b3multi"],"sampling_percentage":100}}`, nil)
-		for _, c := range cases {
-			t.Run(c.name, func(t *testing.T) {
-				x := e.request(c.in, nil)
+		for _, c := range tct.B3Rules {
+			t.Run(c.Origin, func(t *testing.T) {
+				before := invalidTotal(e)
+				x := e.request(kv(c.In), nil)
+				if got := invalidTotal(e) - before; (got > 0) != c.Invalid {
+					t.Errorf("invalid headers counted %d, want invalid=%v", got, c.Invalid)
+				}
 				b3 := header(t, x.upstream, "b3")
 				single, err := tracecontext.ParseB3Single(b3)
 				if err != nil {
 					t.Fatalf("outbound b3 %q: %v", b3, err)
 				}
-				if c.trace != "" && single.TraceID.String() != c.trace {
-					t.Errorf("trace id %s, want %s", single.TraceID, c.trace)
+				if c.Trace != "" && single.TraceID.String() != c.Trace {
+					t.Errorf("trace id %s, want %s", single.TraceID, c.Trace)
 				}
-				if c.trace == "" {
-					for _, kv := range c.in {
-						if len(kv[1]) >= 16 && strings.Contains(kv[1], single.TraceID.String()[16:]) {
-							t.Errorf("trace id %s taken from invalid input", single.TraceID)
+				if c.Trace == "" {
+					for _, h := range c.In {
+						if len(h.Value) >= 16 && strings.Contains(strings.ToLower(h.Value), single.TraceID.String()[16:]) {
+							t.Errorf("trace id %s taken from %q", single.TraceID, h.Value)
 						}
 					}
 				}
-				if c.inSpan != "" {
-					if single.ParentSpanID.String() != c.inSpan {
-						t.Errorf("b3 parent %s, want the inbound span %s", single.ParentSpanID, c.inSpan)
+				if c.Trace != "" {
+					if single.ParentSpanID.String() != c.Span {
+						t.Errorf("b3 parent %s, want the inbound span %s", single.ParentSpanID, c.Span)
 					}
-					if single.SpanID.String() == c.inSpan {
+					if single.SpanID.String() == c.Span {
 						t.Error("span id not replaced")
 					}
-					if got := header(t, x.upstream, "x-b3-parentspanid"); got != c.inSpan {
-						t.Errorf("x-b3-parentspanid %q, want %s", got, c.inSpan)
+					if got := header(t, x.upstream, "x-b3-parentspanid"); got != c.Span {
+						t.Errorf("x-b3-parentspanid %q, want %s", got, c.Span)
 					}
 				} else if header(t, x.upstream, "x-b3-parentspanid") != "" {
 					t.Error("a new trace has no parent span")
 				}
+				// The inbound decision, else the 100% rate.
+				want := c.Sampling
+				if want == "" {
+					want = "1"
+				}
 				parts := strings.Split(b3, "-")
-				if len(parts) < 3 || parts[2] != c.sampled {
-					t.Errorf("b3 %q: sampling state want %s", b3, c.sampled)
+				if len(parts) < 3 || parts[2] != want {
+					t.Errorf("b3 %q: sampling state want %s", b3, want)
 				}
 				// Multi: debug is x-b3-flags: 1 without x-b3-sampled.
 				flags, sampled := header(t, x.upstream, "x-b3-flags"), header(t, x.upstream, "x-b3-sampled")
-				if c.debugFlag && (flags != "1" || sampled != "") {
+				if want == "d" && (flags != "1" || sampled != "") {
 					t.Errorf("debug: x-b3-flags %q x-b3-sampled %q", flags, sampled)
 				}
-				if !c.debugFlag && (flags != "" || sampled != c.sampled) {
-					t.Errorf("x-b3-flags %q x-b3-sampled %q, want sampled %s", flags, sampled, c.sampled)
+				if want != "d" && (flags != "" || sampled != want) {
+					t.Errorf("x-b3-flags %q x-b3-sampled %q, want sampled %s", flags, sampled, want)
 				}
 				if got := header(t, x.upstream, "x-b3-traceid"); got != single.TraceID.String() {
 					t.Errorf("x-b3-traceid %q != b3 trace %s", got, single.TraceID)
@@ -310,17 +184,34 @@ func TestB3Propagation(t *testing.T) {
 				if err != nil || w.TraceID != single.TraceID || w.SpanID != single.SpanID {
 					t.Errorf("traceparent %q disagrees with b3 %q (%v)", header(t, x.upstream, "traceparent"), b3, err)
 				}
-				wantSampled := "0"
-				if c.sampled != "0" {
-					wantSampled = "1"
+				wantState := "1"
+				if want == "0" {
+					wantState = "0"
 				}
-				if x.state["meshtrail_sampled"] != wantSampled {
-					t.Errorf("filter state sampled %q, want %s", x.state["meshtrail_sampled"], wantSampled)
+				if x.state["meshtrail_sampled"] != wantState {
+					t.Errorf("filter state sampled %q, want %s", x.state["meshtrail_sampled"], wantState)
 				}
 			})
 		}
+		// Precedence between the formats (tracecontext.DefaultOrder).
+		for _, c := range []struct {
+			name  string
+			in    [][2]string
+			trace string
+		}{
+			{"w3c_over_b3", [][2]string{{"traceparent", "00-" + suiteTrace + "-" + suiteParent + "-01"}, {"b3", tct.B3Trace + "-" + tct.B3Span + "-0"}}, suiteTrace},
+			{"invalid_w3c_falls_back_to_b3", [][2]string{{"traceparent", "ff-" + suiteTrace + "-" + suiteParent + "-01"}, {"b3", tct.B3Trace + "-" + tct.B3Span + "-1"}}, tct.B3Trace},
+		} {
+			x := e.request(c.in, nil)
+			if got := x.state["meshtrail_trace_id"]; got != c.trace {
+				t.Errorf("%s: trace %s, want %s", c.name, got, c.trace)
+			}
+		}
 	})
 }
+
+// members returns n tracestate members barNN=NN as the suite sends them.
+func members(n int) [][2]string { return kv(tct.Members(n)) }
 
 func TestSamplingRateAndFormats(t *testing.T) {
 	eachRunner(t, func(t *testing.T, vm types.VMContext) {

@@ -15,22 +15,25 @@ const (
 	HeaderB3Flags      = "x-b3-flags"
 )
 
-// parseB3TraceID accepts 16 or 32 hex characters (either case, as Zipkin's
-// libraries do) and left-pads 64-bit ids.
+// parseB3TraceID accepts 32 or 16 lower-hex characters (README "TraceId":
+// "encoded as 32 or 16 lower-hex characters"; Zipkin's Brave refuses other
+// characters too) and left-pads 64-bit ids.
 func parseB3TraceID(s string) (TraceID, bool) {
 	var t TraceID
 	switch len(s) {
 	case 32:
-		return t, hexDecode(t[:], s, false)
+		return t, hexDecode(t[:], s, true)
 	case 16:
-		return t, hexDecode(t[8:], s, false)
+		return t, hexDecode(t[8:], s, true)
 	}
 	return t, false
 }
 
+// parseB3SpanID accepts 16 lower-hex characters (README "SpanId",
+// "ParentSpanId").
 func parseB3SpanID(s string) (SpanID, bool) {
 	var id SpanID
-	return id, hexDecode(id[:], s, false)
+	return id, hexDecode(id[:], s, true)
 }
 
 // ParseB3Single parses the single "b3" header:
@@ -55,10 +58,10 @@ func ParseB3Single(v string) (Context, error) {
 	}
 	var ok bool
 	if c.TraceID, ok = parseB3TraceID(parts[0]); !ok {
-		return Context{}, fmt.Errorf("b3 %q: %w: trace id must be 16 or 32 hex", clip(v), ErrMalformed)
+		return Context{}, fmt.Errorf("b3 %q: %w: trace id must be 16 or 32 lower-hex", clip(v), ErrMalformed)
 	}
 	if c.SpanID, ok = parseB3SpanID(parts[1]); !ok {
-		return Context{}, fmt.Errorf("b3 %q: %w: span id must be 16 hex", clip(v), ErrMalformed)
+		return Context{}, fmt.Errorf("b3 %q: %w: span id must be 16 lower-hex", clip(v), ErrMalformed)
 	}
 	if len(parts) >= 3 {
 		if c.Sampling, ok = parseB3SamplingState(parts[2]); !ok {
@@ -67,7 +70,7 @@ func ParseB3Single(v string) (Context, error) {
 	}
 	if len(parts) == 4 {
 		if c.ParentSpanID, ok = parseB3SpanID(parts[3]); !ok {
-			return Context{}, fmt.Errorf("b3 %q: %w: parent span id must be 16 hex", clip(v), ErrMalformed)
+			return Context{}, fmt.Errorf("b3 %q: %w: parent span id must be 16 lower-hex", clip(v), ErrMalformed)
 		}
 		if !c.ParentSpanID.IsValid() {
 			return Context{}, fmt.Errorf("b3 %q: %w: parent span id", clip(v), ErrZeroID)
@@ -95,14 +98,24 @@ func parseB3SamplingState(s string) (Sampling, bool) {
 	return SamplingUnset, false
 }
 
-// B3Multi holds the values of the x-b3-* headers; empty means absent.
+// B3Multi holds the values of the x-b3-* headers; empty means absent (a
+// header present with an empty value is malformed, README "Multiple
+// Headers": Extract and ExtractFormat reject it before ParseB3Multi).
 type B3Multi struct {
 	TraceID, SpanID, ParentSpanID, Sampled, Flags string
 }
 
-// ParseB3Multi parses the multi-header form. x-b3-flags: 1 means debug and
-// wins over x-b3-sampled. Headers carrying only a sampling decision return
-// ErrDenyOnly with the decision set.
+// ParseB3Multi parses the multi-header form by the B3 README:
+//   - x-b3-traceid (32 or 16 lower-hex) and x-b3-spanid (16 lower-hex) are
+//     required unless only a sampling state is propagated;
+//   - x-b3-sampled is 1 (accept) or 0 (deny); true and false are accepted
+//     ("a lenient implementation may accept them"); absent defers;
+//   - x-b3-flags: 1 is debug and implies accept, so it wins over
+//     x-b3-sampled; "Absent or any other value can be ignored";
+//   - x-b3-parentspanid, when present, is 16 lower-hex.
+//
+// Headers carrying only a sampling decision return ErrDenyOnly with the
+// decision set.
 func ParseB3Multi(h B3Multi) (Context, error) {
 	var c Context
 	switch strings.TrimSpace(h.Sampled) {
@@ -112,14 +125,10 @@ func ParseB3Multi(h B3Multi) (Context, error) {
 	case "1", "true":
 		c.Sampling = SamplingAccept
 	default:
-		return Context{}, fmt.Errorf("x-b3-sampled %q: %w", clip(h.Sampled), ErrSampling)
+		return Context{}, fmt.Errorf("x-b3-sampled %q: %w: want 1 or 0", clip(h.Sampled), ErrSampling)
 	}
-	switch strings.TrimSpace(h.Flags) {
-	case "", "0":
-	case "1":
+	if b3Debug(h.Flags) {
 		c.Sampling = SamplingDebug
-	default:
-		return Context{}, fmt.Errorf("x-b3-flags %q: %w", clip(h.Flags), ErrSampling)
 	}
 	if h.TraceID == "" && h.SpanID == "" {
 		if c.Sampling == SamplingUnset {
@@ -129,14 +138,14 @@ func ParseB3Multi(h B3Multi) (Context, error) {
 	}
 	var ok bool
 	if c.TraceID, ok = parseB3TraceID(strings.TrimSpace(h.TraceID)); !ok {
-		return Context{}, fmt.Errorf("x-b3-traceid %q: %w: must be 16 or 32 hex", clip(h.TraceID), ErrMalformed)
+		return Context{}, fmt.Errorf("x-b3-traceid %q: %w: must be 16 or 32 lower-hex", clip(h.TraceID), ErrMalformed)
 	}
 	if c.SpanID, ok = parseB3SpanID(strings.TrimSpace(h.SpanID)); !ok {
-		return Context{}, fmt.Errorf("x-b3-spanid %q: %w: must be 16 hex", clip(h.SpanID), ErrMalformed)
+		return Context{}, fmt.Errorf("x-b3-spanid %q: %w: must be 16 lower-hex", clip(h.SpanID), ErrMalformed)
 	}
 	if p := strings.TrimSpace(h.ParentSpanID); p != "" {
 		if c.ParentSpanID, ok = parseB3SpanID(p); !ok {
-			return Context{}, fmt.Errorf("x-b3-parentspanid %q: %w: must be 16 hex", clip(p), ErrMalformed)
+			return Context{}, fmt.Errorf("x-b3-parentspanid %q: %w: must be 16 lower-hex", clip(p), ErrMalformed)
 		}
 		if !c.ParentSpanID.IsValid() {
 			return Context{}, fmt.Errorf("x-b3-parentspanid: %w", ErrZeroID)
@@ -151,6 +160,11 @@ func ParseB3Multi(h B3Multi) (Context, error) {
 	c.TraceFlags = flagsFor(c.Sampling)
 	return c, nil
 }
+
+// b3Debug reports whether an x-b3-flags value is the debug flag. README
+// "Debug Flag": "Debug is encoded as X-B3-Flags: 1. Absent or any other
+// value can be ignored."
+func b3Debug(flags string) bool { return strings.TrimSpace(flags) == "1" }
 
 func flagsFor(s Sampling) byte {
 	if s.Sampled() {

@@ -3,6 +3,7 @@ package tracecontext
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Format is a propagation format.
@@ -20,7 +21,10 @@ const (
 var DefaultOrder = []Format{FormatW3C, FormatB3, FormatB3Multi}
 
 // Getter returns every value received for a lowercase header name (nil when
-// absent). Two or more values for a trace header make it invalid.
+// absent), in the order received. Two or more traceparent values make it
+// invalid (W3C test.py test_traceparent_duplicated); for B3 headers the
+// first value wins (B3 README "Multiple Headers": "When extracting state
+// headers, the first value wins"); tracestate values are combined.
 type Getter func(name string) []string
 
 // Extract finds the first valid context in order (DefaultOrder when nil).
@@ -35,7 +39,13 @@ func Extract(get Getter, order []Format) (ctx Context, from Format, found bool, 
 	}
 	var decision Sampling
 	for _, f := range order {
-		c, present, err := extractOne(get, f)
+		c, present, err := extractOne(func(name string) (string, int) {
+			v := get(name)
+			if len(v) == 0 {
+				return "", 0
+			}
+			return v[0], len(v)
+		}, f)
 		if !present {
 			continue
 		}
@@ -75,49 +85,78 @@ func Extract(get Getter, order []Format) (ctx Context, from Format, found bool, 
 	return Context{Sampling: decision}, "", false, errs
 }
 
-func extractOne(get Getter, f Format) (c Context, present bool, err error) {
+// ExtractJoined extracts the context of one format from headers whose
+// repeated values were joined into one field value with "," (RFC 9110
+// section 5.3), as Envoy's gRPC access log writes them
+// (HeaderUtility::getAllOfHeaderAsString). get returns a header's value and
+// whether it was present. The rules are Extract's: a repeated traceparent
+// is invalid, the first value of a B3 header wins. present is false when
+// none of the format's headers is there; a bare sampling decision returns
+// ErrDenyOnly. tracestate is not read.
+func ExtractJoined(get func(name string) (string, bool), f Format) (c Context, present bool, err error) {
+	return extractOne(func(name string) (string, int) {
+		v, ok := get(name)
+		if !ok {
+			return "", 0
+		}
+		n := 1 + strings.Count(v, ",")
+		if i := strings.IndexByte(v, ','); i >= 0 {
+			v = v[:i]
+		}
+		return v, n
+	}, f)
+}
+
+// extractOne extracts format f; first returns a header's first value and
+// how many values it had (0: absent).
+func extractOne(first func(name string) (string, int), f Format) (c Context, present bool, err error) {
 	switch f {
 	case FormatW3C:
-		v := get(HeaderTraceparent)
-		if len(v) == 0 {
+		v, n := first(HeaderTraceparent)
+		if n == 0 {
 			return c, false, nil
 		}
-		if len(v) > 1 {
-			return c, true, fmt.Errorf("traceparent: %w", ErrDuplicate)
+		if n > 1 {
+			return c, true, fmt.Errorf("traceparent: %w: %d values", ErrDuplicate, n)
 		}
-		c, err = ParseTraceparent(v[0])
+		c, err = ParseTraceparent(v)
 		return c, true, err
 	case FormatB3:
-		v := get(HeaderB3)
-		if len(v) == 0 {
+		v, n := first(HeaderB3)
+		if n == 0 {
 			return c, false, nil
 		}
-		if len(v) > 1 {
-			return c, true, fmt.Errorf("b3: %w", ErrDuplicate)
-		}
-		c, err = ParseB3Single(v[0])
+		// The first value wins (README "Multiple Headers"; the rule is
+		// for every B3 state header, and Envoy's own Zipkin tracer reads
+		// the first b3 value too).
+		c, err = ParseB3Single(v)
 		return c, true, err
 	case FormatB3Multi:
-		var h B3Multi
-		any := false
-		for _, p := range []struct {
-			name string
-			dst  *string
-		}{
-			{HeaderB3TraceID, &h.TraceID}, {HeaderB3SpanID, &h.SpanID},
-			{HeaderB3ParentSpan, &h.ParentSpanID}, {HeaderB3Sampled, &h.Sampled}, {HeaderB3Flags, &h.Flags},
-		} {
-			v := get(p.name)
-			if len(v) == 0 {
+		// Values by index, not through pointers into h: h then stays on
+		// the stack (the filter runs this per request).
+		names := [...]string{HeaderB3TraceID, HeaderB3SpanID, HeaderB3ParentSpan, HeaderB3Sampled}
+		var vals [len(names)]string
+		present := false
+		for i, name := range names {
+			v, n := first(name)
+			if n == 0 {
 				continue
 			}
-			any = true
-			if len(v) > 1 {
-				return c, true, fmt.Errorf("%s: %w", p.name, ErrDuplicate)
+			present = true
+			// README "Multiple Headers": an empty header (X-B3-Sampled: )
+			// is malformed, not absent.
+			if strings.TrimSpace(v) == "" {
+				return Context{}, true, fmt.Errorf("%s: %w: empty value", name, ErrMalformed)
 			}
-			*p.dst = v[0]
+			vals[i] = v // the first value wins
 		}
-		if !any {
+		h := B3Multi{TraceID: vals[0], SpanID: vals[1], ParentSpanID: vals[2], Sampled: vals[3]}
+		// x-b3-flags: any value but 1 is ignored, as if absent.
+		if v, n := first(HeaderB3Flags); n > 0 && b3Debug(v) {
+			h.Flags = v
+			present = true
+		}
+		if !present {
 			return c, false, nil
 		}
 		c, err = ParseB3Multi(h)

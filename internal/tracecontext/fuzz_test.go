@@ -80,3 +80,40 @@ func FuzzParseB3Multi(f *testing.F) {
 		}
 	})
 }
+
+// ExtractJoined reads values as Envoy logs them (repeated headers joined
+// by ","); it must agree with Extract given the same values one by one.
+func FuzzExtractJoined(f *testing.F) {
+	f.Add("00-"+tid+"-"+pid+"-01", b3Trace+"-"+b3Span+"-1", b3Trace+","+b3Trace6, b3Span, "1,0", "2")
+	f.Add("00-"+tid+"-"+pid+"-01,00-"+tid+"-"+pid+"-01", "0", "", "", "", "1")
+	f.Fuzz(func(t *testing.T, tp, b3, traceID, spanID, sampled, flags string) {
+		h := map[string]string{}
+		for name, v := range map[string]string{HeaderTraceparent: tp, HeaderB3: b3, HeaderB3TraceID: traceID,
+			HeaderB3SpanID: spanID, HeaderB3Sampled: sampled, HeaderB3Flags: flags} {
+			if v != "" {
+				h[name] = v
+			}
+		}
+		joined := func(name string) (string, bool) { v, ok := h[name]; return v, ok }
+		split := func(name string) []string {
+			if v, ok := h[name]; ok {
+				return strings.Split(v, ",")
+			}
+			return nil
+		}
+		for _, f := range DefaultOrder {
+			c, present, err := ExtractJoined(joined, f)
+			ctx, from, found, _ := Extract(split, []Format{f})
+			if present && err == nil {
+				if !c.IsValid() {
+					t.Fatalf("%s: valid extraction with zero ids: %+v", f, c)
+				}
+				if !found || from != f || ctx.TraceID != c.TraceID || ctx.SpanID != c.SpanID || ctx.Sampling != c.Sampling {
+					t.Fatalf("%s: ExtractJoined %+v, Extract %+v found=%v", f, c, ctx, found)
+				}
+			} else if found {
+				t.Fatalf("%s: Extract found %+v where ExtractJoined gave present=%v err=%v", f, ctx, present, err)
+			}
+		}
+	})
+}

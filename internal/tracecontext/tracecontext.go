@@ -5,6 +5,18 @@
 // ALS receiver (which reads what Envoy logged), so both agree on every edge
 // case. It has no dependencies beyond the standard library so that it builds
 // for wasip1.
+//
+// Versions implemented:
+//   - W3C Trace Context Level 2 (https://www.w3.org/TR/trace-context-2/;
+//     github.com/w3c/trace-context branch level-2 at 82c5ffd): the
+//     traceparent processing model, the random trace-id flag (0x02), and
+//     Level 2's tracestate key grammar, in which "@" is an ordinary key
+//     character. Checked against the suite's test/test.py at main acab820
+//     at its default strictness (see tracecontexttest).
+//   - B3 propagation as its README states it today
+//     (github.com/openzipkin/b3-propagation at 3e54cda): both encodings,
+//     lower-hex ids, the first value of a repeated header wins, x-b3-flags
+//     other than 1 ignored.
 package tracecontext
 
 import (

@@ -91,9 +91,16 @@ func FormatTraceparent(c Context) string {
 const MaxTraceStateMembers = 32
 
 // ParseTraceState validates a tracestate value and returns it normalised
-// (empty members and surrounding whitespace dropped). A value with an
-// invalid member, a duplicated key or more than 32 members is rejected as a
-// whole, as the spec says.
+// (empty members and the whitespace around members dropped). A value with
+// an invalid member or more than 32 members is rejected as a whole: Trace
+// Context Level 2, 30-processing-model.md "A traceparent is Received" step
+// 3 lets a vendor discard a tracestate it cannot parse, and the suite
+// (test_tracestate_key_illegal_characters, _member_count_limit,
+// _value_illegal_characters) expects exactly that. A repeated key is not an
+// error: the list is kept and the repeat dropped (the first member wins),
+// as 20-http_request_header_format.md "Mutating the tracestate Field"
+// allows ("vendors MAY also discard duplicate keys") and
+// test_tracestate_duplicated_keys requires the list to be propagated.
 func ParseTraceState(v string) (string, error) {
 	members, err := splitTraceState(v)
 	if err != nil {
@@ -103,38 +110,51 @@ func ParseTraceState(v string) (string, error) {
 }
 
 func splitTraceState(v string) ([]string, error) {
-	if strings.TrimSpace(v) == "" {
+	if strings.Trim(v, " \t,") == "" {
 		return nil, nil
 	}
 	parts := strings.Split(v, ",")
 	members := make([]string, 0, len(parts))
-	seen := make(map[string]struct{}, len(parts))
+	n := 0
 	for _, p := range parts {
 		p = strings.Trim(p, " \t")
 		if p == "" {
 			continue
 		}
+		n++
 		eq := strings.IndexByte(p, '=')
 		if eq <= 0 {
 			return nil, fmt.Errorf("tracestate member %q: %w: no key=value", clip(p), ErrMalformed)
 		}
 		key, val := p[:eq], p[eq+1:]
 		if !validTraceStateKey(key) {
-			return nil, fmt.Errorf("tracestate key %q: %w", clip(key), ErrMalformed)
+			return nil, fmt.Errorf("tracestate key %q: %w: want a lowercase letter or digit, then up to 255 of a-z 0-9 _ - * / @", clip(key), ErrMalformed)
 		}
 		if !validTraceStateValue(val) {
-			return nil, fmt.Errorf("tracestate value of %q: %w", clip(key), ErrMalformed)
+			return nil, fmt.Errorf("tracestate value of %q: %w: want 1 to 256 printable ASCII characters except ',' and '=', not ending in a space", clip(key), ErrMalformed)
 		}
-		if _, dup := seen[key]; dup {
-			return nil, fmt.Errorf("tracestate key %q: %w", clip(key), ErrDuplicate)
+		if hasKey(members, key) {
+			continue
 		}
-		seen[key] = struct{}{}
 		members = append(members, p)
 	}
-	if len(members) > MaxTraceStateMembers {
-		return nil, fmt.Errorf("tracestate: %w: %d members, at most %d", ErrMalformed, len(members), MaxTraceStateMembers)
+	// The limit is on the list as received: 33 members are invalid even
+	// when one of them repeats a key.
+	if n > MaxTraceStateMembers {
+		return nil, fmt.Errorf("tracestate: %w: %d members, at most %d", ErrMalformed, n, MaxTraceStateMembers)
 	}
 	return members, nil
+}
+
+// hasKey reports whether a member of members has key. A list holds at most
+// 32 members, so a scan costs less than a map.
+func hasKey(members []string, key string) bool {
+	for _, m := range members {
+		if len(m) > len(key) && m[len(key)] == '=' && m[:len(key)] == key {
+			return true
+		}
+	}
+	return false
 }
 
 // UpdateTraceState sets key=value as the first member of state (moving it
@@ -162,38 +182,38 @@ func UpdateTraceState(state, key, value string) (string, error) {
 	return strings.Join(out, ","), nil
 }
 
-// validTraceStateKey: simple-key = lcalpha 0*255(lcalpha/DIGIT/"_"/"-"/"*"/"/")
-// or multi-tenant tenant@system with tenant up to 241 and system up to 14.
+// validTraceStateKey follows Trace Context Level 2
+// (20-http_request_header_format.md, "Key"):
+//
+//	key     = ( lcalpha / DIGIT ) 0*255 ( keychar )
+//	keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"
+//
+// Level 1's tenant@system form with its per-part limits is gone: "@" is an
+// ordinary keychar, so foo@, foo@@bar, foo@bar@baz and a 242-character
+// tenant are keys; only the first character is restricted.
 func validTraceStateKey(k string) bool {
 	if k == "" || len(k) > 256 {
 		return false
 	}
-	at := strings.IndexByte(k, '@')
-	if at < 0 {
-		return k[0] >= 'a' && k[0] <= 'z' && keyChars(k[1:])
-	}
-	tenant, system := k[:at], k[at+1:]
-	if len(tenant) == 0 || len(tenant) > 241 || len(system) == 0 || len(system) > 14 {
+	if !isLCAlpha(k[0]) && !isDigit(k[0]) {
 		return false
 	}
-	if !(isLCAlpha(tenant[0]) || isDigit(tenant[0])) || !keyChars(tenant[1:]) {
-		return false
-	}
-	return isLCAlpha(system[0]) && keyChars(system[1:])
+	return keyChars(k[1:])
 }
 
 func keyChars(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(isLCAlpha(c) || isDigit(c) || c == '_' || c == '-' || c == '*' || c == '/') {
+		if !(isLCAlpha(c) || isDigit(c) || c == '_' || c == '-' || c == '*' || c == '/' || c == '@') {
 			return false
 		}
 	}
 	return true
 }
 
-// validTraceStateValue: 0*255(chr) nblk-chr, chr = %x20 / nblk-chr,
-// nblk-chr = %x21-2B / %x2D-3C / %x3E-7E.
+// validTraceStateValue follows 20-http_request_header_format.md "Value":
+// 0*255(chr) nblk-chr, chr = %x20 / nblk-chr, nblk-chr = %x21-2B /
+// %x2D-3C / %x3E-7E. Leading spaces are part of the value.
 func validTraceStateValue(v string) bool {
 	if v == "" || len(v) > 256 {
 		return false

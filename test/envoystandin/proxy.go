@@ -351,12 +351,21 @@ func (p *Proxy) entry(r *http.Request, s *Stream, start time.Time, dur time.Dura
 		RequestHeadersBytes: reqHdr,
 		RequestBodyBytes:    reqBody,
 	}
+	// Every value of a repeated header, joined by ",", as Envoy logs it
+	// (HeaderUtility::getAllOfHeaderAsString in http_grpc_access_log_impl.cc).
 	for _, name := range p.cfg.AdditionalRequestHeadersToLog {
-		if v := s.RequestHeaders.Get(strings.ToLower(name)); v != "" {
+		name = strings.ToLower(name)
+		var vals []string
+		for _, kv := range s.RequestHeaders {
+			if kv[0] == name {
+				vals = append(vals, kv[1])
+			}
+		}
+		if len(vals) > 0 {
 			if req.RequestHeaders == nil {
 				req.RequestHeaders = map[string]string{}
 			}
-			req.RequestHeaders[strings.ToLower(name)] = v
+			req.RequestHeaders[name] = strings.Join(vals, ",")
 		}
 	}
 	return &alsdatav3.HTTPAccessLogEntry{

@@ -232,6 +232,62 @@ func TestLocalReplyBeforeFilterCounted(t *testing.T) {
 	}
 }
 
+// A local reply from a filter before this one, as Envoy runs it
+// (filter_manager.h sendLocalReplyViaFilterChain: the reply passes through
+// every encoder filter; Wasm's Context::onResponseHeaders creates the
+// guest's context there): the response headers callback and the log run,
+// the request headers callback does not. The filter writes the peer Istio's
+// peer_metadata filter kept into filter state before Envoy's access log
+// runs, writes no trace ids (it never saw the inbound context), and counts
+// the request once, as the peer.
+func TestLocalReplyResponseCallbackWritesPeer(t *testing.T) {
+	h, err := NewHost(context.Background(), filterModule(t), HostOptions{
+		PluginConfig: []byte(`{}`), Properties: reviews.Properties(),
+		CompilationCacheDir: filepath.Join(os.TempDir(), "meshtrail-wazero-cache"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	s, err := h.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, ok := FilterStatePeer(productpage.PeerMetadataHeader())
+	if !ok {
+		t.Fatal("no filter state peer")
+	}
+	s.Properties[Path("filter_state", "downstream_peer")] = fs
+	s.Properties[Path("xds", "listener_direction")] = u64(1)
+	s.Properties[Path("connection", "mtls")] = []byte{0}
+	s.ResponseHeaders = Headers{{":status", "403"}, {"content-type", "text/plain"}}
+	if _, err := s.OnResponseHeaders(false); err != nil {
+		t.Fatal(err)
+	}
+	// What Envoy's access logger sees: it runs before proxy_on_log.
+	if got := string(s.FilterState["wasm.meshtrail_peer_workload"]); got != "productpage-v1" {
+		t.Errorf("peer workload in filter state %q, want productpage-v1 (all: %v)", got, s.FilterState)
+	}
+	if got := string(s.FilterState["wasm.meshtrail_peer_namespace"]); got != "default" {
+		t.Errorf("peer namespace in filter state %q, want default", got)
+	}
+	if _, ok := s.FilterState["wasm.meshtrail_trace_id"]; ok {
+		t.Errorf("trace id %q written for a request whose trace headers the filter never saw", s.FilterState["wasm.meshtrail_trace_id"])
+	}
+	s.RequestHeaders = Headers{{":authority", "reviews.default.svc.cluster.local:9080"}, {":path", "/reviews/0"}, {":method", "GET"}}
+	s.Properties[Path("response", "code")] = u64(403)
+	if err := s.Done(); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := h.Metric("meshtrail_filter_errors_total"); !ok || m.Value != 0 {
+		t.Errorf("filter errors %+v", m)
+	}
+	series := requestSeries(t, h, "reporter=.=destination;.;", "source_workload=.=productpage-v1;.;", "response_code=.=403;.;")
+	if len(series) != 1 || series[0].Value != 1 {
+		t.Errorf("local reply counted as %v, want once as productpage-v1's 403", series)
+	}
+}
+
 // Under Istio's peer_metadata filter the peer header never reaches the
 // Wasm filter: the destination side takes the source workload from the
 // downstream_peer filter state.
