@@ -91,6 +91,7 @@ func versionedApp(ids []string) []string {
 }
 
 func TestKialiDrawsIstiosGraphFromMeshtrailMetrics(t *testing.T) {
+	t.Logf("Kiali's queries and graph building as of github.com/kiali/kiali %s", kialiCommit)
 	if testing.Short() {
 		t.Skip("end-to-end: starts Prometheus and the meshtrail binary")
 	}
