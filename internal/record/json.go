@@ -153,6 +153,13 @@ func appendRecord(b []byte, r *Record, e *Encoder) []byte {
 	b = jStr(b, `,"level":"`, r.Level)
 	b = jStr(b, `,"stream":"`, r.Stream)
 	b = jMap(b, `,"fields":`, r.Fields, mapSlot(maps, 5))
+	b = jStr(b, `,"log_id":"`, r.LogID)
+	if r.Truncated {
+		b = append(b, `,"truncated":true`...)
+	}
+	if r.InvalidUTF8 {
+		b = append(b, `,"invalid_utf8":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -697,6 +704,9 @@ type wire struct {
 	Level        string                 `json:"level"`
 	Stream       string                 `json:"stream"`
 	Fields       map[string]string      `json:"fields"`
+	LogID        string                 `json:"log_id"`
+	Truncated    bool                   `json:"truncated"`
+	InvalidUTF8  bool                   `json:"invalid_utf8"`
 }
 
 // ParseJSON decodes one object written by AppendJSON. It is the inverse
@@ -724,6 +734,7 @@ func ParseJSON(data []byte) (*Record, error) {
 		RequestHeaders: w.ReqHeaders, ResponseHeaders: w.RespHeaders, ResponseTrailers: w.RespTrailers,
 		Tags: w.Tags, FilterState: w.FilterState,
 		Message: w.Message, Level: w.Level, Stream: w.Stream, Fields: w.Fields,
+		LogID: w.LogID, Truncated: w.Truncated, InvalidUTF8: w.InvalidUTF8,
 	}
 	switch w.Kind {
 	case "http":

@@ -200,6 +200,14 @@ type Record struct {
 	Level   string
 	Stream  string            // stdout, stderr, or the file tailed
 	Fields  map[string]string // parsed fields of a structured log line
+	// LogID is a tailed line's stable id (file identity + offset): the
+	// same on every resend, so a sink keyed by it never duplicates a line.
+	LogID string
+	// Truncated: the line was longer than the tailer's maximum line size
+	// and was cut there.
+	Truncated bool
+	// InvalidUTF8: invalid UTF-8 in the line was replaced by U+FFFD.
+	InvalidUTF8 bool
 }
 
 // Failed reports whether the record observed a failed request: a 5xx, a

@@ -1,0 +1,62 @@
+// Package parse turns one log line (or multiline record) into the fields
+// of a record.Record of kind log: message, level, time, structured fields,
+// and the trace context found in it. Parsers are chosen by name (--parser).
+package parse
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/meshtrail/meshtrail/internal/record"
+)
+
+// Parser fills r from line. line is only valid during the call. An error
+// means the line did not have the parser's format; r then still holds the
+// line as its message, so nothing is lost.
+type Parser interface {
+	Parse(line []byte, r *record.Record) error
+}
+
+// Options configure the parsers.
+type Options struct {
+	// TraceField and SpanField name the structured field holding the ids;
+	// empty: the usual names (trace_id, traceId, traceid, ...) and, in
+	// any line, traceparent / b3 / X-B3-TraceId values.
+	TraceField, SpanField string
+}
+
+// constructors by name: what --parser accepts.
+var constructors = map[string]func(Options) Parser{
+	"raw":  func(o Options) Parser { return Raw{opts: o} },
+	"json": func(o Options) Parser { return JSON{opts: o} },
+}
+
+// Names lists the parser names.
+func Names() []string {
+	out := make([]string, 0, len(constructors))
+	for n := range constructors {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New returns the parser called name.
+func New(name string, o Options) (Parser, error) {
+	c, ok := constructors[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown parser %q (one of %s)", name, strings.Join(Names(), ", "))
+	}
+	return c(o), nil
+}
+
+// Raw keeps the line as the message and looks for a trace context in it.
+type Raw struct{ opts Options }
+
+// Parse implements Parser.
+func (p Raw) Parse(line []byte, r *record.Record) error {
+	r.Message = string(line)
+	FindTrace(r.Message, &r.Trace)
+	return nil
+}

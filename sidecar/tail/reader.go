@@ -1,0 +1,170 @@
+package tail
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"regexp"
+	"time"
+)
+
+// reader follows one file (one device+inode) through its open descriptor,
+// so a rename or an unlink does not stop it: what the writer appended
+// before letting go is still read. buf always holds the file's bytes
+// [lineStart, readOff): the part of a line not yet complete.
+type reader struct {
+	key  fileKey
+	path string
+	f    *os.File
+	fp   fingerprint
+
+	readOff   int64
+	lineStart int64
+	buf       []byte
+	skipping  bool // the line at lineStart was emitted cut; its rest is dropped
+
+	// The multiline record being built: lines join it until the next line
+	// matching the start pattern, or the flush timeout.
+	pending      []byte
+	pendingSet   bool
+	pendingStart int64
+	pendingTrunc bool
+	pendingAt    time.Time
+
+	matched    bool      // seen by the last scan under a path the globs match
+	lastGrowth time.Time // when the file last gave new bytes
+	size       int64     // as of the last scan
+	streamID   uint64    // part of every entry's stable id
+}
+
+// commitOffset is where a restart must resume once everything emitted so
+// far was accepted: the start of what is not yet emitted.
+func (r *reader) commitOffset() int64 {
+	if r.pendingSet {
+		return r.pendingStart
+	}
+	return r.lineStart
+}
+
+// reset starts the file over (it was truncated or overwritten).
+func (r *reader) reset() {
+	r.readOff, r.lineStart, r.buf, r.skipping = 0, 0, r.buf[:0], false
+	r.pending, r.pendingSet, r.pendingTrunc = r.pending[:0], false, false
+	r.streamID = 0
+}
+
+// lineSink receives complete entries; data is only valid during the call.
+type lineSink func(r *reader, data []byte, start int64, truncated bool)
+
+// consume splits the buffered bytes into lines. Lines longer than maxLine
+// are emitted cut at maxLine with truncated set, and the rest of the line
+// is skipped; flushPartial emits an unterminated last line as it is.
+func (r *reader) consume(maxLine int, ml *regexp.Regexp, now time.Time, flushPartial bool, emit lineSink) {
+	for {
+		i := bytes.IndexByte(r.buf, '\n')
+		if i < 0 {
+			break
+		}
+		n := int64(i + 1)
+		if r.skipping {
+			r.skipping = false
+		} else {
+			line := r.buf[:i]
+			trunc := false
+			if len(line) > maxLine {
+				line, trunc = line[:maxLine], true
+			}
+			r.line(line, r.lineStart, trunc, maxLine, ml, now, emit)
+		}
+		r.buf = r.buf[n:]
+		r.lineStart += n
+	}
+	switch {
+	case r.skipping:
+		r.lineStart += int64(len(r.buf))
+		r.buf = r.buf[:0]
+	case len(r.buf) > maxLine:
+		// Cut now rather than buffer an unbounded line.
+		r.line(r.buf[:maxLine], r.lineStart, true, maxLine, ml, now, emit)
+		r.lineStart += int64(len(r.buf))
+		r.buf = r.buf[:0]
+		r.skipping = true
+	case flushPartial && len(r.buf) > 0:
+		r.line(r.buf, r.lineStart, false, maxLine, ml, now, emit)
+		r.lineStart += int64(len(r.buf))
+		r.buf = r.buf[:0]
+	}
+	// Compact: keep the partial line at the start of its buffer.
+	if cap(r.buf) > 1<<20 && len(r.buf) < 64<<10 {
+		r.buf = append([]byte(nil), r.buf...)
+	}
+}
+
+// line passes one line through the multiline joiner.
+func (r *reader) line(data []byte, start int64, trunc bool, maxLine int, ml *regexp.Regexp, now time.Time, emit lineSink) {
+	if ml == nil {
+		emit(r, data, start, trunc)
+		return
+	}
+	if !r.pendingSet || ml.Match(data) {
+		r.flushPending(emit)
+		r.pending = append(r.pending[:0], data...)
+		r.pendingSet, r.pendingStart, r.pendingTrunc, r.pendingAt = true, start, trunc, now
+		return
+	}
+	room := maxLine - len(r.pending) - 1
+	switch {
+	case room <= 0:
+		r.pendingTrunc = true
+	case len(data) > room:
+		r.pending = append(append(r.pending, '\n'), data[:room]...)
+		r.pendingTrunc = true
+	default:
+		r.pending = append(append(r.pending, '\n'), data...)
+		r.pendingTrunc = r.pendingTrunc || trunc
+	}
+	r.pendingAt = now
+}
+
+func (r *reader) flushPending(emit lineSink) {
+	if !r.pendingSet {
+		return
+	}
+	r.pendingSet = false
+	emit(r, r.pending, r.pendingStart, r.pendingTrunc)
+	r.pending = r.pending[:0]
+}
+
+// readChunk appends up to len(chunk) new bytes of the file to buf.
+func (r *reader) readChunk(chunk []byte) (int, error) {
+	n, err := r.f.ReadAt(chunk, r.readOff)
+	if n > 0 {
+		r.buf = append(r.buf, chunk[:n]...)
+		r.readOff += int64(n)
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+// id returns the stable id of the entry starting at off: the stream (the
+// file's device, inode and first line) and the offset, the same every time
+// that line is read, also after a restart.
+func (r *reader) id(off int64) string {
+	if r.streamID == 0 {
+		h := fnv.New64a()
+		fmt.Fprintf(h, "%d:%d:", r.key.dev, r.key.ino)
+		first := make([]byte, 1024)
+		n, _ := r.f.ReadAt(first, 0)
+		first = first[:n]
+		if i := bytes.IndexByte(first, '\n'); i >= 0 {
+			first = first[:i]
+		}
+		h.Write(first)
+		r.streamID = h.Sum64() | 1 // never 0, which means "not computed"
+	}
+	return fmt.Sprintf("%016x-%d", r.streamID, off)
+}
