@@ -113,7 +113,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if stopping {
 			readCtx = graceCtx
 		}
-		if time.Since(lastScan) >= a.cfg.PollInterval.D() {
+		if a.tailer.ScanDue() || lastScan.IsZero() {
 			a.tailer.Scan(stopping)
 			lastScan = time.Now()
 			a.metrics.lag(a.tailer.Lag())

@@ -104,9 +104,12 @@ func head(s []int) []int {
 	return s
 }
 
-// runUntilDrained starts the agent and ends it with SIGTERM once the
-// output holds want lines.
-func runUntilDrained(t *testing.T, bin string, args []string, outPath string, want int) {
+type agentProc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+}
+
+func startAgent(t *testing.T, bin string, args []string) agentProc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
@@ -114,14 +117,36 @@ func runUntilDrained(t *testing.T, bin string, args []string, outPath string, wa
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return agentProc{cmd, &stderr}
+}
+
+// stopWhenOut ends the agent with SIGTERM once the output holds want
+// lines (or a minute passed), and checks it exited cleanly.
+func stopWhenOut(t *testing.T, p agentProc, outPath string, want int) {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(60 * time.Second)
 	for countLines(outPath) < want && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("agent: %v\n%s", err, stderr.String())
+	t.Logf("output complete after %v", time.Since(start))
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	defer func() { t.Logf("agent stopped %v after SIGTERM", time.Since(start)) }()
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("agent: %v\n%s", err, p.stderr.String())
 	}
+	if t.Failed() || countLines(outPath) != want {
+		t.Logf("agent log:\n%s", lastLines(p.stderr.String(), 40))
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }
 
 func countLines(path string) int {
@@ -138,10 +163,11 @@ func TestKill9NeverLosesOrDuplicates(t *testing.T) {
 	logPath := filepath.Join(dir, "app.log")
 	outPath := filepath.Join(dir, "out.ndjson")
 	args := []string{"tail", "--paths=" + filepath.Join(dir, "*.log"), "--state-dir=" + filepath.Join(dir, "state"), "--out=" + outPath}
-	const n = 60000
+	const n = 40000
 	w := &writer{path: logPath, n: n}
 	done := make(chan struct{})
-	go func() { defer close(done); w.run(t, 200*time.Microsecond) }()
+	start := time.Now()
+	go func() { defer close(done); w.run(t, 100*time.Microsecond) }()
 	for round := 0; round < 20; round++ {
 		cmd := exec.Command(bin, args...)
 		if err := cmd.Start(); err != nil {
@@ -152,7 +178,7 @@ func TestKill9NeverLosesOrDuplicates(t *testing.T) {
 		cmd.Wait()
 	}
 	<-done
-	t.Logf("after 20 kills: %d of %d lines out", countLines(outPath), n)
-	runUntilDrained(t, bin, args, outPath, n)
+	t.Logf("after 20 kills (%v): %d of %d lines out", time.Since(start), countLines(outPath), n)
+	stopWhenOut(t, startAgent(t, bin, args), outPath, n)
 	checkExactlyOnce(t, outPath, n)
 }

@@ -31,6 +31,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -97,6 +99,59 @@ type Tailer struct {
 	entries  []Entry
 	closed   bool
 	lastScan time.Time
+	// scanWanted is set by file events that may mean a new file.
+	scanWanted atomic.Bool
+	// early holds files opened as soon as their creation was reported,
+	// so a file rotated out of the globs (or deleted) before the next
+	// Scan is still read. Guarded by earlyMu: filled by the event
+	// goroutine, taken by Scan.
+	earlyMu sync.Mutex
+	early   map[fileKey]candidate
+	// deferred are new files that so far only repeat the start of a file
+	// being read (see open).
+	deferred []candidate
+}
+
+// preopen opens a newly created file that a glob matches.
+func (t *Tailer) preopen(path string) {
+	if !slices.ContainsFunc(t.cfg.Paths, func(g string) bool { ok, _ := filepath.Match(g, path); return ok }) {
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return // Scan reports it
+	}
+	fi, err := f.Stat()
+	key, ok := keyOf(fi)
+	if err != nil || !ok || !fi.Mode().IsRegular() {
+		f.Close()
+		return
+	}
+	t.earlyMu.Lock()
+	defer t.earlyMu.Unlock()
+	if _, dup := t.early[key]; dup || t.closed {
+		f.Close()
+		return
+	}
+	if t.early == nil {
+		t.early = map[fileKey]candidate{}
+	}
+	t.early[key] = candidate{path: path, key: key, f: f}
+}
+
+// takeEarly returns the files opened by preopen since the last call.
+func (t *Tailer) takeEarly() map[fileKey]candidate {
+	t.earlyMu.Lock()
+	defer t.earlyMu.Unlock()
+	e := t.early
+	t.early = nil
+	return e
+}
+
+// ScanDue reports whether a Scan is wanted: the poll interval passed, or
+// a file was created, renamed or removed.
+func (t *Tailer) ScanDue() bool {
+	return t.scanWanted.Load() || time.Since(t.lastScan) >= t.cfg.PollInterval
 }
 
 // handoff is where a truncated file's stream had got to.
@@ -138,16 +193,25 @@ func New(cfg Config, resume []checkpoint.File, logger *slog.Logger, m *Metrics) 
 func (t *Tailer) forwardEvents(w *fsnotify.Watcher) {
 	for {
 		select {
-		case _, ok := <-w.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				return
+			}
+			if ev.Op&fsnotify.Create != 0 {
+				t.preopen(ev.Name)
+			}
+			if ev.Op&(fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
+				// A file appeared or moved: look at once, before a fast
+				// rotation moves it out of the globs unread.
+				t.scanWanted.Store(true)
 			}
 			t.Wake()
 		case _, ok := <-w.Errors:
 			if !ok {
 				return
 			}
-			t.Wake() // an overflow lost events: look at everything
+			t.scanWanted.Store(true) // an overflow lost events: look at everything
+			t.Wake()
 		}
 	}
 }
@@ -185,6 +249,12 @@ func (t *Tailer) Close() {
 	if t.watcher != nil {
 		t.watcher.Close()
 	}
+	for _, c := range t.takeEarly() {
+		c.f.Close()
+	}
+	for _, c := range t.deferred {
+		c.f.Close()
+	}
 }
 
 // problem logs a path's problem once (until it changes or goes away) and
@@ -209,6 +279,7 @@ func (t *Tailer) problem(path, reason string, err error) {
 func (t *Tailer) Scan(stopOpening bool) {
 	now := time.Now()
 	t.lastScan = now
+	t.scanWanted.Store(false)
 	for _, r := range t.order {
 		r.matched = false
 		t.checkTruncation(r, now)
@@ -230,6 +301,12 @@ func (t *Tailer) Scan(stopOpening bool) {
 		t.watch(globBase(g))
 	}
 	slices.Sort(paths)
+	early := t.takeEarly()
+	defer func() {
+		for _, c := range early {
+			c.f.Close()
+		}
+	}()
 	var fresh []candidate
 	for _, p := range paths {
 		fi, err := os.Lstat(p)
@@ -261,6 +338,15 @@ func (t *Tailer) Scan(stopOpening bool) {
 		if stopOpening {
 			continue
 		}
+		if c, ok := early[key]; ok {
+			delete(early, key)
+			if c.fp, err = readFingerprint(c.f, t.cfg.FingerprintBytes); err == nil {
+				c.path, c.size = p, fi.Size()
+				fresh = append(fresh, c)
+				continue
+			}
+			c.f.Close()
+		}
 		f, err := os.Open(p)
 		if err != nil {
 			t.problem(p, "unreadable", err) // retried next scan
@@ -281,7 +367,45 @@ func (t *Tailer) Scan(stopOpening bool) {
 		delete(t.problems, p)
 		fresh = append(fresh, candidate{path: p, key: key, f: f, fp: fp, size: ofi.Size()})
 	}
+	// Files created and already moved out of the globs (or deleted): read
+	// through the descriptor opened at their creation, then let go.
+	if !stopOpening {
+		for key, c := range early {
+			delete(early, key)
+			fi, err := c.f.Stat()
+			if t.readers[key] != nil || err != nil {
+				c.f.Close()
+				continue
+			}
+			if c.fp, err = readFingerprint(c.f, t.cfg.FingerprintBytes); err != nil {
+				c.f.Close()
+				continue
+			}
+			c.size = fi.Size()
+			fresh = append(fresh, c)
+		}
+	}
+	for _, c := range t.deferred {
+		fi, err := c.f.Stat()
+		if err != nil || t.readers[c.key] != nil || slices.ContainsFunc(fresh, func(f candidate) bool { return f.key == c.key }) {
+			c.f.Close()
+			continue
+		}
+		if c.fp, err = readFingerprint(c.f, t.cfg.FingerprintBytes); err != nil {
+			c.f.Close()
+			continue
+		}
+		c.size = fi.Size()
+		fresh = append(fresh, c)
+	}
+	t.deferred = t.deferred[:0]
+	n := len(t.order)
 	t.open(fresh, now)
+	for _, r := range t.order[n:] {
+		if !seen[r.path] {
+			r.matched = false
+		}
+	}
 	for p := range t.problems {
 		if !seen[p] {
 			delete(t.problems, p)
@@ -291,11 +415,12 @@ func (t *Tailer) Scan(stopOpening bool) {
 }
 
 type candidate struct {
-	path string
-	key  fileKey
-	f    *os.File
-	fp   fingerprint
-	size int64
+	path  string
+	key   fileKey
+	f     *os.File
+	fp    fingerprint
+	size  int64
+	since time.Time // deferred since (see open)
 }
 
 // open positions and starts reading new files: first those the
@@ -325,8 +450,26 @@ func (t *Tailer) open(fresh []candidate, now time.Time) {
 			t.start(c, h.offset, false, now)
 			continue
 		}
-		if slices.ContainsFunc(t.order, func(r *reader) bool { return r.fp.matches(c.f) }) {
-			c.f.Close() // a copy of a stream still being read: reading it would duplicate
+		if i := slices.IndexFunc(t.order, func(r *reader) bool { return r.fp.n > 0 && r.fp.matches(c.f) }); i >= 0 {
+			// A copy of a stream still being read: reading it would
+			// duplicate. Looked at again next scan while the globs match it.
+			c.f.Close()
+			continue
+		}
+		if slices.ContainsFunc(t.order, func(r *reader) bool { return shortPrefixOf(c, r) }) {
+			// All it holds yet is the start of a file being read: a copy
+			// being written (copytruncate copies, then truncates), or a new
+			// file that begins like the old one. Kept open and looked at
+			// again next scan, when it has diverged or the original was
+			// truncated; a rotation cannot lose it meanwhile.
+			if !c.since.IsZero() && now.Sub(c.since) > handoffLife {
+				c.f.Close()
+				continue
+			}
+			if c.since.IsZero() {
+				c.since = now
+			}
+			t.deferred = append(t.deferred, c)
 			continue
 		}
 		// A copy made while the agent was down: the checkpoint's position of
@@ -532,4 +675,13 @@ func (t *Tailer) String() string {
 		fmt.Fprintf(&b, "%s@%d ", r.path, r.readOff)
 	}
 	return b.String()
+}
+
+// shortPrefixOf reports whether everything c holds so far (less than r's
+// fingerprint) is the start of r's file.
+func shortPrefixOf(c candidate, r *reader) bool {
+	if c.fp.n == 0 || c.fp.n >= r.fp.n {
+		return false
+	}
+	return c.fp.matches(r.f)
 }
