@@ -85,6 +85,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "YAML configuration file: every setting, flags override it (the project's als/examples/als.yaml documents each key)")
 	listen := fs.String("listen", def.Listen, "gRPC HOST:PORT Envoys stream access logs to")
 	metricsListen := fs.String("metrics-listen", def.MetricsListen, "HOST:PORT for /metrics, /healthz, /readyz (empty disables)")
+	otlpListen := fs.String("otlp-listen", "", "HOST:PORT receiving OTLP logs (gRPC and HTTP /v1/logs) from meshtrail tail --forward or OpenTelemetry SDKs; empty disables")
 	out := fs.String("out", def.Out, `NDJSON output: a file path (size-rotated) or "-" for stdout; empty disables`)
 	prefix := fs.String("metric-prefix", def.Metrics.Prefix, `RED metric name prefix; "istio_" feeds Kiali (only with Istio's own telemetry off, or it double-counts)`)
 	tlsCert := fs.String("tls-cert", "", "serve gRPC over TLS with this certificate (PEM)")
@@ -120,6 +121,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.Listen = *listen
 		case "metrics-listen":
 			cfg.MetricsListen = *metricsListen
+		case "otlp-listen":
+			cfg.OTLPListen = *otlpListen
 		case "out":
 			cfg.Out = *out
 		case "metric-prefix":

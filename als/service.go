@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshtrail/meshtrail/internal/fanout"
 	"github.com/meshtrail/meshtrail/internal/fanout/route"
+	"github.com/meshtrail/meshtrail/internal/otlplogs"
 	"github.com/meshtrail/meshtrail/internal/pipeline"
 	"github.com/meshtrail/meshtrail/internal/record"
 	"github.com/meshtrail/meshtrail/internal/sink/istiometrics"
@@ -115,7 +116,18 @@ func Start(cfg Config, logger *slog.Logger, extra ...fanout.Sink) (*Service, err
 	} else if maxHeader == 0 {
 		maxHeader = DefaultConfig().Headers.MaxValueBytes
 	}
-	s.receiver = NewReceiver(fanout.New(sinks...), ReceiverOptions{
+	all := fanout.New(sinks...)
+	if cfg.OTLPListen != "" {
+		// Application logs over OTLP go to the same sinks; the listener
+		// stops before the sinks flush (first closer).
+		ol, err := otlplogs.Listen(cfg.OTLPListen, all, s.Registry, logger)
+		if err != nil {
+			s.closeAll()
+			return nil, err
+		}
+		s.closers = append([]func(context.Context) error{ol.Shutdown}, s.closers...)
+	}
+	s.receiver = NewReceiver(all, ReceiverOptions{
 		MaxStreams:            cfg.GRPC.MaxStreams,
 		AllowSensitiveHeaders: cfg.Headers.AllowSensitive,
 		RedactHeaders:         cfg.Headers.Redact,
@@ -249,6 +261,14 @@ func (s *Service) shutdown(ctx context.Context) error {
 	s.wg.Wait()
 	s.log.Info("ALS receiver stopped")
 	return errors.Join(errs...)
+}
+
+// closeAll undoes a Start that failed after the sinks were built.
+func (s *Service) closeAll() {
+	for _, c := range s.closers {
+		_ = c(context.Background())
+	}
+	s.closeSinks()
 }
 
 func (s *Service) closeSinks() error {
