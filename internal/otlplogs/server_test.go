@@ -53,7 +53,7 @@ func request() *collogspb.ExportLogsServiceRequest {
 			kv("k8s.namespace.name", "shop"), kv("k8s.pod.name", "cart-7d9-x"), kv("k8s.deployment.name", "cart"), kv("k8s.container.name", "api")}},
 		ScopeLogs: []*logspb.ScopeLogs{{LogRecords: []*logspb.LogRecord{
 			{TimeUnixNano: uint64(time.Date(2026, 12, 2, 21, 0, 0, 0, time.UTC).UnixNano()), SeverityNumber: logspb.SeverityNumber_SEVERITY_NUMBER_ERROR,
-				Body: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "payment failed"}},
+				Body:    &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "payment failed"}},
 				TraceId: tid, SpanId: []byte{0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}, Flags: 1,
 				Attributes: []*commonpb.KeyValue{kv("order", "42"), kv(AttrLogID, "abc-7"), kv(AttrFilePath, "/var/log/app/app.log")}},
 			{SeverityText: "WARN", Body: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: 7}},
