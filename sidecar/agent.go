@@ -47,7 +47,11 @@ type Agent struct {
 // newAgent wires an agent; resume is the loaded checkpoint.
 func newAgent(cfg Config, resume checkpoint.State, dest record.Consumer, out *ndjsonOut, meta func(string) PodMeta,
 	reg prometheus.Registerer, logger *slog.Logger) (*Agent, error) {
-	p, err := parse.New(cfg.Parser, parse.Options{TraceField: cfg.TraceField, SpanField: cfg.SpanField})
+	parserName := cfg.Parser
+	if cfg.Node {
+		parserName = "cri" // the kubelet writes every container log in the CRI format
+	}
+	p, err := parse.New(parserName, parse.Options{TraceField: cfg.TraceField, SpanField: cfg.SpanField})
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +66,7 @@ func newAgent(cfg Config, resume checkpoint.State, dest record.Consumer, out *nd
 	tcfg := tail.Config{
 		Paths: paths, MaxLineBytes: cfg.MaxLineBytes, Multiline: ml, FlushAfter: cfg.FlushAfter.D(),
 		ReadBytesPerSecond: cfg.ReadBytesPerSecond, PollInterval: cfg.PollInterval.D(), Linger: cfg.Linger.D(),
+		CRI: parserName == "cri",
 	}
 	a := &Agent{
 		cfg: cfg, log: logger, warn: loglimit.New(30 * time.Second), parser: p, dest: dest, out: out, meta: meta,
@@ -185,6 +190,10 @@ func (a *Agent) records(entries []tail.Entry) []*record.Record {
 			a.warn.Log(a.log, slog.LevelWarn, "parse", "line does not parse; kept as its text", "path", e.Path, "offset", e.Offset, "parser", a.cfg.Parser, "error", err)
 		}
 		a.attach(r, e.Path)
+		if a.cfg.Node {
+			a.metrics.podBytes.WithLabelValues(r.Node.Namespace, r.Node.Pod).Add(float64(len(e.Data) + 1))
+			a.metrics.podLines.WithLabelValues(r.Node.Namespace, r.Node.Pod).Inc()
+		}
 		recs[i] = r
 	}
 	return recs
@@ -287,6 +296,7 @@ type agentMetrics struct {
 	delivered, deliveryErrors, checkpointErrors, invalidUTF8, truncated prometheus.Counter
 	dropped, parseErrors                                                *prometheus.CounterVec
 	lagBytes                                                            *prometheus.GaugeVec
+	podBytes, podLines                                                  *prometheus.CounterVec
 	checkpointAge                                                       prometheus.GaugeFunc
 }
 
@@ -309,7 +319,14 @@ func newAgentMetrics(reg prometheus.Registerer) *agentMetrics {
 		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshtrail_tail_lag_bytes",
 			Help: "Bytes behind each tailed file's end."}, []string{"path"}),
 	}
-	reg.MustRegister(m.delivered, m.deliveryErrors, m.checkpointErrors, m.invalidUTF8, m.truncated, m.dropped, m.parseErrors, m.lagBytes)
+	// Node mode: what each pod writes, so a user sees which workloads are
+	// over the injector's sidecar threshold (rate() of these).
+	m.podBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshtrail_tail_pod_bytes_total",
+		Help: "Node mode: bytes of container log lines read per pod."}, []string{"namespace", "pod"})
+	m.podLines = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshtrail_tail_pod_lines_total",
+		Help: "Node mode: container log lines read per pod."}, []string{"namespace", "pod"})
+	reg.MustRegister(m.delivered, m.deliveryErrors, m.checkpointErrors, m.invalidUTF8, m.truncated, m.dropped, m.parseErrors,
+		m.lagBytes, m.podBytes, m.podLines)
 	return m
 }
 

@@ -28,8 +28,11 @@ type Options struct {
 
 // constructors by name: what --parser accepts.
 var constructors = map[string]func(Options) Parser{
-	"raw":  func(o Options) Parser { return Raw{opts: o} },
-	"json": func(o Options) Parser { return JSON{opts: o} },
+	"raw":    func(o Options) Parser { return Raw{opts: o} },
+	"json":   func(o Options) Parser { return JSON{opts: o} },
+	"logfmt": func(o Options) Parser { return Logfmt{opts: o} },
+	"cri":    func(o Options) Parser { return CRI{opts: o} },
+	"docker": func(o Options) Parser { return Docker{opts: o} },
 }
 
 // Names lists the parser names.

@@ -61,7 +61,13 @@ type lineSink func(r *reader, data []byte, start int64, truncated bool)
 // consume splits the buffered bytes into lines. Lines longer than maxLine
 // are emitted cut at maxLine with truncated set, and the rest of the line
 // is skipped; flushPartial emits an unterminated last line as it is.
-func (r *reader) consume(maxLine int, ml *regexp.Regexp, now time.Time, flushPartial bool, emit lineSink) {
+func (r *reader) consume(maxLine int, ml *regexp.Regexp, cri bool, now time.Time, flushPartial bool, emit lineSink) {
+	if cri {
+		inner := emit
+		emit = func(r *reader, data []byte, start int64, trunc bool) {
+			r.criLine(data, start, trunc, maxLine, now, inner)
+		}
+	}
 	for {
 		i := bytes.IndexByte(r.buf, '\n')
 		if i < 0 {
@@ -167,4 +173,64 @@ func (r *reader) id(off int64) string {
 		r.streamID = h.Sum64() | 1 // never 0, which means "not computed"
 	}
 	return fmt.Sprintf("%016x-%d", r.streamID, off)
+}
+
+// criLine joins the kubelet's partial lines ("TIME STREAM P content"),
+// see Config.CRI. A line of the other stream between two parts passes
+// through on its own.
+func (r *reader) criLine(data []byte, start int64, trunc bool, maxLine int, now time.Time, emit lineSink) {
+	stream, tag, content, ok := criSplit(data)
+	if !ok {
+		r.flushPending(emit)
+		emit(r, data, start, trunc)
+		return
+	}
+	if r.pendingSet {
+		pstream, _, _, _ := criSplit(r.pending)
+		if !bytes.Equal(pstream, stream) {
+			emit(r, data, start, trunc)
+			return
+		}
+		room := maxLine - len(r.pending)
+		if len(content) > room {
+			content, r.pendingTrunc = content[:max(room, 0)], true
+		}
+		r.pending = append(r.pending, content...)
+		r.pendingTrunc = r.pendingTrunc || trunc
+		r.pendingAt = now
+		if !bytes.Equal(tag, []byte("P")) && !bytes.HasPrefix(tag, []byte("P:")) {
+			r.flushPending(emit)
+		}
+		return
+	}
+	if bytes.Equal(tag, []byte("P")) || bytes.HasPrefix(tag, []byte("P:")) {
+		// The first part: kept whole, its tag rewritten to F for the
+		// joined line (same length, so the content offset holds).
+		r.pending = append(r.pending[:0], data...)
+		r.pending[len(data)-len(content)-1-len(tag)] = 'F'
+		r.pendingSet, r.pendingStart, r.pendingTrunc, r.pendingAt = true, start, trunc, now
+		return
+	}
+	emit(r, data, start, trunc)
+}
+
+// criSplit cuts a CRI log line: TIME STREAM TAG CONTENT (the kubelet's
+// format, k8s.io/cri-api logs: tags separated by ':', P or F first).
+func criSplit(line []byte) (stream, tag, content []byte, ok bool) {
+	i := bytes.IndexByte(line, ' ')
+	if i < 0 {
+		return nil, nil, nil, false
+	}
+	rest := line[i+1:]
+	j := bytes.IndexByte(rest, ' ')
+	if j < 0 {
+		return nil, nil, nil, false
+	}
+	stream, rest = rest[:j], rest[j+1:]
+	k := bytes.IndexByte(rest, ' ')
+	if k < 0 {
+		// "TIME STREAM F" with empty content
+		return stream, rest, rest[len(rest):], len(rest) > 0
+	}
+	return stream, rest[:k], rest[k+1:], true
 }

@@ -65,6 +65,11 @@ type Config struct {
 	Linger time.Duration
 	// FingerprintBytes is how many first bytes identify a file (1 KiB).
 	FingerprintBytes int
+	// CRI joins the kubelet's partial lines: a CRI log line tagged P is
+	// continued by the next line of the same stream, up to one tagged F.
+	// The joined entry is one CRI line (the first part's header, every
+	// part's content) tagged F.
+	CRI bool
 }
 
 // Entry is one line (or multiline record) read.
@@ -578,7 +583,7 @@ func (t *Tailer) Read(ctx context.Context, maxBytes int, drain bool) ([]Entry, e
 			if r.fp.n < t.cfg.FingerprintBytes && r.readOff > int64(r.fp.n) {
 				r.fp, _ = readFingerprint(r.f, t.cfg.FingerprintBytes)
 			}
-			r.consume(t.cfg.MaxLineBytes, t.cfg.Multiline, now, false, emit)
+			r.consume(t.cfg.MaxLineBytes, t.cfg.Multiline, t.cfg.CRI, now, false, emit)
 		}
 	}
 	t.next++
@@ -588,7 +593,7 @@ func (t *Tailer) Read(ctx context.Context, maxBytes int, drain bool) ([]Entry, e
 		if !quiet {
 			continue
 		}
-		r.consume(t.cfg.MaxLineBytes, t.cfg.Multiline, now, true, emit)
+		r.consume(t.cfg.MaxLineBytes, t.cfg.Multiline, t.cfg.CRI, now, true, emit)
 		r.flushPending(emit)
 	}
 	t.release(now)
