@@ -122,13 +122,20 @@ func (t *Tailer) preopen(path string) {
 	if !slices.ContainsFunc(t.cfg.Paths, func(g string) bool { ok, _ := filepath.Match(g, path); return ok }) {
 		return
 	}
+	// Symlinks are not followed (Scan logs them): Lstat, then check the
+	// opened file is the one Lstat saw.
+	lfi, err := os.Lstat(path)
+	if err != nil || !lfi.Mode().IsRegular() {
+		return
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return // Scan reports it
 	}
 	fi, err := f.Stat()
 	key, ok := keyOf(fi)
-	if err != nil || !ok || !fi.Mode().IsRegular() {
+	lkey, lok := keyOf(lfi)
+	if err != nil || !ok || !lok || key != lkey {
 		f.Close()
 		return
 	}
