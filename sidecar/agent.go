@@ -42,6 +42,12 @@ type Agent struct {
 	caughtUp   atomic.Bool
 	savedClean atomic.Bool  // the checkpoint on disk holds every accepted batch
 	savedAtN   atomic.Int64 // savedAt for the metrics scrape
+
+	// reuse: dest retains no record after ConsumeRecords returns, so
+	// block and recs serve every batch.
+	reuse bool
+	block []record.Record
+	recs  []*record.Record
 }
 
 // newAgent wires an agent; resume is the loaded checkpoint.
@@ -51,7 +57,7 @@ func newAgent(cfg Config, resume checkpoint.State, dest record.Consumer, out *nd
 	if cfg.Node {
 		parserName = "cri" // the kubelet writes every container log in the CRI format
 	}
-	p, err := parse.New(parserName, parse.Options{TraceField: cfg.TraceField, SpanField: cfg.SpanField})
+	p, err := parse.New(parserName, parse.Options{TraceField: cfg.TraceField, SpanField: cfg.SpanField, Regex: cfg.Regex})
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +81,7 @@ func newAgent(cfg Config, resume checkpoint.State, dest record.Consumer, out *nd
 		acked:   checkpoint.State{Files: resume.Files, Output: resume.Output},
 		savedAt: time.Now(),
 	}
+	_, a.reuse = dest.(*ndjsonOut)
 	a.metrics.checkpointAge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshtrail_tail_checkpoint_age_seconds",
 		Help: "Seconds since the checkpoint was last written."}, func() float64 { return time.Since(a.savedAtLoad()).Seconds() })
 	reg.MustRegister(a.metrics.checkpointAge)
@@ -170,8 +177,21 @@ func (a *Agent) Run(ctx context.Context) error {
 // records turns entries into records.
 func (a *Agent) records(entries []tail.Entry) []*record.Record {
 	now := time.Now()
-	recs := make([]*record.Record, len(entries))
-	block := make([]record.Record, len(entries)) // one allocation for the batch
+	var recs []*record.Record
+	var block []record.Record
+	if a.reuse {
+		// The destination keeps nothing past ConsumeRecords (our own
+		// NDJSON writer): the batch's records are reused, which spares
+		// the garbage collector most of its work.
+		if cap(a.block) < len(entries) {
+			a.block, a.recs = make([]record.Record, len(entries)), make([]*record.Record, len(entries))
+		}
+		block, recs = a.block[:len(entries)], a.recs[:len(entries)]
+		clear(block)
+	} else {
+		recs = make([]*record.Record, len(entries))
+		block = make([]record.Record, len(entries)) // one allocation for the batch
+	}
 	for i := range entries {
 		e := &entries[i]
 		r := &block[i]
@@ -188,6 +208,9 @@ func (a *Agent) records(entries []tail.Entry) []*record.Record {
 		if err := a.parser.Parse(data, r); err != nil {
 			a.metrics.parseErrors.WithLabelValues(a.cfg.Parser).Inc()
 			a.warn.Log(a.log, slog.LevelWarn, "parse", "line does not parse; kept as its text", "path", e.Path, "offset", e.Offset, "parser", a.cfg.Parser, "error", err)
+		}
+		for i := range a.cfg.Transforms {
+			a.cfg.Transforms[i].Apply(r)
 		}
 		a.attach(r, e.Path)
 		if a.cfg.Node {

@@ -77,6 +77,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	paths := fs.String("paths", "", "comma-separated absolute globs of the files to tail")
 	parser := fs.String("parser", def.Parser, "line format: "+strings.Join(parse.Names(), ", "))
 	stateDir := fs.String("state-dir", def.StateDir, "directory for the checkpoint and the control socket")
+	regex := fs.String("regex", "", "pattern of --parser=regex: named groups (?P<name>...) become fields; msg, level, time, trace_id, span_id fill the record's own")
 	multiline := fs.String("multiline", "", "regular expression matching the first line of a record; other lines join the record before them")
 	sinks := fs.String("sinks", "", "comma-separated sink names of the sinks: section to send to (default: all)")
 	out := fs.String("out", "", `NDJSON output: a file (exactly once across restarts) or "-" for stdout`)
@@ -115,6 +116,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.StateDir = *stateDir
 		case "multiline":
 			cfg.Multiline = *multiline
+		case "regex":
+			cfg.Regex = *regex
 		case "sinks":
 			cfg.SinkNames = splitList(*sinks)
 		case "out":

@@ -46,6 +46,10 @@ type Config struct {
 	CheckpointInterval config.Duration `json:"checkpoint_interval"`
 	BatchBytes         int             `json:"batch_bytes"`
 	ShutdownGrace      config.Duration `json:"shutdown_grace"`
+	// Transforms run on every parsed record, in order.
+	Transforms []parse.Transform `json:"transforms,omitempty"`
+	// Regex is the pattern of parser regex: named groups become fields.
+	Regex string `json:"regex,omitempty"`
 	// TraceField and SpanField name the structured field with the ids.
 	TraceField string `json:"trace_field,omitempty"`
 	SpanField  string `json:"span_field,omitempty"`
@@ -80,7 +84,7 @@ func DefaultConfig() Config {
 		FlushAfter:         config.Duration(time.Second),
 		Linger:             config.Duration(5 * time.Second),
 		CheckpointInterval: config.Duration(time.Second),
-		BatchBytes:         1 << 20,
+		BatchBytes:         256 << 10,
 		ShutdownGrace:      config.Duration(15 * time.Second),
 		LogLevel:           "info",
 	}
@@ -99,8 +103,13 @@ func (c *Config) Validate() error {
 			return config.Errorf("paths", "%q: %v", p, err)
 		}
 	}
-	if _, err := parse.New(c.Parser, parse.Options{}); err != nil {
+	if _, err := parse.New(c.Parser, parse.Options{Regex: c.Regex}); err != nil {
 		return config.Errorf("parser", "%v", err)
+	}
+	for i := range c.Transforms {
+		if err := c.Transforms[i].Validate(fmt.Sprintf("transforms[%d]", i)); err != nil {
+			return err
+		}
 	}
 	if c.StateDir == "" {
 		return config.Errorf("state_dir", "required: where the checkpoint is kept")

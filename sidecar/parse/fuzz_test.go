@@ -25,7 +25,10 @@ func FuzzParsers(f *testing.F) {
 			return // the agent repairs UTF-8 before parsing
 		}
 		for _, name := range Names() {
-			p, _ := New(name, Options{})
+			p, err := New(name, Options{Regex: `^(?P<level>\w+) (?P<msg>.*)$`})
+			if err != nil {
+				t.Fatal(err)
+			}
 			var r record.Record
 			if err := p.Parse(line, &r); err != nil && r.Message != string(line) {
 				t.Fatalf("%s refused %q but kept %q", name, line, r.Message)

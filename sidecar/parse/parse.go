@@ -24,6 +24,8 @@ type Options struct {
 	// empty: the usual names (trace_id, traceId, traceid, ...) and, in
 	// any line, traceparent / b3 / X-B3-TraceId values.
 	TraceField, SpanField string
+	// Regex is the pattern of the regex parser (named groups).
+	Regex string
 }
 
 // constructors by name: what --parser accepts.
@@ -37,8 +39,11 @@ var constructors = map[string]func(Options) Parser{
 
 // Names lists the parser names.
 func Names() []string {
-	out := make([]string, 0, len(constructors))
+	out := []string{"regex"}
 	for n := range constructors {
+		out = append(out, n)
+	}
+	for n := range presets {
 		out = append(out, n)
 	}
 	sort.Strings(out)
@@ -47,6 +52,15 @@ func Names() []string {
 
 // New returns the parser called name.
 func New(name string, o Options) (Parser, error) {
+	if name == "regex" {
+		if o.Regex == "" {
+			return nil, fmt.Errorf("parser regex needs a pattern (regex: with named groups)")
+		}
+		return NewRegex(o.Regex, "", o)
+	}
+	if p, ok := presets[name]; ok {
+		return NewRegex(p.re, p.timeLayout, o)
+	}
 	c, ok := constructors[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown parser %q (one of %s)", name, strings.Join(Names(), ", "))

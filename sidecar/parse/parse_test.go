@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,75 @@ func TestCRIAndDocker(t *testing.T) {
 	}
 	if r.Message != "hello trace_id=4bf92f3577b34da6a3ce929d0e0e4736" || r.Stream != "stdout" || r.Trace.TraceID == "" || r.StartTime.IsZero() {
 		t.Fatalf("%+v", r)
+	}
+}
+
+func TestPresets(t *testing.T) {
+	for _, tc := range []struct {
+		parser, line string
+		check        func(r record.Record) bool
+	}{
+		{"nginx", `10.0.0.1 - - [02/Dec/2026:21:00:00 +0000] "GET /cart?traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 HTTP/1.1" 503 19 "-" "curl/8.5"`,
+			func(r record.Record) bool {
+				return r.Fields["status"] == "503" && r.Fields["remote_addr"] == "10.0.0.1" && r.StartTime.Equal(time.Date(2026, 12, 2, 21, 0, 0, 0, time.UTC)) && r.Trace.TraceID == "4bf92f3577b34da6a3ce929d0e0e4736"
+			}},
+		{"apache", `127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08"`,
+			func(r record.Record) bool {
+				return r.Fields["remote_user"] == "frank" && r.Fields["bytes"] == "2326" && r.StartTime.Year() == 2000
+			}},
+		{"envoy", `[2026-12-02T21:00:00.310Z] "GET /reviews/0 HTTP/1.1" 503 UF,URX 0 91 4 - "-" "curl/8" "a1b2" "reviews:9080" "10.0.0.2:9080"`,
+			func(r record.Record) bool {
+				return r.Fields["response_flags"] == "UF,URX" && r.Fields["request_id"] == "a1b2" && r.Fields["upstream_host"] == "10.0.0.2:9080" && r.StartTime.Nanosecond() == 310e6
+			}},
+	} {
+		p, err := New(tc.parser, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r record.Record
+		if err := p.Parse([]byte(tc.line), &r); err != nil || !tc.check(r) || r.Message != tc.line {
+			t.Errorf("%s: %v %+v", tc.parser, err, r)
+		}
+	}
+	if _, err := New("regex", Options{Regex: `^\d+`}); err == nil {
+		t.Error("a pattern without named groups was accepted")
+	}
+	p, _ := New("regex", Options{Regex: `^(?P<level>\w+) (?P<msg>.*) trace=(?P<trace_id>\w+)$`})
+	var r record.Record
+	if err := p.Parse([]byte("WARN disk almost full trace=4bf92f3577b34da6a3ce929d0e0e4736"), &r); err != nil || r.Level != "warn" ||
+		r.Message != "disk almost full" || r.Trace.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("regex: %v %+v", err, r)
+	}
+}
+
+func TestTransforms(t *testing.T) {
+	var chain []Transform
+	for _, y := range []string{
+		`{"rename":{"from":"lvl","to":"severity"}}`, `{"level":{"field":"severity"}}`, `{"drop":["password"]}`,
+		`{"add":{"env":"prod"}}`, `{"convert":{"field":"status","type":"int"}}`, `{"convert":{"field":"ok","type":"bool"}}`,
+		`{"timestamp":{"field":"at","layout":"02/01/2006 15:04"}}`,
+	} {
+		var tr Transform
+		if err := json.Unmarshal([]byte(y), &tr); err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Validate("transforms[0]"); err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, tr)
+	}
+	r := record.Record{Fields: map[string]string{"lvl": "WARN", "password": "x", "status": " 503", "ok": "maybe", "at": "02/12/2026 21:00"}}
+	for i := range chain {
+		chain[i].Apply(&r)
+	}
+	want := map[string]string{"env": "prod", "status": "503"}
+	if r.Level != "warn" || !r.StartTime.Equal(time.Date(2026, 12, 2, 21, 0, 0, 0, time.UTC)) || len(r.Fields) != len(want) ||
+		r.Fields["env"] != "prod" || r.Fields["status"] != "503" {
+		t.Fatalf("%+v", r)
+	}
+	var bad Transform
+	json.Unmarshal([]byte(`{"convert":{"field":"x","type":"date"}}`), &bad)
+	if err := bad.Validate("transforms[3]"); err == nil || !strings.Contains(err.Error(), "transforms[3].convert.type") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package parse
 
 import (
 	"strings"
+	"unsafe"
 
 	"github.com/meshtrail/meshtrail/internal/record"
 	"github.com/meshtrail/meshtrail/internal/tracecontext"
@@ -19,10 +20,31 @@ func FindTrace(line string, t *record.Trace) bool {
 	if !strings.Contains(line, "race") && !strings.Contains(line, "RACE") && !containsFold2(line, 'b', '3') {
 		return false
 	}
-	lower := line
-	if hasUpper(line) {
-		lower = strings.ToLower(line)
+	// Keys are usually written in lowercase: look for them as they are
+	// first, and lowercase the line (on the stack) only when that fails.
+	if findTrace(line, line, t) {
+		return true
 	}
+	if !hasUpper(line) {
+		return false
+	}
+	var buf [2048]byte
+	b := buf[:0]
+	if len(line) > len(buf) {
+		b = make([]byte, 0, len(line))
+	}
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return findTrace(line, unsafe.String(unsafe.SliceData(b), len(b)), t)
+}
+
+// findTrace is FindTrace over lower, line lowercased (or line itself).
+func findTrace(line, lower string, t *record.Trace) bool {
 	if v, ok := valueAfter(line, lower, "traceparent"); ok {
 		if c, err := tracecontext.ParseTraceparent(prefix(v, 55)); err == nil {
 			setTrace(t, c, "traceparent")

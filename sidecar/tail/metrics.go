@@ -34,9 +34,9 @@ func (m *Metrics) read(path string, n int) {
 	}
 }
 
-func (m *Metrics) line(path string) {
+func (m *Metrics) addLines(path string, n int) {
 	if m != nil {
-		m.lines.WithLabelValues(path).Inc()
+		m.lines.WithLabelValues(path).Add(float64(n))
 	}
 }
 

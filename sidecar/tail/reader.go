@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -37,6 +38,8 @@ type reader struct {
 	lastGrowth time.Time // when the file last gave new bytes
 	size       int64     // as of the last scan
 	streamID   uint64    // part of every entry's stable id
+	idPrefix   string    // streamID rendered
+	linesRead  int       // in the current Read, counted once per Read
 }
 
 // commitOffset is where a restart must resume once everything emitted so
@@ -52,7 +55,7 @@ func (r *reader) commitOffset() int64 {
 func (r *reader) reset() {
 	r.readOff, r.lineStart, r.buf, r.skipping = 0, 0, r.buf[:0], false
 	r.pending, r.pendingSet, r.pendingTrunc = r.pending[:0], false, false
-	r.streamID = 0
+	r.streamID, r.idPrefix = 0, ""
 }
 
 // lineSink receives complete entries; data is only valid during the call.
@@ -171,8 +174,10 @@ func (r *reader) id(off int64) string {
 		}
 		h.Write(first)
 		r.streamID = h.Sum64() | 1 // never 0, which means "not computed"
+		r.idPrefix = fmt.Sprintf("%016x-", r.streamID)
 	}
-	return fmt.Sprintf("%016x-%d", r.streamID, off)
+	var b [48]byte
+	return string(strconv.AppendInt(append(b[:0], r.idPrefix...), off, 10))
 }
 
 // criLine joins the kubelet's partial lines ("TIME STREAM P content"),

@@ -561,7 +561,7 @@ func (t *Tailer) Read(ctx context.Context, maxBytes int, drain bool) ([]Entry, e
 		t.arena = append(t.arena, data...)
 		spans = append(spans, span{from, len(t.arena)})
 		t.entries = append(t.entries, Entry{Path: r.path, ID: r.id(start), Offset: start, Truncated: trunc})
-		t.metrics.line(r.path)
+		r.linesRead++
 	}
 	now := time.Now()
 	budget := maxBytes
@@ -602,6 +602,12 @@ func (t *Tailer) Read(ctx context.Context, maxBytes int, drain bool) ([]Entry, e
 		}
 		r.consume(t.cfg.MaxLineBytes, t.cfg.Multiline, t.cfg.CRI, now, true, emit)
 		r.flushPending(emit)
+	}
+	for _, r := range t.order {
+		if r.linesRead > 0 {
+			t.metrics.addLines(r.path, r.linesRead)
+			r.linesRead = 0
+		}
 	}
 	t.release(now)
 	for i, s := range spans {

@@ -322,8 +322,20 @@ func timestamp(r *record.Record) time.Time {
 // of what identifies one observation (the proxy, its stream, the trace
 // ids, the start time, and for log lines the line itself), so the same
 // record always gets the same id and two observations never share one.
+//
+// A tailed log line carries its own stable id (LogID: file identity and
+// offset, see meshtrail tail); it alone names the document, so a line
+// read again after a restart, with a new receive time, is the same
+// document.
 func DocID(id *[32]byte, r *record.Record) {
 	h := sha256.New()
+	if r.Kind == record.KindLog && r.LogID != "" {
+		h.Write([]byte("log\x00"))
+		h.Write([]byte(r.LogID))
+		var sum [sha256.Size]byte
+		hex.Encode(id[:], h.Sum(sum[:0])[:16])
+		return
+	}
 	var b [9]byte
 	b[0] = byte(r.Kind)
 	binary.BigEndian.PutUint64(b[1:], uint64(timestamp(r).UnixNano()))

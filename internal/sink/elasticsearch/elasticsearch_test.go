@@ -308,3 +308,21 @@ func TestPoisonRecordIsIsolated(t *testing.T) {
 		t.Errorf("dead letter is not the poison record: %s", b)
 	}
 }
+
+// A tailed line read twice (a restart re-reads past the checkpoint) gets
+// the same document id although it was received at another time; two
+// lines never share one.
+func TestDocIDOfTailedLines(t *testing.T) {
+	a := &record.Record{Kind: record.KindLog, Message: "x", LogID: "2a77339ef8c1b135-74", ReceivedAt: time.Unix(1, 0)}
+	again := *a
+	again.ReceivedAt = time.Unix(99, 0)
+	other := *a
+	other.LogID = "2a77339ef8c1b135-80"
+	var x, y, z [32]byte
+	DocID(&x, a)
+	DocID(&y, &again)
+	DocID(&z, &other)
+	if x != y || x == z {
+		t.Fatalf("ids %s %s %s", x, y, z)
+	}
+}

@@ -1,0 +1,294 @@
+// Command tailbench measures meshtrail tail reading a file in page cache
+// to NDJSON out, in MB and lines per CPU-second of the tailing process,
+// against the OpenTelemetry Collector's filelog receiver writing the same
+// file to its file exporter, in the same run, and `cat FILE > /dev/null`
+// (the physical limit). Runs alternate meshtrail / peer.
+//
+//	go build -o bin/tailbench ./bench/tailbench && ./bin/tailbench -kind raw -mb 358 -runs 3
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	kind := flag.String("kind", "raw", "line shape: raw (a text line with a traceparent, parser raw) or json (parser json)")
+	mb := flag.Int("mb", 358, "file size in MB")
+	runs := flag.Int("runs", 3, "runs of each")
+	meshtrail := flag.String("meshtrail", "bin/meshtrail", "meshtrail binary")
+	otelcol := flag.String("otelcol", defaultTool("otelcol"), "OpenTelemetry Collector with the filelog receiver and file exporter (empty: no peer)")
+	flag.Parse()
+
+	dir, err := os.MkdirTemp("", "tailbench")
+	must(err)
+	defer os.RemoveAll(dir)
+	in := filepath.Join(dir, "in", "app.log")
+	os.MkdirAll(filepath.Dir(in), 0o755)
+	lines := generate(in, *kind, int64(*mb)<<20)
+	size := fileSize(in)
+	fmt.Printf("machine: %d CPU %s\nfile: %s, %d lines, %.1f MB (%s)\n", cpus(), cpuModel(), *kind, lines, float64(size)/1e6, in)
+
+	var catS, mtS, ocS, mtRSS, ocRSS []float64
+	for r := 0; r < *runs; r++ {
+		c := catCPU(in)
+		catS = append(catS, c)
+		cpu, rss := runMeshtrail(*meshtrail, *kind, in, dir, lines)
+		mtS, mtRSS = append(mtS, cpu), append(mtRSS, rss)
+		line := fmt.Sprintf("run %d: cat %.2fs (%.0f MB/CPU-s)  meshtrail %.2f CPU-s %.0f MB/CPU-s %.0f lines/CPU-s RSS %.0f MiB",
+			r+1, c, float64(size)/1e6/c, cpu, float64(size)/1e6/cpu, float64(lines)/cpu, rss)
+		if *otelcol != "" {
+			ocpu, orss := runOtelcol(*otelcol, *kind, in, dir, lines)
+			ocS, ocRSS = append(ocS, ocpu), append(ocRSS, orss)
+			line += fmt.Sprintf("  otelcol %.2f CPU-s %.0f MB/CPU-s %.0f lines/CPU-s RSS %.0f MiB  ratio %.2f",
+				ocpu, float64(size)/1e6/ocpu, float64(lines)/ocpu, orss, ocpu/cpu)
+		}
+		fmt.Println(line)
+	}
+	fmt.Printf("median: cat %.0f MB/CPU-s; meshtrail %.0f MB/CPU-s, %.0f lines/CPU-s, peak RSS %.0f MiB",
+		float64(size)/1e6/median(catS), float64(size)/1e6/median(mtS), float64(lines)/median(mtS), median(mtRSS))
+	if len(ocS) > 0 {
+		fmt.Printf("; otelcol filelog %.0f MB/CPU-s, %.0f lines/CPU-s, peak RSS %.0f MiB; ratio %.2f",
+			float64(size)/1e6/median(ocS), float64(lines)/median(ocS), median(ocRSS), median(ocS)/median(mtS))
+	}
+	fmt.Println()
+}
+
+// generate writes lines of the given shape until size bytes.
+func generate(path, kind string, size int64) int {
+	f, err := os.Create(path)
+	must(err)
+	w := bufio.NewWriterSize(f, 1<<20)
+	var n int
+	var written int64
+	t := time.Date(2026, 12, 2, 21, 0, 0, 0, time.UTC)
+	for written < size {
+		ts := t.Add(time.Duration(n) * time.Millisecond).Format(time.RFC3339Nano)
+		var l string
+		if kind == "json" {
+			l = fmt.Sprintf(`{"time":"%s","level":"info","msg":"request handled","path":"/api/cart/%d","user":%d,"dur_ms":%d,"trace_id":"%016x%016x","span_id":"%016x"}`+"\n",
+				ts, n%1000, n%97, n%250, n+1, n*7+1, n*13+1)
+		} else {
+			l = fmt.Sprintf("%s INFO request handled path=/api/cart/%d user=%d dur=%dms traceparent=00-%016x%016x-%016x-01\n",
+				ts, n%1000, n%97, n%250, n+1, n*7+1, n*13+1)
+		}
+		w.WriteString(l)
+		written += int64(len(l))
+		n++
+	}
+	must(w.Flush())
+	must(f.Close())
+	// Into page cache.
+	catCPU(path)
+	return n
+}
+
+func catCPU(path string) float64 {
+	cmd := exec.Command("sh", "-c", "cat "+path+" > /dev/null")
+	must(cmd.Run())
+	return cmd.ProcessState.UserTime().Seconds() + cmd.ProcessState.SystemTime().Seconds()
+}
+
+func runMeshtrail(bin, kind, in, dir string, lines int) (cpu, rssMiB float64) {
+	run := filepath.Join(dir, "mt")
+	os.RemoveAll(run)
+	os.MkdirAll(run, 0o755)
+	addr := freeAddr()
+	cmd := exec.Command(bin, "tail", "--paths="+in, "--parser="+kind, "--state-dir="+filepath.Join(run, "state"),
+		"--out="+filepath.Join(run, "out.ndjson"), "--listen="+addr, "--log-level=warn")
+	cmd.Stderr = os.Stderr
+	must(cmd.Start())
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitFor(func() bool { return metric(get("http://"+addr+"/metrics"), "meshtrail_tail_records_delivered_total") >= float64(lines) },
+		15*time.Minute, "meshtrail to deliver every line")
+	u, s := userSys(cmd.Process.Pid)
+	if os.Getenv("TAILBENCH_VERBOSE") != "" {
+		fmt.Printf("  meshtrail user %.2f sys %.2f\n", u, s)
+	}
+	return u + s, float64(hwmKiB(cmd.Process.Pid)) / 1024
+}
+
+func runOtelcol(bin, kind, in, dir string, lines int) (cpu, rssMiB float64) {
+	run := filepath.Join(dir, "oc")
+	os.RemoveAll(run)
+	os.MkdirAll(run, 0o755)
+	mport := strings.Split(freeAddr(), ":")[1]
+	ops := ""
+	if kind == "json" {
+		// The same work as meshtrail's json parser: the object's members
+		// as attributes, the time from the time member.
+		ops = `
+    operators:
+      - type: json_parser
+        timestamp: {parse_from: attributes.time, layout_type: gotime, layout: "2006-01-02T15:04:05.999999999Z07:00"}`
+	}
+	cfg := fmt.Sprintf(`receivers:
+  filelog:
+    include: [%q]
+    start_at: beginning
+    storage: null%s
+processors:
+  batch: {}
+exporters:
+  file:
+    path: %s
+service:
+  telemetry:
+    logs: {level: warn}
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {host: 127.0.0.1, port: %s}
+  pipelines:
+    logs: {receivers: [filelog], processors: [batch], exporters: [file]}
+`, in, ops, filepath.Join(run, "out.json"), mport)
+	p := filepath.Join(run, "otelcol.yaml")
+	must(os.WriteFile(p, []byte(cfg), 0o644))
+	cmd := exec.Command(bin, "--config", p)
+	cmd.Stderr = os.Stderr
+	must(cmd.Start())
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitFor(func() bool {
+		return metric(get("http://127.0.0.1:"+mport+"/metrics"), "otelcol_exporter_sent_log_records") >= float64(lines)
+	}, 15*time.Minute, "otelcol to export every line")
+	u, s := userSys(cmd.Process.Pid)
+	return u + s, float64(hwmKiB(cmd.Process.Pid)) / 1024
+}
+
+func fileSize(p string) int64 {
+	fi, err := os.Stat(p)
+	must(err)
+	return fi.Size()
+}
+
+// metric sums every series of a counter (with or without _total suffix).
+func metric(text, name string) float64 {
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "#") || !(strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"_total")) {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+func get(url string) string {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func userSys(pid int) (user, sys float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(err)
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return ut / 100, st / 100
+}
+
+func hwmKiB(pid int) int {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	must(err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "VmHWM:") {
+			v, _ := strconv.Atoi(strings.Fields(sc.Text())[1])
+			return v
+		}
+	}
+	return 0
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitFor(cond func() bool, timeout time.Duration, what string) {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			fail(fmt.Errorf("timed out waiting for %s", what))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func cpus() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			return strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+		}
+	}
+	return "unknown CPU"
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func must(err error) {
+	if err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "tailbench:", err)
+	os.Exit(1)
+}
+
+// defaultTool is where the tool installers put a tool, or "" when absent.
+func defaultTool(name string) string {
+	dir := os.Getenv("MESHTRAIL_TOOLS_DIR")
+	if dir == "" {
+		cache, _ := os.UserCacheDir()
+		dir = filepath.Join(cache, "meshtrail", "tools")
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, name+"-*", name))
+	if len(matches) == 0 {
+		return ""
+	}
+	sort.Strings(matches)
+	return matches[len(matches)-1]
+}
