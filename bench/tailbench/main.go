@@ -24,11 +24,12 @@ import (
 )
 
 func main() {
-	kind := flag.String("kind", "raw", "line shape: raw (a text line with a traceparent, parser raw) or json (parser json)")
+	kind := flag.String("kind", "raw", "line shape: raw (a text line with a traceparent, parser raw), json (parser json) or nginx (nginx combined, parser nginx: a regular expression)")
 	mb := flag.Int("mb", 358, "file size in MB")
 	runs := flag.Int("runs", 3, "runs of each")
 	meshtrail := flag.String("meshtrail", "bin/meshtrail", "meshtrail binary")
 	otelcol := flag.String("otelcol", defaultTool("otelcol"), "OpenTelemetry Collector with the filelog receiver and file exporter (empty: no peer)")
+	forward := flag.Bool("forward", false, "measure the forward path instead: meshtrail tail --forward to meshtrail als --otlp-listen (writing NDJSON), CPU of each")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "tailbench")
@@ -40,6 +41,17 @@ func main() {
 	size := fileSize(in)
 	fmt.Printf("machine: %d CPU %s\nfile: %s, %d lines, %.1f MB (%s)\n", cpus(), cpuModel(), *kind, lines, float64(size)/1e6, in)
 
+	if *forward {
+		var tailS, rcvS []float64
+		for r := 0; r < *runs; r++ {
+			t, rc := runForward(*meshtrail, *kind, in, dir, lines)
+			tailS, rcvS = append(tailS, t), append(rcvS, rc)
+			fmt.Printf("run %d: tail --forward %.2f CPU-s (%.0f lines/CPU-s)  als OTLP listener -> NDJSON %.2f CPU-s (%.0f lines/CPU-s)\n",
+				r+1, t, float64(lines)/t, rc, float64(lines)/rc)
+		}
+		fmt.Printf("median: tail --forward %.0f lines/CPU-s, receiver %.0f lines/CPU-s\n", float64(lines)/median(tailS), float64(lines)/median(rcvS))
+		return
+	}
 	var catS, mtS, ocS, mtRSS, ocRSS []float64
 	for r := 0; r < *runs; r++ {
 		c := catCPU(in)
@@ -76,10 +88,14 @@ func generate(path, kind string, size int64) int {
 	for written < size {
 		ts := t.Add(time.Duration(n) * time.Millisecond).Format(time.RFC3339Nano)
 		var l string
-		if kind == "json" {
+		switch kind {
+		case "json":
 			l = fmt.Sprintf(`{"time":"%s","level":"info","msg":"request handled","path":"/api/cart/%d","user":%d,"dur_ms":%d,"trace_id":"%016x%016x","span_id":"%016x"}`+"\n",
 				ts, n%1000, n%97, n%250, n+1, n*7+1, n*13+1)
-		} else {
+		case "nginx":
+			l = fmt.Sprintf(`10.0.%d.%d - - [02/Dec/2026:21:%02d:%02d +0000] "GET /api/cart/%d?traceparent=00-%016x%016x-%016x-01 HTTP/1.1" %d %d "-" "Mozilla/5.0 (X11; Linux x86_64)"`+"\n",
+				n%256, n%199, n/60000%60, n/1000%60, n%1000, n+1, n*7+1, n*13+1, 200+n%4*100, n%5000)
+		default:
 			l = fmt.Sprintf("%s INFO request handled path=/api/cart/%d user=%d dur=%dms traceparent=00-%016x%016x-%016x-01\n",
 				ts, n%1000, n%97, n%250, n+1, n*7+1, n*13+1)
 		}
@@ -119,12 +135,47 @@ func runMeshtrail(bin, kind, in, dir string, lines int) (cpu, rssMiB float64) {
 	return u + s, float64(hwmKiB(cmd.Process.Pid)) / 1024
 }
 
+// runForward runs the receiver (OTLP listener, NDJSON out) and the agent
+// forwarding to it; it returns each one's CPU seconds once the receiver
+// accepted every line.
+func runForward(bin, kind, in, dir string, lines int) (tailCPU, rcvCPU float64) {
+	run := filepath.Join(dir, "fw")
+	os.RemoveAll(run)
+	os.MkdirAll(run, 0o755)
+	otlp, metrics := freeAddr(), freeAddr()
+	rcv := exec.Command(bin, "als", "--listen", freeAddr(), "--metrics-listen", metrics, "--otlp-listen", otlp,
+		"--out", filepath.Join(run, "als.ndjson"), "--log-level", "warn")
+	rcv.Stderr = os.Stderr
+	must(rcv.Start())
+	defer func() { rcv.Process.Kill(); rcv.Wait() }()
+	waitFor(func() bool { return strings.Contains(get("http://"+metrics+"/readyz"), "ready") }, time.Minute, "the receiver")
+	agent := exec.Command(bin, "tail", "--paths="+in, "--parser="+kind, "--state-dir="+filepath.Join(run, "state"),
+		"--forward="+otlp, "--log-level=warn")
+	agent.Stderr = os.Stderr
+	must(agent.Start())
+	defer func() { agent.Process.Kill(); agent.Wait() }()
+	waitFor(func() bool {
+		return metric(get("http://"+metrics+"/metrics"), "meshtrail_otlp_log_records_received_total") >= float64(lines)
+	}, 15*time.Minute, "the receiver to accept every line")
+	u, s := userSys(agent.Process.Pid)
+	ru, rs := userSys(rcv.Process.Pid)
+	return u + s, ru + rs
+}
+
 func runOtelcol(bin, kind, in, dir string, lines int) (cpu, rssMiB float64) {
 	run := filepath.Join(dir, "oc")
 	os.RemoveAll(run)
 	os.MkdirAll(run, 0o755)
 	mport := strings.Split(freeAddr(), ":")[1]
 	ops := ""
+	if kind == "nginx" {
+		// The same regular expression meshtrail's nginx preset uses.
+		ops = `
+    operators:
+      - type: regex_parser
+        regex: '^(?P<remote_addr>\S+) - (?P<remote_user>\S+) \[(?P<time>[^\]]+)\] "(?P<request>[^"]*)" (?P<status>\d{3}) (?P<body_bytes_sent>\d+) "(?P<http_referer>[^"]*)" "(?P<http_user_agent>[^"]*)"'
+        timestamp: {parse_from: attributes.time, layout_type: gotime, layout: "02/Jan/2006:15:04:05 -0700"}`
+	}
 	if kind == "json" {
 		// The same work as meshtrail's json parser: the object's members
 		// as attributes, the time from the time member.
