@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"regexp"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -48,36 +50,25 @@ type Agent struct {
 	reuse bool
 	block []record.Record
 	recs  []*record.Record
+
+	// reload returns the configuration file's settings when it changed.
+	reload      func() (Config, bool, error)
+	reloadedAt  time.Time
+	tailMetrics *tail.Metrics
 }
 
 // newAgent wires an agent; resume is the loaded checkpoint.
 func newAgent(cfg Config, resume checkpoint.State, dest record.Consumer, out *ndjsonOut, meta func(string) PodMeta,
 	reg prometheus.Registerer, logger *slog.Logger) (*Agent, error) {
-	parserName := cfg.Parser
-	if cfg.Node {
-		parserName = "cri" // the kubelet writes every container log in the CRI format
-	}
-	p, err := parse.New(parserName, parse.Options{TraceField: cfg.TraceField, SpanField: cfg.SpanField, Regex: cfg.Regex})
+	p, tcfg, err := readerSetup(cfg)
 	if err != nil {
 		return nil, err
 	}
-	var ml *regexp.Regexp
-	if cfg.Multiline != "" {
-		ml = regexp.MustCompile(cfg.Multiline) // validated
-	}
-	paths := cfg.Paths
-	if cfg.Node {
-		paths = append(append([]string(nil), paths...), nodeGlob(cfg.PodsDir))
-	}
-	tcfg := tail.Config{
-		Paths: paths, MaxLineBytes: cfg.MaxLineBytes, Multiline: ml, FlushAfter: cfg.FlushAfter.D(),
-		ReadBytesPerSecond: cfg.ReadBytesPerSecond, PollInterval: cfg.PollInterval.D(), Linger: cfg.Linger.D(),
-		CRI: parserName == "cri",
-	}
+	tm := tail.NewMetrics(reg)
 	a := &Agent{
 		cfg: cfg, log: logger, warn: loglimit.New(30 * time.Second), parser: p, dest: dest, out: out, meta: meta,
 		metrics: newAgentMetrics(reg),
-		tailer:  tail.New(tcfg, resume.Files, logger, tail.NewMetrics(reg)),
+		tailer:  tail.New(tcfg, resume.Files, logger, tm), tailMetrics: tm,
 		acked:   checkpoint.State{Files: resume.Files, Output: resume.Output},
 		savedAt: time.Now(),
 	}
@@ -86,6 +77,74 @@ func newAgent(cfg Config, resume checkpoint.State, dest record.Consumer, out *nd
 		Help: "Seconds since the checkpoint was last written."}, func() float64 { return time.Since(a.savedAtLoad()).Seconds() })
 	reg.MustRegister(a.metrics.checkpointAge)
 	return a, nil
+}
+
+// readerSetup is the parser and the tailer's configuration of cfg.
+func readerSetup(cfg Config) (parse.Parser, tail.Config, error) {
+	parserName := cfg.Parser
+	if cfg.Node {
+		parserName = "cri" // the kubelet writes every container log in the CRI format
+	}
+	p, err := parse.New(parserName, parse.Options{TraceField: cfg.TraceField, SpanField: cfg.SpanField, Regex: cfg.Regex})
+	if err != nil {
+		return nil, tail.Config{}, err
+	}
+	var ml *regexp.Regexp
+	if cfg.Multiline != "" {
+		if ml, err = regexp.Compile(cfg.Multiline); err != nil {
+			return nil, tail.Config{}, err
+		}
+	}
+	paths := cfg.Paths
+	if cfg.Node {
+		paths = append(append([]string(nil), paths...), nodeGlob(cfg.PodsDir))
+	}
+	return p, tail.Config{
+		Paths: paths, MaxLineBytes: cfg.MaxLineBytes, Multiline: ml, FlushAfter: cfg.FlushAfter.D(),
+		ReadBytesPerSecond: cfg.ReadBytesPerSecond, PollInterval: cfg.PollInterval.D(), Linger: cfg.Linger.D(),
+		CRI: parserName == "cri",
+	}, nil
+}
+
+// reloadIfChanged asks a.reload for a changed configuration and applies
+// what can change in place: what is read and how it is parsed. The files'
+// positions carry over (everything read so far was delivered, so the
+// tailer's positions are the accepted ones). Destinations and the state
+// directory need a restart.
+func (a *Agent) reloadIfChanged() {
+	if a.reload == nil || time.Since(a.reloadedAt) < time.Second {
+		return
+	}
+	a.reloadedAt = time.Now()
+	cfg, changed, err := a.reload()
+	if err != nil {
+		a.metrics.reloads.WithLabelValues("invalid").Inc()
+		a.warn.Log(a.log, slog.LevelError, "reload", "changed configuration not applied; the running one stays", "error", err)
+		return
+	}
+	if !changed {
+		return
+	}
+	if cfg.Out != a.cfg.Out || cfg.Forward != a.cfg.Forward || cfg.StateDir != a.cfg.StateDir || cfg.Node != a.cfg.Node ||
+		cfg.Listen != a.cfg.Listen || !reflect.DeepEqual(cfg.Sinks, a.cfg.Sinks) || !slices.Equal(cfg.SinkNames, a.cfg.SinkNames) {
+		a.log.Warn("configuration changed: destinations, state_dir, node and listen apply at the next restart; the rest now")
+	}
+	p, tcfg, err := readerSetup(cfg)
+	if err != nil {
+		a.metrics.reloads.WithLabelValues("invalid").Inc()
+		a.log.Error("changed configuration not applied", "error", err)
+		return
+	}
+	pos := a.tailer.Positions()
+	a.tailer.Close()
+	a.tailer = tail.New(tcfg, pos, a.log, a.tailMetrics)
+	a.parser = p
+	keep := a.cfg
+	a.cfg = cfg
+	a.cfg.Out, a.cfg.Forward, a.cfg.StateDir, a.cfg.Node, a.cfg.Listen, a.cfg.Sinks, a.cfg.SinkNames =
+		keep.Out, keep.Forward, keep.StateDir, keep.Node, keep.Listen, keep.Sinks, keep.SinkNames
+	a.metrics.reloads.WithLabelValues("applied").Inc()
+	a.log.Info("configuration reloaded", "paths", cfg.Paths, "parser", cfg.Parser)
 }
 
 func (a *Agent) savedAtLoad() time.Time { return time.Unix(0, a.savedAtN.Load()) }
@@ -124,6 +183,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		readCtx := ctx
 		if stopping {
 			readCtx = graceCtx
+		}
+		if !stopping {
+			a.reloadIfChanged()
 		}
 		if a.tailer.ScanDue() || lastScan.IsZero() {
 			a.tailer.Scan(stopping)
@@ -319,7 +381,7 @@ type agentMetrics struct {
 	delivered, deliveryErrors, checkpointErrors, invalidUTF8, truncated prometheus.Counter
 	dropped, parseErrors                                                *prometheus.CounterVec
 	lagBytes                                                            *prometheus.GaugeVec
-	podBytes, podLines                                                  *prometheus.CounterVec
+	podBytes, podLines, reloads                                         *prometheus.CounterVec
 	checkpointAge                                                       prometheus.GaugeFunc
 }
 
@@ -348,7 +410,9 @@ func newAgentMetrics(reg prometheus.Registerer) *agentMetrics {
 		Help: "Node mode: bytes of container log lines read per pod."}, []string{"namespace", "pod"})
 	m.podLines = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshtrail_tail_pod_lines_total",
 		Help: "Node mode: container log lines read per pod."}, []string{"namespace", "pod"})
-	reg.MustRegister(m.delivered, m.deliveryErrors, m.checkpointErrors, m.invalidUTF8, m.truncated, m.dropped, m.parseErrors,
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshtrail_tail_config_reloads_total",
+		Help: "Changed configuration files seen, by result (applied, invalid)."}, []string{"result"})
+	reg.MustRegister(m.reloads, m.delivered, m.deliveryErrors, m.checkpointErrors, m.invalidUTF8, m.truncated, m.dropped, m.parseErrors,
 		m.lagBytes, m.podBytes, m.podLines)
 	return m
 }

@@ -106,8 +106,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
+	// Flags given on the command line override the file, also on reload.
+	setFlag := func(cfg *Config, name string) {
+		switch name {
 		case "paths":
 			cfg.Paths = splitList(*paths)
 		case "parser":
@@ -139,7 +140,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case "log-level":
 			cfg.LogLevel = *logLevel
 		}
-	})
+	}
+	applyFlags := func(cfg *Config) { fs.Visit(func(f *flag.Flag) { setFlag(cfg, f.Name) }) }
+	applyFlags(&cfg)
 	cfg.Pod = PodFromEnv(os.Getenv)
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "meshtrail tail: %v\n", err)
@@ -148,15 +151,50 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := Run(ctx, cfg, stdout, logger); err != nil {
+	var reload func() (Config, bool, error)
+	if *configPath != "" {
+		reload = fileReloader(*configPath, def, cfg.Pod, applyFlags)
+	}
+	if err := Run(ctx, cfg, stdout, logger, reload); err != nil {
 		logger.Error("tail stopped", "error", err)
 		return 1
 	}
 	return 0
 }
 
-// Run runs the agent until ctx ends and it has drained.
-func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger) error {
+// fileReloader returns the configuration at path, with the command line's
+// flags applied over it, whenever the file's modification time or size
+// changed since the last look.
+func fileReloader(path string, def Config, pod PodMeta, applyFlags func(*Config)) func() (Config, bool, error) {
+	var last os.FileInfo
+	if fi, err := os.Stat(path); err == nil {
+		last = fi
+	}
+	return func() (Config, bool, error) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return Config{}, false, err
+		}
+		if last != nil && fi.ModTime().Equal(last.ModTime()) && fi.Size() == last.Size() {
+			return Config{}, false, nil
+		}
+		last = fi
+		cfg := def
+		if err := config.Load(path, &cfg); err != nil {
+			return Config{}, false, err
+		}
+		applyFlags(&cfg)
+		cfg.Pod = pod
+		if err := cfg.Validate(); err != nil {
+			return Config{}, false, err
+		}
+		return cfg, true, nil
+	}
+}
+
+// Run runs the agent until ctx ends and it has drained. reload, when not
+// nil, reports a changed configuration (see Agent.reloadIfChanged).
+func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger, reload func() (Config, bool, error)) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -218,6 +256,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	if err != nil {
 		return err
 	}
+	a.reload = reload
 	stopServe, err := serveControl(cfg, a, reg, logger)
 	if err != nil {
 		return err
