@@ -159,8 +159,13 @@ func (c *Config) Validate() error {
 			return config.Errorf(name, "must be positive")
 		}
 	}
-	if c.BatchBytes < 4096 {
-		return config.Errorf("batch_bytes", "%d: at least 4096", c.BatchBytes)
+	if c.BatchBytes < 4096 || c.BatchBytes > 4<<20 {
+		return config.Errorf("batch_bytes", "%d: 4096 to 4 MiB", c.BatchBytes)
+	}
+	if c.Forward != "" && c.MaxLineBytes > 4<<20 {
+		// One OTLP request must stay under the receiver's 16 MiB limit, or
+		// it is refused every time and the position never advances.
+		return config.Errorf("max_line_bytes", "%d: at most 4 MiB with forward (a request must stay under the receiver's 16 MiB)", c.MaxLineBytes)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
