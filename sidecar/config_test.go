@@ -28,7 +28,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.Out = "" }, "out"},
 		{func(c *Config) { c.Forward = "host:4317" }, "out"},
 		{func(c *Config) { c.Out, c.Forward = "", "nohostport" }, "forward"},
-		{func(c *Config) { c.Out, c.Forward, c.MaxLineBytes = "", "h:1", 16 << 20 }, "max_line_bytes"},
+		{func(c *Config) { c.Out, c.Forward, c.MaxLineBytes = "", "h:1", 16<<20 }, "max_line_bytes"},
 		{func(c *Config) { c.MaxLineBytes = 10 }, "max_line_bytes"},
 		{func(c *Config) { c.ReadBytesPerSecond = 10 }, "read_bytes_per_second"},
 		{func(c *Config) { c.BatchBytes = 64 << 20 }, "batch_bytes"},
