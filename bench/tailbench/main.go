@@ -126,7 +126,9 @@ func runMeshtrail(bin, kind, in, dir string, lines int) (cpu, rssMiB float64) {
 	cmd.Stderr = os.Stderr
 	must(cmd.Start())
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitFor(func() bool { return metric(get("http://"+addr+"/metrics"), "meshtrail_tail_records_delivered_total") >= float64(lines) },
+	waitFor(func() bool {
+		return metric(get("http://"+addr+"/metrics"), "meshtrail_tail_records_delivered_total") >= float64(lines)
+	},
 		15*time.Minute, "meshtrail to deliver every line")
 	u, s := userSys(cmd.Process.Pid)
 	if os.Getenv("TAILBENCH_VERBOSE") != "" {
