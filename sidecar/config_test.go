@@ -3,6 +3,8 @@ package sidecar
 import (
 	"strings"
 	"testing"
+
+	"github.com/meshtrail/meshtrail/internal/config"
 )
 
 func TestValidateNamesTheField(t *testing.T) {
@@ -42,5 +44,19 @@ func TestValidateNamesTheField(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tc.field+":") {
 			t.Errorf("want an error naming %s, got %v", tc.field, err)
 		}
+	}
+}
+
+// The example configuration loads strictly and is valid.
+func TestExampleConfig(t *testing.T) {
+	c := DefaultConfig()
+	if err := config.Load("examples/tail.yaml", &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Parser != "json" || len(c.Transforms) != 5 || c.Forward == "" {
+		t.Fatalf("%+v", c)
 	}
 }
