@@ -30,7 +30,13 @@ func main() {
 	meshtrail := flag.String("meshtrail", "bin/meshtrail", "meshtrail binary")
 	otelcol := flag.String("otelcol", defaultTool("otelcol"), "OpenTelemetry Collector with the filelog receiver and file exporter (empty: no peer)")
 	forward := flag.Bool("forward", false, "measure the forward path instead: meshtrail tail --forward to meshtrail als --otlp-listen (writing NDJSON), CPU of each")
+	soak := flag.Duration("soak", 0, "instead: append at -rate to a file for this long while meshtrail tail reads it (--out), printing RSS every 10 s")
+	rateMB := flag.Float64("rate", 10, "MB per second appended during -soak")
 	flag.Parse()
+	if *soak > 0 {
+		runSoak(*meshtrail, *soak, *rateMB)
+		return
+	}
 
 	dir, err := os.MkdirTemp("", "tailbench")
 	must(err)
@@ -135,6 +141,63 @@ func runMeshtrail(bin, kind, in, dir string, lines int) (cpu, rssMiB float64) {
 		fmt.Printf("  meshtrail user %.2f sys %.2f\n", u, s)
 	}
 	return u + s, float64(hwmKiB(cmd.Process.Pid)) / 1024
+}
+
+// runSoak appends raw lines at rateMB per second (in 100 ms steps) for d
+// and prints the agent's RSS, CPU and lag every 10 s.
+func runSoak(bin string, d time.Duration, rateMB float64) {
+	dir, err := os.MkdirTemp("", "tailsoak")
+	must(err)
+	defer os.RemoveAll(dir)
+	in := filepath.Join(dir, "app.log")
+	f, err := os.Create(in)
+	must(err)
+	defer f.Close()
+	addr := freeAddr()
+	cmd := exec.Command(bin, "tail", "--paths="+in, "--state-dir="+filepath.Join(dir, "state"),
+		"--out="+filepath.Join(dir, "out.ndjson"), "--listen="+addr, "--log-level=warn")
+	cmd.Stderr = os.Stderr
+	must(cmd.Start())
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	fmt.Printf("soak: %.0f MB/s of raw lines for %v (machine: %d CPU %s)\n", rateMB, d, cpus(), cpuModel())
+	step := int(rateMB * 1e6 / 10)
+	var buf []byte
+	n := 0
+	start := time.Now()
+	next := start
+	report := start.Add(10 * time.Second)
+	var maxRSS int
+	for time.Since(start) < d {
+		buf = buf[:0]
+		for len(buf) < step {
+			buf = fmt.Appendf(buf, "2026-12-02T21:00:00.000Z INFO request handled path=/api/cart/%d user=%d traceparent=00-%016x%016x-%016x-01\n", n%1000, n%97, n+1, n*7+1, n*13+1)
+			n++
+		}
+		f.Write(buf)
+		next = next.Add(100 * time.Millisecond)
+		time.Sleep(time.Until(next))
+		if time.Now().After(report) {
+			report = report.Add(10 * time.Second)
+			rss := rssKiB(cmd.Process.Pid)
+			maxRSS = max(maxRSS, rss)
+			u, s := userSys(cmd.Process.Pid)
+			fmt.Printf("  t=%3.0fs RSS %5.1f MiB  CPU %.2f s  lines written %d, delivered %.0f\n", time.Since(start).Seconds(), float64(rss)/1024, u+s, n,
+				metric(get("http://"+addr+"/metrics"), "meshtrail_tail_records_delivered_total"))
+		}
+	}
+	fmt.Printf("soak: max RSS %.1f MiB, peak (VmHWM) %.1f MiB\n", float64(maxRSS)/1024, float64(hwmKiB(cmd.Process.Pid))/1024)
+}
+
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	must(err)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			v, _ := strconv.Atoi(strings.Fields(l)[1])
+			return v
+		}
+	}
+	return 0
 }
 
 // runForward runs the receiver (OTLP listener, NDJSON out) and the agent
