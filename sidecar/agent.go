@@ -55,6 +55,8 @@ type Agent struct {
 	reload      func() (Config, bool, error)
 	reloadedAt  time.Time
 	tailMetrics *tail.Metrics
+	// podSeries are the pods with per-pod series (node mode).
+	podSeries map[[2]string]bool
 }
 
 // newAgent wires an agent; resume is the loaded checkpoint.
@@ -190,7 +192,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		if a.tailer.ScanDue() || lastScan.IsZero() {
 			a.tailer.Scan(stopping)
 			lastScan = time.Now()
-			a.metrics.lag(a.tailer.Lag())
+			lag := a.tailer.Lag()
+			a.metrics.lag(lag)
+			if a.cfg.Node {
+				a.forgetGonePods(lag)
+			}
 		}
 		entries, _ := a.tailer.Read(readCtx, a.cfg.BatchBytes, stopping)
 		if len(entries) > 0 {
@@ -276,6 +282,10 @@ func (a *Agent) records(entries []tail.Entry) []*record.Record {
 		}
 		a.attach(r, e.Path)
 		if a.cfg.Node {
+			if a.podSeries == nil {
+				a.podSeries = map[[2]string]bool{}
+			}
+			a.podSeries[[2]string{r.Node.Namespace, r.Node.Pod}] = true
 			a.metrics.podBytes.WithLabelValues(r.Node.Namespace, r.Node.Pod).Add(float64(len(e.Data) + 1))
 			a.metrics.podLines.WithLabelValues(r.Node.Namespace, r.Node.Pod).Inc()
 		}
@@ -335,6 +345,25 @@ func (a *Agent) deliver(ctx context.Context, recs []*record.Record) error {
 		case <-t.C:
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// forgetGonePods removes the per-pod series of pods none of whose files
+// is open any more (the pod was deleted and its logs read to the end),
+// so the series stay bounded by the pods on the node.
+func (a *Agent) forgetGonePods(open map[string]int64) {
+	live := make(map[[2]string]bool, len(open))
+	for p := range open {
+		if m, ok := podFromPath(a.cfg.PodsDir, p); ok {
+			live[[2]string{m.Namespace, m.Name}] = true
+		}
+	}
+	for k := range a.podSeries {
+		if !live[k] {
+			a.metrics.podBytes.DeleteLabelValues(k[0], k[1])
+			a.metrics.podLines.DeleteLabelValues(k[0], k[1])
+			delete(a.podSeries, k)
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package sidecar_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshtrail/meshtrail/sidecar/internal/tailtest"
+	"github.com/meshtrail/meshtrail/test/harness"
 )
 
 // TestNodeModeCRIRotationAndPartials writes a /var/log/pods tree the way
@@ -25,7 +28,9 @@ func TestNodeModeCRIRotationAndPartials(t *testing.T) {
 	other := filepath.Join(pods, "web_front-1_9a9a", "nginx")
 	os.MkdirAll(cdir, 0o755)
 	os.MkdirAll(other, 0o755)
-	p := startAgent(t, bin, []string{"tail", "--node", "--pods-dir=" + pods, "--state-dir=" + filepath.Join(dir, "state"), "--out=" + outPath})
+	listen := harness.FreeAddr(t)
+	p := startAgent(t, bin, []string{"tail", "--node", "--pods-dir=" + pods, "--state-dir=" + filepath.Join(dir, "state"), "--out=" + outPath,
+		"--listen=" + listen})
 
 	ts := time.Date(2026, 12, 2, 21, 0, 0, 0, time.UTC)
 	open := func(path string) *os.File {
@@ -69,6 +74,29 @@ func TestNodeModeCRIRotationAndPartials(t *testing.T) {
 		}
 	}
 	f.Close()
+	harness.Eventually(t, 60*time.Second, "every line out", func() error { return wantLines(outPath, len(want)) })
+	// Per-pod figures: the web pod wrote 600 lines; once its directory is
+	// gone (the pod deleted) and its file let go, its series go too.
+	metrics := func() string {
+		resp, err := http.Get("http://" + listen + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	const webLines = `meshtrail_tail_pod_lines_total{namespace="web",pod="front-1"} 600`
+	if m := metrics(); !strings.Contains(m, webLines) {
+		t.Fatalf("no %s in\n%s", webLines, m)
+	}
+	os.RemoveAll(filepath.Join(pods, "web_front-1_9a9a"))
+	harness.Eventually(t, 30*time.Second, "the deleted pod's series removed", func() error {
+		if strings.Contains(metrics(), `pod="front-1"`) {
+			return fmt.Errorf("series still there")
+		}
+		return nil
+	})
 	stopWhenOut(t, p, outPath, len(want))
 	recs := tailtest.ReadOut(t, outPath)
 	seen := map[string]int{}
