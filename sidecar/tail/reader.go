@@ -33,6 +33,8 @@ type reader struct {
 	pendingStart int64
 	pendingTrunc bool
 	pendingAt    time.Time
+	held         []heldLine
+	heldBytes    int
 
 	matched    bool      // seen by the last scan under a path the globs match
 	lastGrowth time.Time // when the file last gave new bytes
@@ -55,6 +57,7 @@ func (r *reader) commitOffset() int64 {
 func (r *reader) reset() {
 	r.readOff, r.lineStart, r.buf, r.skipping = 0, 0, r.buf[:0], false
 	r.pending, r.pendingSet, r.pendingTrunc = r.pending[:0], false, false
+	r.held, r.heldBytes = nil, 0
 	r.streamID, r.idPrefix = 0, ""
 }
 
@@ -144,6 +147,18 @@ func (r *reader) flushPending(emit lineSink) {
 	r.pendingSet = false
 	emit(r, r.pending, r.pendingStart, r.pendingTrunc)
 	r.pending = r.pending[:0]
+	for _, h := range r.held {
+		emit(r, h.data, h.start, h.trunc)
+	}
+	r.held, r.heldBytes = r.held[:0], 0
+}
+
+// heldLine is a CRI line of the other stream that arrived while a partial
+// line was pending (see criLine).
+type heldLine struct {
+	data  []byte
+	start int64
+	trunc bool
 }
 
 // readChunk appends up to len(chunk) new bytes of the file to buf.
@@ -193,7 +208,15 @@ func (r *reader) criLine(data []byte, start int64, trunc bool, maxLine int, now 
 	if r.pendingSet {
 		pstream, _, _, _ := criSplit(r.pending)
 		if !bytes.Equal(pstream, stream) {
-			emit(r, data, start, trunc)
+			// The other stream's line, between two parts of this one: held
+			// and emitted after the joined line. Emitted now it would lie
+			// past the checkpoint, which stays at the partial line's start,
+			// and be read twice after a crash.
+			r.held = append(r.held, heldLine{data: append([]byte(nil), data...), start: start, trunc: trunc})
+			r.heldBytes += len(data)
+			if r.heldBytes > maxLine {
+				r.flushPending(emit) // bounded: a partial line never finished
+			}
 			return
 		}
 		room := maxLine - len(r.pending)

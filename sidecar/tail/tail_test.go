@@ -86,12 +86,25 @@ func TestCRIPartials(t *testing.T) {
 		t.Fatalf("checkpoint at %d, inside a partial line", pos[0].Offset)
 	}
 	f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
-	f.WriteString("2026-12-02T21:00:01Z stderr F other stream\n2026-12-02T21:00:00Z stdout F world\n")
+	f.WriteString("2026-12-02T21:00:01Z stderr F other stream\n")
+	f.Sync()
+	// The other stream's line waits for the partial line: emitted before
+	// it, it would lie past the checkpoint and be read twice after a crash.
+	if got := readAll(t, tl, false); len(got) != 0 {
+		t.Fatalf("emitted while a partial line is pending: %q", got)
+	}
+	if pos := tl.Positions(); pos[0].Offset != 0 {
+		t.Fatalf("checkpoint at %d, past a pending partial line", pos[0].Offset)
+	}
+	f.WriteString("2026-12-02T21:00:00Z stdout F world\n")
 	f.Close()
 	got := readAll(t, tl, false)
-	want := []string{"2026-12-02T21:00:01Z stderr F other stream", "2026-12-02T21:00:00Z stdout F hello wide world"}
+	want := []string{"2026-12-02T21:00:00Z stdout F hello wide world", "2026-12-02T21:00:01Z stderr F other stream"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("got %q want %q", got, want)
+	}
+	if pos := tl.Positions(); pos[0].Offset != int64(len(parts)+len("2026-12-02T21:00:01Z stderr F other stream\n2026-12-02T21:00:00Z stdout F world\n")) {
+		t.Fatalf("checkpoint at %d after everything was emitted", pos[0].Offset)
 	}
 }
 
