@@ -117,7 +117,12 @@ func startAgent(t *testing.T, bin string, args []string) agentProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", lastLines(stderr.String(), 200))
+		}
+	})
 	return agentProc{cmd, &stderr}
 }
 
@@ -136,9 +141,7 @@ func stopWhenOut(t *testing.T, p agentProc, outPath string, want int) {
 	if err := p.cmd.Wait(); err != nil {
 		t.Fatalf("agent: %v\n%s", err, p.stderr.String())
 	}
-	if t.Failed() || countLines(outPath) != want {
-		t.Logf("agent log:\n%s", lastLines(p.stderr.String(), 40))
-	}
+
 }
 
 func lastLines(s string, n int) string {

@@ -454,6 +454,13 @@ func (t *Tailer) open(fresh []candidate, now time.Time) {
 		t.start(c, k.Offset, k.Skipping, now)
 	}
 	for _, c := range rest {
+		if c.fp.n == 0 {
+			// Empty: nothing tells yet whether it is a new stream or a copy
+			// about to be written (copytruncate creates the copy empty).
+			// Held open and looked at again once it has bytes.
+			t.deferCandidate(c, now)
+			continue
+		}
 		if i := slices.IndexFunc(t.handoffs, func(h handoff) bool { return h.fp.matches(c.f) }); i >= 0 {
 			h := t.handoffs[i]
 			t.handoffs = slices.Delete(t.handoffs, i, i+1)
@@ -474,14 +481,7 @@ func (t *Tailer) open(fresh []candidate, now time.Time) {
 			// file that begins like the old one. Kept open and looked at
 			// again next scan, when it has diverged or the original was
 			// truncated; a rotation cannot lose it meanwhile.
-			if !c.since.IsZero() && now.Sub(c.since) > handoffLife {
-				c.f.Close()
-				continue
-			}
-			if c.since.IsZero() {
-				c.since = now
-			}
-			t.deferred = append(t.deferred, c)
+			t.deferCandidate(c, now)
 			continue
 		}
 		// A copy made while the agent was down: the checkpoint's position of
@@ -582,6 +582,16 @@ func (t *Tailer) Read(ctx context.Context, maxBytes int, drain bool) ([]Entry, e
 				break
 			}
 			if got == 0 {
+				break
+			}
+			// Truncated (copytruncate) and written again since the last
+			// Scan? Then these bytes may be the new content at old offsets:
+			// they are put back, and the Scan (wanted now) hands the old
+			// stream's rest over to the copy from before this chunk.
+			if r.fp.n > 0 && !r.fp.matches(r.f) {
+				r.buf = r.buf[:len(r.buf)-got]
+				r.readOff -= int64(got)
+				t.scanWanted.Store(true)
 				break
 			}
 			budget -= got
@@ -693,6 +703,19 @@ func (t *Tailer) String() string {
 		fmt.Fprintf(&b, "%s@%d ", r.path, r.readOff)
 	}
 	return b.String()
+}
+
+// deferCandidate keeps c open to look at again next Scan, for at most
+// handoffLife.
+func (t *Tailer) deferCandidate(c candidate, now time.Time) {
+	if !c.since.IsZero() && now.Sub(c.since) > handoffLife {
+		c.f.Close()
+		return
+	}
+	if c.since.IsZero() {
+		c.since = now
+	}
+	t.deferred = append(t.deferred, c)
 }
 
 // shortPrefixOf reports whether everything c holds so far (less than r's
