@@ -74,7 +74,7 @@ func TestRotationUnderLoad(t *testing.T) {
 			args := []string{"tail", "--paths=" + filepath.Join(dir, tc.glob), "--state-dir=" + filepath.Join(dir, "state"),
 				"--out=" + outPath, "--log-level=debug"}
 			const n = 40000
-			w := &writer{path: logPath, n: n, rotate: rotator(t, logPath, tc.kind, 3), rotateEvery: 3000}
+			w := &writer{path: logPath, n: n, rotate: rotator(t, logPath, tc.kind, 10), rotateEvery: 3000}
 			if tc.kind == "copytruncate" {
 				// copytruncate loses what the app writes between the copy and
 				// the truncation (logrotate says so); this writer pauses there,
@@ -83,11 +83,29 @@ func TestRotationUnderLoad(t *testing.T) {
 			}
 			os.WriteFile(logPath, nil, 0o644)
 			cmd := startAgent(t, bin, args)
+			// Write only once the agent is up: a file rotated away and
+			// deleted before the agent started is lost to any tailer.
+			waitForSocket(t, filepath.Join(dir, "state", "tail.sock"))
 			start := time.Now()
 			w.run(t, 0)
 			t.Logf("%d lines written with rotations in %v", n, time.Since(start))
 			stopWhenOut(t, cmd, outPath, n)
 			checkExactlyOnce(t, outPath, n)
 		})
+	}
+}
+
+func waitForSocket(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			time.Sleep(300 * time.Millisecond) // its first scan
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not up: no %s", path)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

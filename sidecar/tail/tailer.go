@@ -454,13 +454,6 @@ func (t *Tailer) open(fresh []candidate, now time.Time) {
 		t.start(c, k.Offset, k.Skipping, now)
 	}
 	for _, c := range rest {
-		if c.fp.n == 0 {
-			// Empty: nothing tells yet whether it is a new stream or a copy
-			// about to be written (copytruncate creates the copy empty).
-			// Held open and looked at again once it has bytes.
-			t.deferCandidate(c, now)
-			continue
-		}
 		if i := slices.IndexFunc(t.handoffs, func(h handoff) bool { return h.fp.matches(c.f) }); i >= 0 {
 			h := t.handoffs[i]
 			t.handoffs = slices.Delete(t.handoffs, i, i+1)
