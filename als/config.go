@@ -15,6 +15,10 @@ import (
 type Config struct {
 	// Listen is the gRPC address Envoys stream to.
 	Listen string `json:"listen"`
+	// OTLPListen, when set, also receives OTLP logs (gRPC LogsService and
+	// OTLP/HTTP POST /v1/logs on one port) from meshtrail tail --forward
+	// or any OpenTelemetry SDK or Collector; see internal/otlplogs.
+	OTLPListen string `json:"otlp_listen,omitempty"`
 	// MetricsListen serves /metrics (Prometheus and OpenMetrics with
 	// exemplars), /healthz and /readyz. Empty disables it.
 	MetricsListen string       `json:"metrics_listen"`
@@ -136,6 +140,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := validAddr("metrics_listen", c.MetricsListen, false); err != nil {
+		return err
+	}
+	if err := validAddr("otlp_listen", c.OTLPListen, false); err != nil {
 		return err
 	}
 	if c.ShutdownGrace <= 0 {

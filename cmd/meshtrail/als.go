@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshtrail/meshtrail/als"
 	"github.com/meshtrail/meshtrail/internal/config"
+	"github.com/meshtrail/meshtrail/internal/otlplogs"
 	"github.com/meshtrail/meshtrail/internal/pipeline"
 )
 
@@ -102,6 +103,7 @@ func alsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	configPath := fs.String("config", "", "YAML configuration file: every setting, flags override it (the project's als/examples/als.yaml documents each key)")
 	listen := fs.String("listen", def.Listen, "gRPC HOST:PORT Envoys stream access logs to")
 	metricsListen := fs.String("metrics-listen", def.MetricsListen, "HOST:PORT for /metrics, /healthz, /readyz (empty disables)")
+	otlpListen := fs.String("otlp-listen", "", "HOST:PORT receiving OTLP logs (gRPC and HTTP /v1/logs) from meshtrail tail --forward or OpenTelemetry SDKs; empty disables")
 	out := fs.String("out", def.Pipeline.Out, `NDJSON output: a file path (size-rotated) or "-" for stdout; empty disables`)
 	prefix := fs.String("metric-prefix", def.Pipeline.Metrics.Prefix, `RED metric name prefix; "istio_" feeds Kiali (only with Istio's own telemetry off, or it double-counts)`)
 	tlsCert := fs.String("tls-cert", "", "serve gRPC over TLS with this certificate (PEM)")
@@ -137,6 +139,8 @@ func alsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			cfg.Listen = *listen
 		case "metrics-listen":
 			cfg.MetricsListen = *metricsListen
+		case "otlp-listen":
+			cfg.OTLPListen = *otlpListen
 		case "out":
 			cfg.Pipeline.Out = *out
 		case "metric-prefix":
@@ -183,7 +187,20 @@ func alsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		logger.Error("cannot start", "error", err)
 		return 1
 	}
-	// The receiver ends its streams first; the pipeline then drains.
+	if cfg.OTLPListen != "" {
+		// Application logs over OTLP (meshtrail tail --forward, SDKs, a
+		// Collector): answered only once every sink holds them.
+		ol, err := otlplogs.Listen(cfg.OTLPListen, p.Consumer(pipeline.Acknowledged), reg, logger)
+		if err != nil {
+			_ = svc.Shutdown(context.Background())
+			_ = p.Shutdown(context.Background())
+			logger.Error("cannot start", "error", err)
+			return 1
+		}
+		svc.AddCloser(ol.Shutdown)
+	}
+	// The sources end first (the receiver its streams, then the OTLP
+	// listener); the pipeline then drains.
 	svc.AddCloser(p.Shutdown)
 	if err := svc.Wait(ctx, cfg.ShutdownGrace.D()); err != nil {
 		logger.Error("shutdown", "error", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshtrail/meshtrail/injector"
 	"github.com/meshtrail/meshtrail/internal/demo"
+	"github.com/meshtrail/meshtrail/sidecar"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand's
@@ -28,6 +29,7 @@ var commands = []command{
 	{name: "demo", summary: "run the receiver on embedded defaults against a synthetic mesh and show the result", run: demo.Command},
 	{name: "als", summary: "receive Envoy access logs (ALS gRPC) as trace-correlated records and RED metrics", run: alsCommand},
 	{name: "inject", summary: "mutating admission webhook adding the log tail sidecar to pods with heavy log volume", run: injector.Command},
+	{name: "tail", summary: "tail application log files through rotation and restarts, joined to traces (the sidecar and node agent)", run: sidecar.Command},
 }
 
 func main() {

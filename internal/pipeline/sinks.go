@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/meshtrail/meshtrail/internal/fanout/queue"
@@ -89,4 +91,27 @@ func (c *Sinks) Enabled() []string {
 		}
 	}
 	return names
+}
+
+// Only returns the sections named in names (all of them when names is
+// empty), for a source that sends to some of the sinks (meshtrail tail
+// --sinks). A name that is not an enabled section is an error naming it.
+func (c Sinks) Only(names []string) (Sinks, error) {
+	if len(names) == 0 {
+		return c, nil
+	}
+	enabled := c.Enabled()
+	for _, n := range names {
+		if !slices.Contains(enabled, n) {
+			return Sinks{}, fmt.Errorf("%q is not an enabled sink of the sinks: section (enabled: %s)", n, strings.Join(enabled, ", "))
+		}
+	}
+	v := reflect.ValueOf(&c).Elem()
+	for i := range v.NumField() {
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		if !slices.Contains(names, name) {
+			v.Field(i).SetZero()
+		}
+	}
+	return c, nil
 }

@@ -31,8 +31,9 @@ import (
 // The first byte is a version, never '{': disk queues written by releases
 // before this form hold JSON records, and their readers tell the two apart
 // by that byte. A change of layout takes the next version number and
-// DecodeBinary keeps reading the old ones.
-const BinaryVersion = 1
+// DecodeBinary keeps reading the old ones. Version 2 added the log line
+// flags (truncated, invalid_utf8) after fields.
+const BinaryVersion = 2
 
 // AppendBinary appends r's binary form to dst.
 func AppendBinary(dst []byte, r *Record) []byte {
@@ -161,8 +162,24 @@ func AppendBinary(dst []byte, r *Record) []byte {
 	b = bStr(b, r.Level)
 	b = bStr(b, r.Stream)
 	b = bMap(b, r.Fields)
-	return b
+	var flags byte
+	if r.Truncated {
+		flags |= flagTruncated
+	}
+	if r.InvalidUTF8 {
+		flags |= flagInvalidUTF8
+	}
+	return append(b, flags)
 }
+
+// The log line flags, one byte from version 2 on.
+const (
+	flagTruncated   = 1 << 0
+	flagInvalidUTF8 = 1 << 1
+)
+
+// knownVersion reports whether this build reads frames of version v.
+func knownVersion(v byte) bool { return v == 1 || v == BinaryVersion }
 
 func bStr(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -216,8 +233,8 @@ func DecodeBinary(b []byte) (*Record, error) {
 	if len(b) == 0 {
 		return nil, errors.New("record: binary frame is empty")
 	}
-	if b[0] != BinaryVersion {
-		return nil, fmt.Errorf("record: binary frame version %d is unknown (this build reads %d)", b[0], BinaryVersion)
+	if !knownVersion(b[0]) {
+		return nil, fmt.Errorf("record: binary frame version %d is unknown (this build reads 1 to %d)", b[0], BinaryVersion)
 	}
 	r := new(Record)
 	if err := decodeInto(r, b, string(b)); err != nil {
@@ -231,7 +248,7 @@ func DecodeBinary(b []byte) (*Record, error) {
 // never be modified again (a disk queue's read buffer, allocated per
 // message, is such a frame). It saves a copy and an allocation per record.
 func DecodeBinaryOwned(b []byte) (*Record, error) {
-	if len(b) == 0 || b[0] != BinaryVersion {
+	if len(b) == 0 || !knownVersion(b[0]) {
 		return DecodeBinary(b) // the same errors
 	}
 	r := new(Record)
@@ -365,6 +382,14 @@ func decodeInto(r *Record, b []byte, s string) error {
 	r.Level = d.str("level")
 	r.Stream = d.str("stream")
 	r.Fields = d.strMap("fields")
+	if b[0] >= 2 {
+		switch f := d.byte("flags"); {
+		case f&^(flagTruncated|flagInvalidUTF8) != 0:
+			d.fail("flags", fmt.Errorf("unknown bits in %#x", f))
+		default:
+			r.Truncated, r.InvalidUTF8 = f&flagTruncated != 0, f&flagInvalidUTF8 != 0
+		}
+	}
 
 	if d.err != nil {
 		return d.err

@@ -155,6 +155,12 @@ func appendRecord(b []byte, r *Record, e *Encoder) []byte {
 	b = jStr(b, `,"level":"`, r.Level)
 	b = jStr(b, `,"stream":"`, r.Stream)
 	b = jMap(b, `,"fields":`, r.Fields, mapSlot(maps, 5))
+	if r.Truncated {
+		b = append(b, `,"truncated":true`...)
+	}
+	if r.InvalidUTF8 {
+		b = append(b, `,"invalid_utf8":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -701,6 +707,8 @@ type wire struct {
 	Level        string                 `json:"level"`
 	Stream       string                 `json:"stream"`
 	Fields       map[string]string      `json:"fields"`
+	Truncated    bool                   `json:"truncated"`
+	InvalidUTF8  bool                   `json:"invalid_utf8"`
 }
 
 // ParseJSON decodes one object written by AppendJSON. It is the inverse
@@ -729,6 +737,7 @@ func ParseJSON(data []byte) (*Record, error) {
 		RequestHeaders: w.ReqHeaders, ResponseHeaders: w.RespHeaders, ResponseTrailers: w.RespTrailers,
 		Tags: w.Tags, FilterState: w.FilterState,
 		Message: w.Message, Level: w.Level, Stream: w.Stream, Fields: w.Fields,
+		Truncated: w.Truncated, InvalidUTF8: w.InvalidUTF8,
 	}
 	switch w.Kind {
 	case "http":

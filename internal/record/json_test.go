@@ -116,3 +116,25 @@ func TestNeedsEscape8FindsEveryByteThatNeedsEscaping(t *testing.T) {
 		}
 	}
 }
+
+func TestLogRecordRoundTrips(t *testing.T) {
+	r := &Record{
+		Kind: KindLog, StartTime: time.Date(2026, 12, 2, 21, 0, 0, 5, time.UTC),
+		Message: "boom \"x\"", Level: "error", Stream: "/var/log/app/app.log",
+		Fields: map[string]string{"k8s.container.name": "api"},
+		ID:     "2049:1234:9f86d081884c7d65:4096", Truncated: true, InvalidUTF8: true,
+	}
+	b := AppendJSON(nil, r)
+	for _, want := range []string{`"record_id":"2049:1234:9f86d081884c7d65:4096"`, `"truncated":true`, `"invalid_utf8":true`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	got, err := ParseJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*got, *r) {
+		t.Fatalf("round trip differs:\n got %+v\nwant %+v", *got, *r)
+	}
+}

@@ -159,6 +159,12 @@ func refAppendJSON(b []byte, r *Record) []byte {
 	b = refJStr(b, `,"level":`, r.Level)
 	b = refJStr(b, `,"stream":`, r.Stream)
 	b = refJMap(b, `,"fields":`, r.Fields)
+	if r.Truncated {
+		b = append(b, `,"truncated":true`...)
+	}
+	if r.InvalidUTF8 {
+		b = append(b, `,"invalid_utf8":true`...)
+	}
 	return append(b, '}')
 }
 

@@ -209,6 +209,11 @@ type Record struct {
 	Level   string
 	Stream  string            // stdout, stderr, or the file tailed
 	Fields  map[string]string // parsed fields of a structured log line
+	// Truncated: the line was longer than the tailer's maximum line size
+	// and was cut there.
+	Truncated bool
+	// InvalidUTF8: invalid UTF-8 in the line was replaced by U+FFFD.
+	InvalidUTF8 bool
 
 	// size caches Size: 0 until measured. Read and written atomically,
 	// because every sink's queue asks for it concurrently.

@@ -355,6 +355,11 @@ func timestamp(r *record.Record) time.Time {
 // of what identifies one observation (the proxy, its stream, the trace
 // ids, the start time, and for log lines the line itself), so the same
 // record always gets the same id and two observations never share one.
+//
+// A tailed log line carries its own stable id (record.ID: file identity
+// and offset, see meshtrail tail), which names the document instead
+// (useRecordID), so a line read again after a restart, with a new
+// receive time, is the same document.
 func DocID(id *[32]byte, r *record.Record) {
 	h := sha256.New()
 	var b [9]byte
