@@ -368,9 +368,8 @@ func TestZincTenantsAndRecordIDs(t *testing.T) {
 	if err := e.Export(ctx, again); err != nil {
 		t.Fatal(err)
 	}
-	if count(e, "duplicate") != len(batch) {
-		t.Errorf("%d duplicates on the resend, want %d (every record)", count(e, "duplicate"), len(batch))
-	}
+	// zincsearch answers a create of an existing _id as an update (200,
+	// not Elasticsearch's 409), so what counts is the documents stored.
 	if lines(t, dl) != 0 {
 		t.Errorf("%d dead letters", lines(t, dl))
 	}

@@ -104,9 +104,10 @@ type batch struct {
 	ctx    context.Context
 	ms     int64
 	body   []byte
-	n      int // samples in body
-	sent   int // samples sent in this push
-	labels []label
+	n      int     // samples in body
+	sent   int     // samples sent in this push
+	labels []label // the sample being encoded
+	base   []label // the current metric's labels, external labels, replica
 	err    error
 }
 
@@ -321,33 +322,34 @@ func (p *Pusher) flatten(mfs []*dto.MetricFamily) {
 	for _, mf := range mfs {
 		name := mf.GetName()
 		for _, m := range mf.GetMetric() {
+			p.metricLabels(m)
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
-				p.add(name, m, "", "", m.GetCounter().GetValue())
+				p.add(name, "", "", m.GetCounter().GetValue())
 			case dto.MetricType_GAUGE:
-				p.add(name, m, "", "", m.GetGauge().GetValue())
+				p.add(name, "", "", m.GetGauge().GetValue())
 			case dto.MetricType_UNTYPED:
-				p.add(name, m, "", "", m.GetUntyped().GetValue())
+				p.add(name, "", "", m.GetUntyped().GetValue())
 			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
 				h := m.GetHistogram()
 				infSeen := false
 				for _, b := range h.GetBucket() {
 					ub := b.GetUpperBound()
 					infSeen = infSeen || math.IsInf(ub, 1)
-					p.add(name+"_bucket", m, "le", formatFloat(ub), float64(b.GetCumulativeCount()))
+					p.add(name+"_bucket", "le", formatFloat(ub), float64(b.GetCumulativeCount()))
 				}
 				if !infSeen {
-					p.add(name+"_bucket", m, "le", "+Inf", float64(h.GetSampleCount()))
+					p.add(name+"_bucket", "le", "+Inf", float64(h.GetSampleCount()))
 				}
-				p.add(name+"_sum", m, "", "", h.GetSampleSum())
-				p.add(name+"_count", m, "", "", float64(h.GetSampleCount()))
+				p.add(name+"_sum", "", "", h.GetSampleSum())
+				p.add(name+"_count", "", "", float64(h.GetSampleCount()))
 			case dto.MetricType_SUMMARY:
 				s := m.GetSummary()
 				for _, q := range s.GetQuantile() {
-					p.add(name, m, "quantile", formatFloat(q.GetQuantile()), q.GetValue())
+					p.add(name, "quantile", formatFloat(q.GetQuantile()), q.GetValue())
 				}
-				p.add(name+"_sum", m, "", "", s.GetSampleSum())
-				p.add(name+"_count", m, "", "", float64(s.GetSampleCount()))
+				p.add(name+"_sum", "", "", s.GetSampleSum())
+				p.add(name+"_count", "", "", float64(s.GetSampleCount()))
 			}
 			if p.batch.err != nil {
 				return
@@ -356,16 +358,12 @@ func (p *Pusher) flatten(mfs []*dto.MetricFamily) {
 	}
 }
 
-// add encodes one sample into the batch: __name__, the metric's labels, an
-// extra label (le, quantile) when given, the external labels a metric does
-// not have itself and the replica, sorted by name as remote write
-// requires. A full batch is sent.
-func (p *Pusher) add(name string, m *dto.Metric, extraName, extraValue string, v float64) {
+// metricLabels sets p.batch.base to m's labels, the external labels m does
+// not have itself and the replica, sorted by name: once per metric, not
+// per sample (a histogram is 22 samples of the same labels).
+func (p *Pusher) metricLabels(m *dto.Metric) {
 	b := &p.batch
-	if b.err != nil {
-		return
-	}
-	ls := append(b.labels[:0], label{"__name__", name})
+	ls := b.base[:0]
 	for _, lp := range m.GetLabel() {
 		if lp.GetName() == ReplicaLabel || lp.GetValue() == "" {
 			// Ours wins: it is what keeps replicas apart. An empty value
@@ -375,9 +373,6 @@ func (p *Pusher) add(name string, m *dto.Metric, extraName, extraValue string, v
 		ls = append(ls, label{lp.GetName(), lp.GetValue()})
 	}
 	own := len(ls)
-	if extraName != "" {
-		ls = append(ls, label{extraName, extraValue})
-	}
 	for _, l := range p.labels {
 		if l.name != ReplicaLabel && hasLabel(ls[:own], l.name) {
 			continue
@@ -385,6 +380,35 @@ func (p *Pusher) add(name string, m *dto.Metric, extraName, extraValue string, v
 		ls = append(ls, l)
 	}
 	slices.SortFunc(ls, func(a, b label) int { return strings.Compare(a.name, b.name) })
+	b.base = ls
+}
+
+// add encodes one sample of the current metric into the batch: its labels
+// (p.batch.base) with __name__ and the extra label (le, quantile) when
+// given merged in, sorted by name as remote write requires. A full batch
+// is sent.
+func (p *Pusher) add(name string, extraName, extraValue string, v float64) {
+	b := &p.batch
+	if b.err != nil {
+		return
+	}
+	extra := [2]label{{"__name__", name}, {extraName, extraValue}}
+	pending := extra[:1]
+	if extraName != "" {
+		pending = extra[:2]
+		if extraName < "__name__" {
+			pending[0], pending[1] = pending[1], pending[0]
+		}
+	}
+	ls := b.labels[:0]
+	for _, l := range b.base {
+		for len(pending) > 0 && pending[0].name < l.name {
+			ls = append(ls, pending[0])
+			pending = pending[1:]
+		}
+		ls = append(ls, l)
+	}
+	ls = append(ls, pending...)
 	b.labels = ls
 	b.body = appendSeries(b.body, ls, v, b.ms)
 	if b.n++; b.n >= p.o.MaxSamplesPerRequest {
