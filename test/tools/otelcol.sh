@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the OpenTelemetry Collector the end-to-end tests use (receivers:
 # otlp, fluentforward, zipkin, envoyals, filelog; exporters: file, debug,
-# prometheus) with the collector builder (ocb) from tools/otelcol/manifest.yaml,
+# prometheus, elasticsearch, otlphttp) with the collector builder (ocb) from tools/otelcol/manifest.yaml,
 # into $TOOLS_DIR/otelcol-<version>-<manifest hash>/otelcol. The manifest
 # hash is part of the cache key so adding a component rebuilds it.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
