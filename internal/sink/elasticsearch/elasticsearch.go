@@ -434,16 +434,16 @@ func timestamp(r *record.Record) time.Time {
 // ids, the start time, and for log lines the line itself), so the same
 // record always gets the same id and two observations never share one.
 func DocID(id *[32]byte, r *record.Record) {
-	h := sha256.New()
-	var b [9]byte
-	b[0] = byte(r.Kind)
-	binary.BigEndian.PutUint64(b[1:], uint64(timestamp(r).UnixNano()))
-	h.Write(b[:])
+	// One Sum256 over the bytes a streaming hash was fed (the same ids as
+	// before), from a stack buffer: no hasher allocated per record.
+	var scratch [512]byte
+	b := append(scratch[:0], byte(r.Kind))
+	b = binary.BigEndian.AppendUint64(b, uint64(timestamp(r).UnixNano()))
 	for _, s := range [...]string{r.Node.ID, r.Reporter, r.StreamID, r.Trace.TraceID, r.Trace.SpanID,
 		r.Trace.ParentSpanID, r.HTTP.RequestID, r.Stream, r.Message} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+		b = append(b, s...)
+		b = append(b, 0)
 	}
-	var sum [sha256.Size]byte
-	hex.Encode(id[:], h.Sum(sum[:0])[:16])
+	sum := sha256.Sum256(b)
+	hex.Encode(id[:], sum[:16])
 }
