@@ -7,7 +7,7 @@
 # exporter) has sent every entry (bin/alsbench -wait-sinks -peer-config).
 # Three pairings: Elasticsearch alone, Loki alone, both.
 #   bash bench/peer-sinks.sh [ENTRIES] [RUNS] [BATCH_BYTES] [PAIRINGS]
-# BATCH_BYTES is the ALS message size (default 130000: ~100 entries, as the
+# BATCH_BYTES is the ALS message size (default 100000: ~108 entries, as the
 # issue's first peer run; 16384 is Envoy's default flush, ~13 entries).
 # PAIRINGS defaults to "es loki both". ES_BACKEND=mock-es (default: Elastic's
 # bulk mock, answers at once) or zinc (zincsearch, a store that indexes).
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 entries=${1:-100000}
 runs=${2:-3}
-batch_bytes=${3:-130000}
+batch_bytes=${3:-100000}
 pairings=${4:-es loki both}
 es_backend=${ES_BACKEND:-mock-es}
 tools=${MESHTRAIL_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshtrail/tools}/bin

@@ -42,7 +42,7 @@ func main() {
 	rotate := flag.Bool("rotate", false, "keep meshtrail's default NDJSON rotation (100 MB files, 5 kept); by default a run writes one file, as the peer's file exporter does, so both do the same work")
 	waitSinks := flag.Bool("wait-sinks", false, "measure meshtrail alone (no peer does the same fan-out) and stop the clock only when every configured sink's meshtrail_sink_records_sent_total has reached the entry count, not only the NDJSON writer")
 	peerConfig := flag.String("peer-config", "", "with -wait-sinks: an OpenTelemetry Collector config (envoyals receiver -> exporters into the same backends as -config's sinks) run alternately as the peer; RECEIVER_ENDPOINT, METRICS_HOST and METRICS_PORT in it are replaced. The peer's clock stops when every exporter's otelcol_exporter_sent_log_records has reached the entry count")
-	batchBytes := flag.Int("batch-bytes", 0, "bytes per ALS message the load generator sends (0: its default, 16 KiB like Envoy's buffer; 130000 makes ~100-entry messages)")
+	batchBytes := flag.Int("batch-bytes", 0, "bytes per ALS message the load generator sends (0: its default, 16 KiB like Envoy's buffer; 100000 makes ~108-entry messages)")
 	flag.Parse()
 	loadArgs = nil
 	if *batchBytes > 0 {
