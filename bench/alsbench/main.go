@@ -41,7 +41,13 @@ func main() {
 	mtConfig := flag.String("config", "", "meshtrail YAML config for its runs (e.g. a sinks: section); --listen, --metrics-listen and --out still come from the bench")
 	rotate := flag.Bool("rotate", false, "keep meshtrail's default NDJSON rotation (100 MB files, 5 kept); by default a run writes one file, as the peer's file exporter does, so both do the same work")
 	waitSinks := flag.Bool("wait-sinks", false, "measure meshtrail alone (no peer does the same fan-out) and stop the clock only when every configured sink's meshtrail_sink_records_sent_total has reached the entry count, not only the NDJSON writer")
+	peerConfig := flag.String("peer-config", "", "with -wait-sinks: an OpenTelemetry Collector config (envoyals receiver -> exporters into the same backends as -config's sinks) run alternately as the peer; RECEIVER_ENDPOINT, METRICS_HOST and METRICS_PORT in it are replaced. The peer's clock stops when every exporter's otelcol_exporter_sent_log_records has reached the entry count")
+	batchBytes := flag.Int("batch-bytes", 0, "bytes per ALS message the load generator sends (0: its default, 16 KiB like Envoy's buffer; 100000 makes ~108-entry messages)")
 	flag.Parse()
+	loadArgs = nil
+	if *batchBytes > 0 {
+		loadArgs = []string{"-batch-bytes", strconv.Itoa(*batchBytes)}
+	}
 
 	mt := target{
 		name: "meshtrail",
@@ -101,6 +107,22 @@ service:
 		runSoak(mt, *loadgen, *soak, *rate, *streams)
 		return
 	}
+	if *waitSinks && *peerConfig != "" {
+		tmpl, err := os.ReadFile(*peerConfig)
+		must(err)
+		oc.name = "otelcol-exporters"
+		oc.start = func(dir, g, m string) *exec.Cmd {
+			host, port, _ := net.SplitHostPort(m)
+			cfg := strings.NewReplacer("RECEIVER_ENDPOINT", g, "METRICS_HOST", host, "METRICS_PORT", port).Replace(string(tmpl))
+			p := filepath.Join(dir, "otelcol.yaml")
+			must(os.WriteFile(p, []byte(cfg), 0o644))
+			return exec.Command(*otelcol, "--config", p)
+		}
+		oc.counter = func(text string) float64 { return minPerExporter(text, "otelcol_exporter_sent_log_records") }
+		oc.report = peerReport
+		runPair(mt, oc, *loadgen, *runs, *entries, *streams)
+		return
+	}
 	if *waitSinks {
 		runAlone(mt, *loadgen, *runs, *entries, *streams)
 		return
@@ -124,6 +146,63 @@ type result struct {
 	perCPU, rssMiB, cpu, wall float64
 	user, sys                 float64 // seconds of cpu
 	detail                    string
+}
+
+// loadArgs are extra arguments for the load generator (-batch-bytes).
+var loadArgs []string
+
+// runPair alternates meshtrail fanning out to its sinks and the peer
+// exporting into the same backends, on the same load; each run's clock
+// stops when every sink (every exporter) has sent every entry.
+func runPair(a, b target, loadgen string, runs, entries, streams int) {
+	fmt.Printf("load: %d entries per run over %d streams %v, %d runs each, alternating; the clock stops when every sink/exporter has sent every entry\n\n", entries, streams, loadArgs, runs)
+	var rateA, rateB, wallA, wallB, ratios []float64
+	for i := 0; i < runs; i++ {
+		x := measure(a, loadgen, entries, streams)
+		y := measure(b, loadgen, entries, streams)
+		fmt.Printf("run %d: %-16s %9.0f entries/CPU-s  CPU %6.2f s  wall %6.2f s  RSS %4.0f MiB  %s\n", i+1, a.name, x.perCPU, x.cpu, x.wall, x.rssMiB, x.detail)
+		fmt.Printf("run %d: %-16s %9.0f entries/CPU-s  CPU %6.2f s  wall %6.2f s  RSS %4.0f MiB  %s\n", i+1, b.name, y.perCPU, y.cpu, y.wall, y.rssMiB, y.detail)
+		fmt.Printf("run %d: ratio %.2f\n", i+1, x.perCPU/y.perCPU)
+		rateA, rateB = append(rateA, x.perCPU), append(rateB, y.perCPU)
+		wallA, wallB = append(wallA, x.wall), append(wallB, y.wall)
+		ratios = append(ratios, x.perCPU/y.perCPU)
+	}
+	fmt.Printf("\nmedian: %s %.0f entries/CPU-s (wall %.1f s), %s %.0f entries/CPU-s (wall %.1f s), ratio %.2f (min %.2f, max %.2f)\n",
+		a.name, median(rateA), median(wallA), b.name, median(rateB), median(wallB), median(ratios), minOf(ratios), maxOf(ratios))
+}
+
+// minPerExporter is the smallest value of a counter across its exporter
+// labels (0 when there is none).
+func minPerExporter(text, name string) float64 {
+	per := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.Index(line, `exporter="`)
+		if i < 0 {
+			continue
+		}
+		ex := line[i+len(`exporter="`):]
+		ex = ex[:strings.IndexByte(ex, '"')]
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			per[ex] += v
+		}
+	}
+	m := -1.0
+	for _, v := range per {
+		if m < 0 || v < m {
+			m = v
+		}
+	}
+	return max(m, 0)
+}
+
+// peerReport is what the peer's exporters sent and failed to send.
+func peerReport(text string) string {
+	return fmt.Sprintf("[sent min %.0f, send_failed %.0f, enqueue_failed %.0f]", minPerExporter(text, "otelcol_exporter_sent_log_records"),
+		metric(text, "otelcol_exporter_send_failed_log_records"), metric(text, "otelcol_exporter_enqueue_failed_log_records"))
 }
 
 // runAlone measures t alone (-wait-sinks: meshtrail fanning out to real
@@ -216,7 +295,7 @@ func measure(t target, loadgen string, entries, streams int) result {
 	}, 30*time.Second, t.name+" gRPC port")
 	user0, sys0 := userSys(cmd.Process.Pid)
 	t0 := time.Now()
-	lg := exec.Command(loadgen, "-addr", g, "-entries", strconv.Itoa(entries), "-streams", strconv.Itoa(streams))
+	lg := exec.Command(loadgen, append([]string{"-addr", g, "-entries", strconv.Itoa(entries), "-streams", strconv.Itoa(streams)}, loadArgs...)...)
 	lg.Stderr = os.Stderr
 	out, err := lg.Output()
 	if err != nil {

@@ -29,9 +29,17 @@ type Encoder struct {
 }
 
 // Append appends r as one JSON object (no trailing newline) to dst: the
-// same bytes as AppendJSON(dst, r).
+// same bytes as AppendJSON(dst, r). The first rendering of r also
+// caches its length for Size: the NDJSON file (first in the pipeline)
+// then measures each record for every sink's queue, which no longer
+// renders it again only to count its bytes.
 func (e *Encoder) Append(dst []byte, r *Record) []byte {
-	return appendRecord(dst, r, e)
+	n := len(dst)
+	dst = appendRecord(dst, r, e)
+	if r.sizeKnown() == 0 {
+		r.setSize(len(dst) - n)
+	}
+	return dst
 }
 
 const (

@@ -101,3 +101,18 @@ func BenchmarkSizeFanout4(b *testing.B) {
 		b.ReportMetric(float64(b.N*len(tmpl))/b.Elapsed().Seconds(), "records/s")
 	})
 }
+
+// An Encoder's first rendering caches the size (the NDJSON file measures
+// every record for the queues after it), counting only the record's own
+// bytes when appended behind others.
+func TestEncoderAppendCachesSize(t *testing.T) {
+	var e Encoder
+	dst := []byte("prefix")
+	for i, r := range envoyBatch(32) {
+		want := len(AppendJSON(nil, r))
+		dst = e.Append(dst, r)
+		if r.sizeKnown() != want {
+			t.Fatalf("record %d: cached %d after Encoder.Append, want %d", i, r.sizeKnown(), want)
+		}
+	}
+}

@@ -19,7 +19,6 @@
 package loki
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +35,7 @@ import (
 
 	"github.com/meshtrail/meshtrail/internal/fanout"
 	"github.com/meshtrail/meshtrail/internal/record"
+	"github.com/meshtrail/meshtrail/internal/sink/endpoint"
 )
 
 // Options configure an Exporter.
@@ -60,8 +60,21 @@ type Options struct {
 // Exporter pushes records to Loki.
 type Exporter struct {
 	o     Options
-	extra string    // pre-rendered extra labels, sorted
-	encs  sync.Pool // of *record.Encoder, for Encode
+	extra string           // pre-rendered extra labels, sorted
+	encs  sync.Pool        // of *encodeState, for Encode
+	raw   endpoint.BufPool // uncompressed PushRequests
+	body  endpoint.BufPool // snappy-compressed request bodies
+}
+
+// encodeState is Encode's scratch, reused from batch to batch.
+type encodeState struct {
+	enc     record.Encoder
+	idx     map[string]int
+	streams []stream
+	labels  []byte
+	line    []byte
+	entry   []byte
+	st      []byte
 }
 
 var _ fanout.Exporter = (*Exporter)(nil)
@@ -155,12 +168,19 @@ func (e *Exporter) byTenant(batch []*record.Record) []tenantRecords {
 
 // push sends recs as tenant ("" sends no X-Scope-OrgID).
 func (e *Exporter) push(ctx context.Context, tenant string, batch []*record.Record) error {
-	// Pre-sized: about 1.5 KB per entry; growing from nil costs copies.
-	body := snappy.Encode(nil, e.Encode(make([]byte, 0, 2048*len(batch)), batch))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.o.URL, bytes.NewReader(body))
+	// Pre-sized (about 1.5 KB per entry) and pooled: growing from nil,
+	// or allocating and clearing a fresh megabyte per batch, cost more
+	// than the encoding.
+	raw := e.Encode(e.raw.Get(2048*len(batch)), batch)
+	buf := snappy.Encode(e.body.Get(snappy.MaxEncodedLen(len(raw)))[:snappy.MaxEncodedLen(len(raw))], raw)
+	e.raw.Put(raw)
+	body := endpoint.NewBody(buf, &e.body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.o.URL, body)
 	if err != nil {
+		body.Close()
 		return fanout.Permanent(err)
 	}
+	req.ContentLength = body.Len()
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	if tenant != "" {
 		req.Header.Set("X-Scope-OrgID", tenant)
@@ -188,33 +208,38 @@ func Labels(r *record.Record) string {
 }
 
 func appendLabels(b *strings.Builder, r *record.Record, extra string) {
+	b.Write(appendLabelBytes(nil, r, extra))
+}
+
+func appendLabelBytes(b []byte, r *record.Record, extra string) []byte {
 	w := &r.Destination
 	if r.Reporter == record.ReporterSource {
 		w = &r.Source
 	}
 	ns := firstNonEmpty(w.Namespace, r.Node.Namespace, "unknown")
 	wl := firstNonEmpty(w.Name, r.Node.Workload, "unknown")
-	b.WriteString(`{namespace=`)
-	b.WriteString(strconv.Quote(ns))
-	b.WriteString(`, workload=`)
-	b.WriteString(strconv.Quote(wl))
-	b.WriteString(`, source="`)
-	b.WriteString(r.Kind.String())
-	b.WriteString(`"`)
+	b = append(b, `{namespace=`...)
+	b = strconv.AppendQuote(b, ns)
+	b = append(b, `, workload=`...)
+	b = strconv.AppendQuote(b, wl)
+	b = append(b, `, source="`...)
+	b = append(b, r.Kind.String()...)
+	b = append(b, '"')
 	if r.Kind == record.KindHTTP {
-		b.WriteString(`, status_class="`)
-		b.WriteString(statusClass(r.HTTP.ResponseCode))
-		b.WriteString(`"`)
+		b = append(b, `, status_class="`...)
+		b = append(b, statusClass(r.HTTP.ResponseCode)...)
+		b = append(b, '"')
 	}
-	b.WriteString(extra)
-	b.WriteString("}")
+	b = append(b, extra...)
+	b = append(b, '}')
+	return b
 }
 
 func statusClass(c uint32) string {
 	if c < 100 || c > 599 {
 		return "none"
 	}
-	return string([]byte{byte('0' + c/100), 'x', 'x'})
+	return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[c/100-1]
 }
 
 // Timestamp is the entry time of r: when the request started (or the log
@@ -233,28 +258,37 @@ type stream struct {
 
 // Encode appends the uncompressed PushRequest for batch to dst.
 func (e *Exporter) Encode(dst []byte, batch []*record.Record) []byte {
-	// Group by stream, keeping first-seen order of streams.
-	idx := make(map[string]int, 8)
-	var streams []stream
-	var lb strings.Builder
+	es, _ := e.encs.Get().(*encodeState)
+	if es == nil {
+		es = &encodeState{idx: make(map[string]int, 8)}
+	}
+	defer e.encs.Put(es)
+	// Group by stream, keeping first-seen order of streams. The label
+	// string is allocated once per stream, not once per record.
+	clear(es.idx)
+	for i, all := 0, es.streams[:cap(es.streams)]; i < len(all); i++ {
+		all[i].recs = all[i].recs[:0]
+	}
+	streams := es.streams[:0]
 	for _, r := range batch {
-		lb.Reset()
-		appendLabels(&lb, r, e.extra)
-		l := lb.String()
-		i, ok := idx[l]
+		es.labels = appendLabelBytes(es.labels[:0], r, e.extra)
+		i, ok := es.idx[string(es.labels)]
 		if !ok {
 			i = len(streams)
-			idx[l] = i
-			streams = append(streams, stream{labels: l})
+			l := string(es.labels)
+			es.idx[l] = i
+			if i < cap(streams) {
+				streams = streams[:i+1]
+				streams[i].labels = l
+			} else {
+				streams = append(streams, stream{labels: l})
+			}
 		}
 		streams[i].recs = append(streams[i].recs, r)
 	}
-	enc, _ := e.encs.Get().(*record.Encoder)
-	if enc == nil {
-		enc = new(record.Encoder)
-	}
-	defer e.encs.Put(enc)
-	var line, entry, st []byte
+	es.streams = streams
+	enc := &es.enc
+	line, entry, st := es.line, es.entry, es.st
 	for _, s := range streams {
 		sort.SliceStable(s.recs, func(a, b int) bool { return Timestamp(s.recs[a]).Before(Timestamp(s.recs[b])) })
 		st = st[:0]
@@ -268,6 +302,10 @@ func (e *Exporter) Encode(dst []byte, batch []*record.Record) []byte {
 		}
 		dst = protowire.AppendTag(dst, 1, protowire.BytesType) // PushRequest.streams
 		dst = protowire.AppendBytes(dst, st)
+	}
+	es.line, es.entry, es.st = line, entry, st
+	for i := range streams {
+		clear(streams[i].recs) // hold no records between batches
 	}
 	return dst
 }
