@@ -40,3 +40,6 @@ func (r *Record) Size() int {
 
 // sizeKnown returns the cached size, 0 when r was never measured.
 func (r *Record) sizeKnown() int { return int(atomic.LoadInt64(&r.size)) }
+
+// setSize caches a size known from elsewhere (the first JSON rendering).
+func (r *Record) setSize(n int) { atomic.StoreInt64(&r.size, int64(n)) }
