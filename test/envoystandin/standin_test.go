@@ -323,8 +323,10 @@ func TestDestinationServiceFromCluster(t *testing.T) {
 		want       []string
 	}{
 		{"source service, upstream down", ProxyConfig{UpstreamCluster: "outbound|9080||" + reviewsFQDN}, false, "reviews:9080", 503,
+			// No peer answered: Istio's stats plugin takes the service
+			// namespace from the peer on the caller's side, so unknown.
 			[]string{"reporter=.=source;.;", "destination_service=.=" + reviewsFQDN + ";.;", "destination_service_name=.=reviews;.;",
-				"destination_service_namespace=.=default;.;", "destination_workload=.=unknown;.;", "response_flags=.=UF;.;"}},
+				"destination_service_namespace=.=unknown;.;", "destination_workload=.=unknown;.;", "response_flags=.=UF;.;"}},
 		{"source passthrough", ProxyConfig{UpstreamCluster: "PassthroughCluster", RouteName: "allow_any"}, true, "httpbin.org", 200,
 			[]string{"destination_service=.=httpbin.org;.;", "destination_service_name=.=PassthroughCluster;.;", "destination_service_namespace=.=unknown;.;"}},
 		{"source blackhole", ProxyConfig{RouteName: "block_all", DirectResponse: 502}, true, "blocked.example.com:8080", 502,

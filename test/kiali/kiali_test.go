@@ -242,7 +242,8 @@ func TestKialiDrawsIstiosGraphFromMeshtrailMetrics(t *testing.T) {
 				}
 			}
 			for k, o := range out {
-				if i := in[k]; math.Abs(i-o) > 0.01*i {
+				// 3%: the two sides of a hop are scraped a moment apart under load.
+				if i := in[k]; math.Abs(i-o) > 0.03*i {
 					t.Errorf("service %s: %.3f/s in, %.3f/s out", k, i, o)
 				}
 			}
