@@ -107,23 +107,10 @@ func TestApplyToAPIServer(t *testing.T) {
 		// Only the files' places and the loopback listener differ from the pod.
 		cfg["tlsCert"], cfg["tlsKey"], cfg["listen"], cfg["metricsListen"] = certFile, keyFile, addr, ""
 		bin := meshtrailBinary(t)
-		forwardKnown := true
 		p := startInjector(t, bin, dir, cfg)
 		if exited, _ := waitInjector(t, p, addr, caPEM); exited {
 			log, _ := os.ReadFile(p.Log)
-			if !strings.Contains(string(log), "forward") {
-				t.Fatalf("the injector refused the chart's configuration:\n%s", log)
-			}
-			// sidecar.forward comes with the tail agent's issue; until the
-			// injector knows it, check the rest of the configuration.
-			t.Logf("NOTE: this injector does not know sidecar.forward yet (%s); running it without", strings.TrimSpace(string(log)))
-			forwardKnown = false
-			delete(cfg["sidecar"].(map[string]any), "forward")
-			p = startInjector(t, bin, dir, cfg)
-			if exited, _ := waitInjector(t, p, addr, caPEM); exited {
-				log, _ := os.ReadFile(p.Log)
-				t.Fatalf("the injector refused the chart's configuration:\n%s", log)
-			}
+			t.Fatalf("the injector refused the chart's configuration:\n%s", log)
 		}
 
 		kube.EnsureNamespace(t, "shop", map[string]string{"meshtrail-injection": "enabled"})
@@ -165,7 +152,7 @@ func TestApplyToAPIServer(t *testing.T) {
 		if !strings.Contains(args, "tail") || !strings.Contains(args, "--paths=/var/log/app/*.log") {
 			t.Errorf("sidecar command %s", args)
 		}
-		if forwardKnown && !strings.Contains(args, "--forward="+wantForward) && !strings.Contains(args, "--forward "+wantForward) {
+		if !strings.Contains(args, "--forward="+wantForward) && !strings.Contains(args, "--forward "+wantForward) {
 			t.Errorf("sidecar command %s does not forward to %s", args, wantForward)
 		}
 		if s := dig(got, "metadata", "annotations", "meshtrail.io/injection-status"); !strings.Contains(fmt.Sprint(s), `"decision":"sidecar"`) {

@@ -293,19 +293,6 @@ func TestReceiverAcceptsRenderedConfig(t *testing.T) {
 			}
 			args = append(args, "--listen", harness.FreeAddr(t), "--metrics-listen", metrics)
 			p := harness.Start(t, "receiver", env, bin, args...)
-			if unknownFlag(p, "-otlp") {
-				// --otlp-listen and --otlp-http-listen come with the tail
-				// agent's issue; until the receiver has them, run the rest.
-				t.Logf("NOTE: this receiver has no OTLP listener flags yet; running it without %v", otlp)
-				var rest []string
-				for _, a := range args {
-					if !strings.HasPrefix(a, "--otlp-") {
-						rest = append(rest, a)
-					}
-				}
-				otlp = nil
-				p = harness.Start(t, "receiver", env, bin, rest...)
-			}
 			harness.WaitHTTP(t, p, "http://"+metrics+"/readyz", 30*time.Second)
 			resp, err := http.Get("http://" + metrics + "/metrics")
 			if err != nil {
@@ -323,19 +310,6 @@ func TestReceiverAcceptsRenderedConfig(t *testing.T) {
 			p.Stop()
 		})
 	}
-}
-
-// unknownFlag reports whether p exited at once refusing a flag containing name.
-func unknownFlag(p *harness.Process, name string) bool {
-	for i := 0; i < 30; i++ {
-		if done, _ := p.Exited(); done {
-			log, _ := os.ReadFile(p.Log)
-			return strings.Contains(string(log), "flag provided but not defined: "+name) ||
-				strings.Contains(string(log), "flag provided but not defined: -"+name)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return false
 }
 
 func receiverKind(objs []object) string {
