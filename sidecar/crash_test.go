@@ -26,6 +26,9 @@ type writer struct {
 	n           int
 	rotate      func(f *os.File) *os.File
 	rotateEvery int
+	// rotatePause waits before each rotation: how soon a new file may be
+	// rotated away again.
+	rotatePause time.Duration
 	written     atomic.Int64
 }
 
@@ -55,6 +58,7 @@ func (w *writer) run(t *testing.T, pace time.Duration) {
 				f.Write(buf)
 				buf = buf[:0]
 			}
+			time.Sleep(w.rotatePause)
 			f = w.rotate(f)
 		}
 	}
@@ -63,6 +67,18 @@ func (w *writer) run(t *testing.T, pace time.Duration) {
 
 // checkExactlyOnce asserts out holds every line 0..n-1 exactly once.
 func checkExactlyOnce(t *testing.T, outPath string, n int) {
+	t.Helper()
+	checkLines(t, outPath, n, false)
+}
+
+// checkAtLeastOnce is checkExactlyOnce that logs duplicates instead of
+// failing on them.
+func checkAtLeastOnce(t *testing.T, outPath string, n int) {
+	t.Helper()
+	checkLines(t, outPath, n, true)
+}
+
+func checkLines(t *testing.T, outPath string, n int, dupsAllowed bool) {
 	t.Helper()
 	recs := tailtest.ReadOut(t, outPath)
 	seen := make([]int, n)
@@ -92,8 +108,11 @@ func checkExactlyOnce(t *testing.T, outPath string, n int) {
 			dup = append(dup, i)
 		}
 	}
-	if len(lost) > 0 || len(dup) > 0 {
+	if len(lost) > 0 || len(dup) > 0 && !dupsAllowed {
 		t.Fatalf("%d records for %d lines: %d lost (first %v), %d duplicated (first %v)", len(recs), n, len(lost), head(lost), len(dup), head(dup))
+	}
+	if len(dup) > 0 {
+		t.Logf("%d lines duplicated (first %v)", len(dup), head(dup))
 	}
 }
 
