@@ -5,7 +5,7 @@
 # wazero the way Envoy hosts it), whose access log reaches the ALS receiver
 # with the filter's trace context in filter state.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 dir=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
