@@ -140,11 +140,20 @@ func run(ctx context.Context, n int, errorRate float64, out string, keep bool, l
 
 func report(w io.Writer, recs []*record.Record, out, addr string) {
 	byTrace := map[string][]*record.Record{}
-	var failedTrace string
+	var failed []string
 	for _, r := range recs {
 		byTrace[r.Trace.TraceID] = append(byTrace[r.Trace.TraceID], r)
-		if failedTrace == "" && r.HTTP.ResponseCode >= 500 {
-			failedTrace = r.Trace.TraceID
+		if r.HTTP.ResponseCode >= 500 && r.Trace.TraceID != "" {
+			failed = append(failed, r.Trace.TraceID)
+		}
+	}
+	// The failed request with the longest trail: a failure deep in the
+	// call chain (ratings refusing reviews) shows more than one the
+	// gateway answered itself.
+	var failedTrace string
+	for _, id := range failed {
+		if failedTrace == "" || len(byTrace[id]) > len(byTrace[failedTrace]) {
+			failedTrace = id
 		}
 	}
 	fmt.Fprintf(w, "\n%d records in %d traces; every hop of a request carries its trace id, whatever it propagated (traceparent, b3, x-b3-*).\n", len(recs), len(byTrace))
