@@ -68,18 +68,7 @@ func (w *writer) run(t *testing.T, pace time.Duration) {
 // checkExactlyOnce asserts out holds every line 0..n-1 exactly once.
 func checkExactlyOnce(t *testing.T, outPath string, n int) {
 	t.Helper()
-	checkLines(t, outPath, n, false)
-}
 
-// checkAtLeastOnce is checkExactlyOnce that logs duplicates instead of
-// failing on them.
-func checkAtLeastOnce(t *testing.T, outPath string, n int) {
-	t.Helper()
-	checkLines(t, outPath, n, true)
-}
-
-func checkLines(t *testing.T, outPath string, n int, dupsAllowed bool) {
-	t.Helper()
 	recs := tailtest.ReadOut(t, outPath)
 	seen := make([]int, n)
 	for _, r := range recs {
@@ -108,11 +97,8 @@ func checkLines(t *testing.T, outPath string, n int, dupsAllowed bool) {
 			dup = append(dup, i)
 		}
 	}
-	if len(lost) > 0 || len(dup) > 0 && !dupsAllowed {
+	if len(lost) > 0 || len(dup) > 0 {
 		t.Fatalf("%d records for %d lines: %d lost (first %v), %d duplicated (first %v)", len(recs), n, len(lost), head(lost), len(dup), head(dup))
-	}
-	if len(dup) > 0 {
-		t.Logf("%d lines duplicated (first %v)", len(dup), head(dup))
 	}
 }
 
