@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshtrail/meshtrail/bench/internal/benchrun"
 )
 
 type target struct {
@@ -102,7 +104,7 @@ service:
 	}
 
 	host, _ := os.Hostname()
-	fmt.Printf("machine: %s, %d CPUs (%s), %s\n", host, cpus(), cpuModel(), time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("machine: %s, %d CPUs (%s), %s\n", host, benchrun.CPUs(), benchrun.CPUModel(), time.Now().UTC().Format(time.RFC3339))
 	if *soak > 0 {
 		runSoak(mt, *loadgen, *soak, *rate, *streams)
 		return
@@ -139,7 +141,7 @@ service:
 		ratios = append(ratios, a.perCPU/b.perCPU)
 	}
 	fmt.Printf("\nmedian: %s %.0f entries/CPU-s (peak RSS %.0f MiB), %s %.0f entries/CPU-s (peak RSS %.0f MiB), ratio %.2f (min %.2f, max %.2f)\n",
-		mt.name, median(rateA), median(rssA), oc.name, median(rateB), median(rssB), median(ratios), minOf(ratios), maxOf(ratios))
+		mt.name, benchrun.Median(rateA), benchrun.Median(rssA), oc.name, benchrun.Median(rateB), benchrun.Median(rssB), benchrun.Median(ratios), minOf(ratios), maxOf(ratios))
 }
 
 type result struct {
@@ -168,7 +170,7 @@ func runPair(a, b target, loadgen string, runs, entries, streams int) {
 		ratios = append(ratios, x.perCPU/y.perCPU)
 	}
 	fmt.Printf("\nmedian: %s %.0f entries/CPU-s (wall %.1f s), %s %.0f entries/CPU-s (wall %.1f s), ratio %.2f (min %.2f, max %.2f)\n",
-		a.name, median(rateA), median(wallA), b.name, median(rateB), median(wallB), median(ratios), minOf(ratios), maxOf(ratios))
+		a.name, benchrun.Median(rateA), benchrun.Median(wallA), b.name, benchrun.Median(rateB), benchrun.Median(wallB), benchrun.Median(ratios), minOf(ratios), maxOf(ratios))
 }
 
 // minPerExporter is the smallest value of a counter across its exporter
@@ -216,7 +218,7 @@ func runAlone(t target, loadgen string, runs, entries, streams int) {
 		rate, rss, cpu, wall = append(rate, r.perCPU), append(rss, r.rssMiB), append(cpu, r.cpu), append(wall, r.wall)
 	}
 	fmt.Printf("\nmedian: %s %.0f entries/CPU-s (min %.0f, max %.0f), CPU %.2f s, wall %.2f s, peak RSS %.0f MiB\n",
-		t.name, median(rate), minOf(rate), maxOf(rate), median(cpu), median(wall), median(rss))
+		t.name, benchrun.Median(rate), minOf(rate), maxOf(rate), benchrun.Median(cpu), benchrun.Median(wall), benchrun.Median(rss))
 }
 
 // sinkSent returns meshtrail_sink_records_sent_total per sink label.
@@ -279,14 +281,14 @@ func measure(t target, loadgen string, entries, streams int) result {
 	dir, err := os.MkdirTemp("", "alsbench-")
 	must(err)
 	defer os.RemoveAll(dir)
-	g, m := freeAddr(), freeAddr()
+	g, m := benchrun.FreeAddr(), benchrun.FreeAddr()
 	cmd := t.start(dir, g, m)
 	logf, _ := os.Create(filepath.Join(dir, "server.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	must(cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
-	waitFor(func() bool { return get("http://"+m+"/metrics") != "" }, 60*time.Second, t.name+" metrics endpoint")
-	waitFor(func() bool {
+	benchrun.WaitFor(func() bool { return get("http://"+m+"/metrics") != "" }, 60*time.Second, t.name+" metrics endpoint")
+	benchrun.WaitFor(func() bool {
 		c, err := net.Dial("tcp", g)
 		if err == nil {
 			c.Close()
@@ -303,7 +305,7 @@ func measure(t target, loadgen string, entries, streams int) result {
 		fail(fmt.Errorf("loadgen against %s: %v: %s", t.name, err, out))
 	}
 	sent := sentEntries(string(out))
-	waitFor(func() bool { return t.counter(get("http://"+m+"/metrics")) >= sent }, 900*time.Second,
+	benchrun.WaitFor(func() bool { return t.counter(get("http://"+m+"/metrics")) >= sent }, 900*time.Second,
 		fmt.Sprintf("%s to process all %.0f entries", t.name, sent))
 	user, sys := userSys(cmd.Process.Pid)
 	user, sys = user-user0, sys-sys0
@@ -319,11 +321,11 @@ func runSoak(t target, loadgen string, d time.Duration, rate, streams int) {
 	dir, err := os.MkdirTemp("", "alsbench-soak-")
 	must(err)
 	defer os.RemoveAll(dir)
-	g, m := freeAddr(), freeAddr()
+	g, m := benchrun.FreeAddr(), benchrun.FreeAddr()
 	cmd := t.start(dir, g, m)
 	must(cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
-	waitFor(func() bool { return get("http://"+m+"/metrics") != "" }, 30*time.Second, "metrics endpoint")
+	benchrun.WaitFor(func() bool { return get("http://"+m+"/metrics") != "" }, 30*time.Second, "metrics endpoint")
 	lg := exec.Command(loadgen, "-addr", g, "-duration", d.String(), "-rate", strconv.Itoa(rate), "-streams", strconv.Itoa(streams))
 	lg.Stdout, lg.Stderr = os.Stdout, os.Stderr
 	must(lg.Start())
@@ -341,7 +343,7 @@ func runSoak(t target, loadgen string, d time.Duration, rate, streams int) {
 	_ = lg.Wait()
 	half := samples[len(samples)/2:]
 	fmt.Printf("soak RSS: first %.1f MiB, median of second half %.1f MiB, max %.1f MiB, last %.1f MiB\n",
-		samples[0], median(half), maxOf(samples), samples[len(samples)-1])
+		samples[0], benchrun.Median(half), maxOf(samples), samples[len(samples)-1])
 }
 
 func sentEntries(out string) float64 {
@@ -421,50 +423,6 @@ func statusKiB(pid int, key string) int {
 
 func hwmKiB(pid int) int { return statusKiB(pid, "VmHWM") }
 func rssKiB(pid int) int { return statusKiB(pid, "VmRSS") }
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitFor(cond func() bool, timeout time.Duration, what string) {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			fail(fmt.Errorf("timed out waiting for %s", what))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func cpus() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "model name") {
-			return strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-		}
-	}
-	return "unknown CPU"
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 func minOf(v []float64) float64 { s := append([]float64(nil), v...); sort.Float64s(s); return s[0] }
 func maxOf(v []float64) float64 {

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshtrail/meshtrail/bench/internal/benchrun"
 )
 
 func main() {
@@ -45,7 +46,7 @@ func main() {
 	os.MkdirAll(filepath.Dir(in), 0o755)
 	lines := generate(in, *kind, int64(*mb)<<20)
 	size := fileSize(in)
-	fmt.Printf("machine: %d CPU %s\nfile: %s, %d lines, %.1f MB (%s)\n", cpus(), cpuModel(), *kind, lines, float64(size)/1e6, in)
+	fmt.Printf("machine: %d CPU %s\nfile: %s, %d lines, %.1f MB (%s)\n", benchrun.CPUs(), benchrun.CPUModel(), *kind, lines, float64(size)/1e6, in)
 
 	if *forward {
 		var tailS, rcvS []float64
@@ -55,7 +56,7 @@ func main() {
 			fmt.Printf("run %d: tail --forward %.2f CPU-s (%.0f lines/CPU-s)  als OTLP listener -> NDJSON %.2f CPU-s (%.0f lines/CPU-s)\n",
 				r+1, t, float64(lines)/t, rc, float64(lines)/rc)
 		}
-		fmt.Printf("median: tail --forward %.0f lines/CPU-s, receiver %.0f lines/CPU-s\n", float64(lines)/median(tailS), float64(lines)/median(rcvS))
+		fmt.Printf("median: tail --forward %.0f lines/CPU-s, receiver %.0f lines/CPU-s\n", float64(lines)/benchrun.Median(tailS), float64(lines)/benchrun.Median(rcvS))
 		return
 	}
 	var catS, mtS, ocS, mtRSS, ocRSS []float64
@@ -75,10 +76,10 @@ func main() {
 		fmt.Println(line)
 	}
 	fmt.Printf("median: cat %.0f MB/CPU-s; meshtrail %.0f MB/CPU-s, %.0f lines/CPU-s, peak RSS %.0f MiB",
-		float64(size)/1e6/median(catS), float64(size)/1e6/median(mtS), float64(lines)/median(mtS), median(mtRSS))
+		float64(size)/1e6/benchrun.Median(catS), float64(size)/1e6/benchrun.Median(mtS), float64(lines)/benchrun.Median(mtS), benchrun.Median(mtRSS))
 	if len(ocS) > 0 {
 		fmt.Printf("; otelcol filelog %.0f MB/CPU-s, %.0f lines/CPU-s, peak RSS %.0f MiB; ratio %.2f",
-			float64(size)/1e6/median(ocS), float64(lines)/median(ocS), median(ocRSS), median(ocS)/median(mtS))
+			float64(size)/1e6/benchrun.Median(ocS), float64(lines)/benchrun.Median(ocS), benchrun.Median(ocRSS), benchrun.Median(ocS)/benchrun.Median(mtS))
 	}
 	fmt.Println()
 }
@@ -126,13 +127,13 @@ func runMeshtrail(bin, kind, in, dir string, lines int) (cpu, rssMiB float64) {
 	run := filepath.Join(dir, "mt")
 	os.RemoveAll(run)
 	os.MkdirAll(run, 0o755)
-	addr := freeAddr()
+	addr := benchrun.FreeAddr()
 	cmd := exec.Command(bin, "tail", "--paths="+in, "--parser="+kind, "--state-dir="+filepath.Join(run, "state"),
 		"--out="+filepath.Join(run, "out.ndjson"), "--listen="+addr, "--log-level=warn")
 	cmd.Stderr = os.Stderr
 	must(cmd.Start())
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitFor(func() bool {
+	benchrun.WaitFor(func() bool {
 		return metric(get("http://"+addr+"/metrics"), "meshtrail_tail_records_delivered_total") >= float64(lines)
 	},
 		15*time.Minute, "meshtrail to deliver every line")
@@ -153,13 +154,13 @@ func runSoak(bin string, d time.Duration, rateMB float64) {
 	f, err := os.Create(in)
 	must(err)
 	defer f.Close()
-	addr := freeAddr()
+	addr := benchrun.FreeAddr()
 	cmd := exec.Command(bin, "tail", "--paths="+in, "--state-dir="+filepath.Join(dir, "state"),
 		"--out="+filepath.Join(dir, "out.ndjson"), "--listen="+addr, "--log-level=warn")
 	cmd.Stderr = os.Stderr
 	must(cmd.Start())
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	fmt.Printf("soak: %.0f MB/s of raw lines for %v (machine: %d CPU %s)\n", rateMB, d, cpus(), cpuModel())
+	fmt.Printf("soak: %.0f MB/s of raw lines for %v (machine: %d CPU %s)\n", rateMB, d, benchrun.CPUs(), benchrun.CPUModel())
 	step := int(rateMB * 1e6 / 10)
 	var buf []byte
 	n := 0
@@ -207,19 +208,19 @@ func runForward(bin, kind, in, dir string, lines int) (tailCPU, rcvCPU float64) 
 	run := filepath.Join(dir, "fw")
 	os.RemoveAll(run)
 	os.MkdirAll(run, 0o755)
-	otlp, metrics := freeAddr(), freeAddr()
-	rcv := exec.Command(bin, "als", "--listen", freeAddr(), "--metrics-listen", metrics, "--otlp-listen", otlp,
+	otlp, metrics := benchrun.FreeAddr(), benchrun.FreeAddr()
+	rcv := exec.Command(bin, "als", "--listen", benchrun.FreeAddr(), "--metrics-listen", metrics, "--otlp-listen", otlp,
 		"--out", filepath.Join(run, "als.ndjson"), "--log-level", "warn")
 	rcv.Stderr = os.Stderr
 	must(rcv.Start())
 	defer func() { rcv.Process.Kill(); rcv.Wait() }()
-	waitFor(func() bool { return strings.Contains(get("http://"+metrics+"/readyz"), "ready") }, time.Minute, "the receiver")
+	benchrun.WaitFor(func() bool { return strings.Contains(get("http://"+metrics+"/readyz"), "ready") }, time.Minute, "the receiver")
 	agent := exec.Command(bin, "tail", "--paths="+in, "--parser="+kind, "--state-dir="+filepath.Join(run, "state"),
 		"--forward="+otlp, "--log-level=warn")
 	agent.Stderr = os.Stderr
 	must(agent.Start())
 	defer func() { agent.Process.Kill(); agent.Wait() }()
-	waitFor(func() bool {
+	benchrun.WaitFor(func() bool {
 		return metric(get("http://"+metrics+"/metrics"), "meshtrail_otlp_log_records_received_total") >= float64(lines)
 	}, 15*time.Minute, "the receiver to accept every line")
 	u, s := userSys(agent.Process.Pid)
@@ -231,7 +232,7 @@ func runOtelcol(bin, kind, in, dir string, lines int) (cpu, rssMiB float64) {
 	run := filepath.Join(dir, "oc")
 	os.RemoveAll(run)
 	os.MkdirAll(run, 0o755)
-	mport := strings.Split(freeAddr(), ":")[1]
+	mport := strings.Split(benchrun.FreeAddr(), ":")[1]
 	ops := ""
 	if kind == "nginx" {
 		// The same regular expression meshtrail's nginx preset uses.
@@ -276,7 +277,7 @@ service:
 	cmd.Stderr = os.Stderr
 	must(cmd.Start())
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitFor(func() bool {
+	benchrun.WaitFor(func() bool {
 		return metric(get("http://127.0.0.1:"+mport+"/metrics"), "otelcol_exporter_sent_log_records") >= float64(lines)
 	}, 15*time.Minute, "otelcol to export every line")
 	u, s := userSys(cmd.Process.Pid)
@@ -337,50 +338,6 @@ func hwmKiB(pid int) int {
 		}
 	}
 	return 0
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitFor(cond func() bool, timeout time.Duration, what string) {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			fail(fmt.Errorf("timed out waiting for %s", what))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func cpus() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "model name") {
-			return strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-		}
-	}
-	return "unknown CPU"
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func must(err error) {
